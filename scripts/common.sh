@@ -1,0 +1,136 @@
+# Shared set-up for scripts/demo.sh and scripts/test.sh (sourced, not run).
+#
+# Installs what a fresh Debian 12 machine lacks (Debian packages, cargo-pgrx,
+# `cargo pgrx init` against the system pg_config) and manages throwaway
+# PostgreSQL clusters. Works as root (clusters run as the `postgres` user, since
+# initdb refuses root) and as a normal user with sudo (clusters run as that user).
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+PGRX_VERSION=0.18.0
+DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo)
+
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Runs a command with root rights: directly as root, through sudo otherwise.
+as_root() {
+    if is_root; then "$@"; else sudo "$@"; fi
+}
+
+# Runs a command as the cluster's owner: `postgres` when we are root, else ourselves.
+as_owner() {
+    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+install_debian_packages() {
+    local missing=()
+    for p in "${DEBIAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        if ! is_root && ! command -v sudo >/dev/null; then
+            die "need root or sudo to install ${missing[*]}"
+        fi
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
+    [ -x "$PG_CONFIG" ] || PG_CONFIG="$(command -v pg_config)"
+    PG_BIN="$("$PG_CONFIG" --bindir)"
+    export PG_CONFIG PG_BIN
+}
+
+install_cargo_pgrx() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+    if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+        log "installing cargo-pgrx $PGRX_VERSION (about 8 minutes, once)"
+        cargo install --locked "cargo-pgrx@$PGRX_VERSION"
+    fi
+    local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+    if ! grep -q "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$cfg" 2>/dev/null; then
+        log "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+        cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
+    fi
+}
+
+setup_all() {
+    install_debian_packages
+    install_cargo_pgrx
+}
+
+# Builds and installs the extension into the system PostgreSQL. Extra args go to
+# `cargo pgrx install` (e.g. --release).
+install_extension() {
+    local sudo_flag=()
+    is_root || sudo_flag=(--sudo)
+    (cd "$REPO_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}" "$@")
+}
+
+# A data directory under target/ that the cluster owner can reach. When the
+# checkout sits somewhere `postgres` cannot enter (e.g. under /root), the real
+# directory lives in /tmp and target/<name> is a symlink to it.
+cluster_dir() {
+    local name="$1"
+    mkdir -p "$REPO_ROOT/target"
+    local link="$REPO_ROOT/target/$name"
+    if [ -L "$link" ] || [ -d "$link" ]; then
+        if as_owner test -w "$(readlink -f "$link")" 2>/dev/null; then
+            echo "$link"; return
+        fi
+        rm -rf "$link"
+    fi
+    mkdir -p "$link"
+    is_root && chown postgres:postgres "$link"
+    if ! as_owner test -w "$link" 2>/dev/null; then
+        rm -rf "$link"
+        local real
+        real="$(mktemp -d "${TMPDIR:-/tmp}/pgrec-$name.XXXXXX")"
+        is_root && chown postgres:postgres "$real"
+        ln -s "$real" "$link"
+    fi
+    echo "$link"
+}
+
+# start_cluster NAME PORT: initdb (once) and start a cluster on 127.0.0.1:PORT.
+start_cluster() {
+    local name="$1" port="$2" dir
+    dir="$(cluster_dir "$name")"
+    local data="$dir/data"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        log "initdb $data"
+        as_owner "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+        cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = ''
+fsync = off
+shared_buffers = 256MB
+max_parallel_workers_per_gather = 2
+EOF
+    fi
+    if ! as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        log "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$port ($data)"
+        as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+            || { tail -20 "$dir/server.log" >&2; die "cluster $name did not start"; }
+    fi
+}
+
+stop_cluster() {
+    local name="$1" link="$REPO_ROOT/target/$1"
+    [ -e "$link/data/PG_VERSION" ] || return 0
+    as_owner "$PG_BIN/pg_ctl" -D "$link/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# psql against a cluster started here; superuser `postgres`, no password.
+pg_psql() {
+    local port="$1"; shift
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
+}

@@ -1,0 +1,33 @@
+-- The worked example ./scripts/demo.sh runs in a fresh database with pgrec created.
+
+-- A small catalogue of items with 3-dimensional embeddings.
+CREATE TABLE items (id bigint PRIMARY KEY, title text, emb embedding(3));
+INSERT INTO items VALUES
+    (1, 'red polo shirt',      '[0.9, 0.1, 0.0]'),
+    (2, 'crimson t-shirt',     '[0.8, 0.2, 0.1]'),
+    (3, 'blue jeans',          '[0.1, 0.9, 0.2]'),
+    (4, 'navy chinos',         '[0.2, 0.8, 0.3]'),
+    (5, 'white sneakers',      '[0.3, 0.3, 0.9]');
+
+-- Nearest items to a query vector by cosine distance (exact scan).
+SELECT id, title, round((emb <=> '[1, 0, 0]')::numeric, 4) AS cosine_distance
+FROM items ORDER BY emb <=> '[1, 0, 0]' LIMIT 3;
+
+-- Items similar to item 3, excluding itself, with every distance operator.
+SELECT b.id, b.title,
+       round((a.emb <-> b.emb)::numeric, 4) AS l2,
+       round((a.emb <=> b.emb)::numeric, 4) AS cosine,
+       round((a.emb <#> b.emb)::numeric, 4) AS neg_inner,
+       round((a.emb <+> b.emb)::numeric, 4) AS l1
+FROM items a JOIN items b ON b.id <> a.id
+WHERE a.id = 3 ORDER BY a.emb <=> b.emb LIMIT 2;
+
+-- A "taste" vector: the mean of two liked items, then what is closest to it.
+SELECT avg(emb) AS taste FROM items WHERE id IN (1, 3);
+SELECT id, title FROM items
+WHERE id NOT IN (1, 3)
+ORDER BY emb <=> (SELECT avg(emb) FROM items WHERE id IN (1, 3)) LIMIT 2;
+
+-- Arrays convert both ways; vector helpers.
+SELECT ARRAY[3, 4]::embedding AS from_array, dims('[3,4]'), norm('[3,4]'),
+       l2_normalize('[3,4]'), subvector('[1,2,3,4]', 2, 2), '[1,2]'::embedding::real[] AS to_array;

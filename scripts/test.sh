@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs every test tier of pgrec on this machine, installing what is missing first:
+#   1. purity    the pure cores (src/kernels, ann, embed, recsys) never import pgrx
+#   2. unit      `cargo test --lib` for the pure Rust code
+#   3. pgrx      `cargo pgrx test pg15` in-process tests (src/pg_tests.rs)
+#   4. regress   golden SQL tests in pg_test/ through PostgreSQL's pg_regress
+#   5. driver    integration tests in tests/ through the Rust `postgres` driver
+# Everything builds in the dev profile only (dependencies at opt-level 3).
+# Exits non-zero if any tier fails; the last line is the summary.
+#
+# Usage: ./scripts/test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+REGRESS_PORT=54825
+started=$(date +%s)
+results=()
+total_passed=0
+total_failed=0
+
+# record TIER STATUS PASSED FAILED
+record() {
+    results+=("$(printf '%-8s %-4s %4s passed %4s failed' "$1" "$2" "$3" "$4")")
+    total_passed=$((total_passed + $3))
+    total_failed=$((total_failed + $4))
+}
+
+# Sums cargo's "test result: ... N passed; M failed" lines of a log.
+cargo_counts() {
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+         END { printf "%d %d\n", p, f }' "$1"
+}
+
+# run_cargo_tier NAME COMMAND...: runs a cargo test command, tees its log, records counts.
+run_cargo_tier() {
+    local name="$1"; shift
+    local log="$REPO_ROOT/target/test-$name.log"
+    log "tier $name: $*"
+    local status=0
+    (cd "$REPO_ROOT" && "$@") 2>&1 | tee "$log" || status=$?
+    read -r p f < <(cargo_counts "$log")
+    if [ "$status" -ne 0 ] || [ "$f" -ne 0 ] || [ "$p" -eq 0 ]; then
+        record "$name" FAIL "$p" "$((f > 0 ? f : 1))"
+    else
+        record "$name" ok "$p" 0
+    fi
+}
+
+cleanup() { stop_cluster pgrec-test; }
+trap cleanup EXIT
+
+setup_all
+mkdir -p "$REPO_ROOT/target"
+
+# 1. Pure cores must build without Postgres: no mention of pgrx in them at all.
+log "tier purity: pure cores never import pgrx"
+impure=$(grep -rlwE 'pgrx|pg_sys' "$REPO_ROOT"/src/{kernels,ann,embed,recsys} || true)
+if [ -n "$impure" ]; then
+    echo "pgrx used in a pure core: $impure" >&2
+    record purity FAIL 0 1
+else
+    record purity ok 4 0
+fi
+
+# 2. Unit tests of the pure Rust code. In-process #[pg_test]s need a server and
+#    run in tier 3, so they are skipped here.
+run_cargo_tier unit cargo test --lib -- --skip pg_tests::
+
+# 3. In-process tests: cargo-pgrx installs a test build and runs its own cluster.
+pgrx_args=()
+if is_root; then
+    pgrx_args=(--runas postgres --pgdata "$(cluster_dir pgrx-test)/data")
+fi
+run_cargo_tier pgrx cargo pgrx test "pg$PG_MAJOR" pg_tests:: "${pgrx_args[@]}"
+
+# 4 and 5 run against one cluster with the dev build of the extension installed.
+log "installing the dev build of pgrec into PostgreSQL $PG_MAJOR"
+install_extension >/dev/null
+start_cluster pgrec-test "$REGRESS_PORT"
+
+log "tier regress: pg_regress on pg_test/"
+regress_out="$REPO_ROOT/target/regress"
+rm -rf "$regress_out" && mkdir -p "$regress_out"
+tests=$(cd "$REPO_ROOT/pg_test/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+status=0
+PGUSER=postgres "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+    --inputdir="$REPO_ROOT/pg_test" --outputdir="$regress_out" --bindir="$PG_BIN" \
+    --host=127.0.0.1 --port="$REGRESS_PORT" --dbname=pgrec_regress \
+    $tests 2>&1 | tee "$regress_out/run.log" || status=$?
+n_tests=$(echo "$tests" | wc -w)
+n_failed=$(grep -cE '\.\.\. FAILED|^not ok' "$regress_out/run.log" || true)
+if [ "$status" -ne 0 ] || [ "$n_failed" -ne 0 ]; then
+    [ -f "$regress_out/regression.diffs" ] && cat "$regress_out/regression.diffs"
+    record regress FAIL "$((n_tests - n_failed))" "$((n_failed > 0 ? n_failed : 1))"
+else
+    record regress ok "$n_tests" 0
+fi
+
+export PGREC_TEST_URL="host=127.0.0.1 port=$REGRESS_PORT user=postgres dbname=postgres"
+run_cargo_tier driver cargo test --test '*'
+
+elapsed=$(( $(date +%s) - started ))
+echo
+echo "pgrec test tiers ($((elapsed / 60))m$((elapsed % 60))s):"
+printf '  %s\n' "${results[@]}"
+echo "summary: $total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

@@ -1,0 +1,1 @@
+//! SPI access and the registry tables in schema `pgrec` (models, encoders), shared by the API functions.

@@ -1,0 +1,1 @@
+//! Text and image encoders (candle BERT/CLIP, tokenizers, image preprocessing), independent of Postgres.

@@ -1,0 +1,205 @@
+//! Distance kernels over `f32` slices: dot product, squared L2, L1 and the fused
+//! dot-and-norms pass used by cosine distance.
+//!
+//! Every kernel has a portable version and, where the CPU offers it, a SIMD one
+//! (AVX2+FMA on x86-64, NEON on aarch64). The SIMD set is chosen once at run time,
+//! so one binary runs well on any machine of its architecture. Callers must pass
+//! slices of equal length; checking that (and reporting a friendly error) is the
+//! job of the SQL boundary, which knows the user-facing names of the operands.
+
+use std::sync::OnceLock;
+
+mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+/// Dot product, |a|² and |b|² of one pair, computed in a single pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DotNorms {
+    pub dot: f32,
+    pub norm_a: f32,
+    pub norm_b: f32,
+}
+
+/// One implementation of every kernel. Tables are `'static`, so a caller may keep
+/// a reference for the duration of a scan instead of re-dispatching per call.
+#[derive(Debug)]
+pub struct Kernels {
+    /// Short label for benchmarks and diagnostics (`"avx2+fma"`, `"neon"`, `"portable"`).
+    pub name: &'static str,
+    pub dot: fn(&[f32], &[f32]) -> f32,
+    pub l2_squared: fn(&[f32], &[f32]) -> f32,
+    pub l1: fn(&[f32], &[f32]) -> f32,
+    pub dot_norms: fn(&[f32], &[f32]) -> DotNorms,
+}
+
+/// The portable kernels; the reference every SIMD set is tested against.
+pub fn portable() -> &'static Kernels {
+    &scalar::KERNELS
+}
+
+/// The fastest kernels this CPU supports, detected on first use.
+pub fn best() -> &'static Kernels {
+    static BEST: OnceLock<&'static Kernels> = OnceLock::new();
+    BEST.get_or_init(detect)
+}
+
+fn detect() -> &'static Kernels {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(k) = x86::kernels() {
+            return k;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if let Some(k) = neon::kernels() {
+            return k;
+        }
+    }
+    portable()
+}
+
+/// Σ aᵢbᵢ.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (best().dot)(a, b)
+}
+
+/// Σ (aᵢ − bᵢ)².
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    (best().l2_squared)(a, b)
+}
+
+/// Σ |aᵢ − bᵢ|.
+#[inline]
+pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    (best().l1)(a, b)
+}
+
+/// Σ aᵢ², via the dot kernel so it shares its SIMD path.
+#[inline]
+pub fn norm_squared(a: &[f32]) -> f32 {
+    (best().dot)(a, a)
+}
+
+/// Euclidean distance.
+#[inline]
+pub fn l2_distance(a: &[f32], b: &[f32]) -> f64 {
+    f64::from(l2_squared(a, b)).sqrt()
+}
+
+/// 1 − cos(a, b), clamped to [0, 2] against rounding. Like pgvector, a zero vector
+/// has no direction, so its distance to anything is NaN rather than an error:
+/// one bad row must not abort a whole `ORDER BY`.
+#[inline]
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let r = (best().dot_norms)(a, b);
+    let denom = (f64::from(r.norm_a) * f64::from(r.norm_b)).sqrt();
+    let sim = f64::from(r.dot) / denom;
+    if sim.is_nan() {
+        return f64::NAN;
+    }
+    1.0 - sim.clamp(-1.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1) without pulling in an RNG crate for tests.
+    fn series(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn naive(a: &[f32], b: &[f32]) -> (f64, f64, f64, f64, f64) {
+        let mut dot = 0.0;
+        let mut l2 = 0.0;
+        let mut l1 = 0.0;
+        let mut na = 0.0;
+        let mut nb = 0.0;
+        for (&x, &y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(x), f64::from(y));
+            dot += x * y;
+            l2 += (x - y) * (x - y);
+            l1 += (x - y).abs();
+            na += x * x;
+            nb += y * y;
+        }
+        (dot, l2, l1, na, nb)
+    }
+
+    fn close(got: f32, want: f64, scale: f64) -> bool {
+        // f32 accumulation over n terms: error grows with the sum of magnitudes.
+        (f64::from(got) - want).abs() <= 1e-5 * scale.max(1.0)
+    }
+
+    fn check(k: &Kernels) {
+        let lens = [0usize, 1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 128, 384, 768, 1536, 16000];
+        for (i, &n) in lens.iter().enumerate() {
+            let a = series(i as u64 * 2 + 1, n);
+            let b = series(i as u64 * 2 + 2, n);
+            let (dot, l2, l1, na, nb) = naive(&a, &b);
+            let scale = n as f64;
+            assert!(close((k.dot)(&a, &b), dot, scale), "{} dot n={n}", k.name);
+            assert!(close((k.l2_squared)(&a, &b), l2, scale), "{} l2 n={n}", k.name);
+            assert!(close((k.l1)(&a, &b), l1, scale), "{} l1 n={n}", k.name);
+            let r = (k.dot_norms)(&a, &b);
+            assert!(close(r.dot, dot, scale), "{} dot_norms.dot n={n}", k.name);
+            assert!(close(r.norm_a, na, scale), "{} dot_norms.a n={n}", k.name);
+            assert!(close(r.norm_b, nb, scale), "{} dot_norms.b n={n}", k.name);
+        }
+    }
+
+    #[test]
+    fn portable_matches_f64_reference() {
+        check(portable());
+    }
+
+    #[test]
+    fn detected_matches_f64_reference() {
+        check(best());
+    }
+
+    #[test]
+    fn simd_is_used_where_the_cpu_has_it() {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            assert_eq!(best().name, "avx2+fma");
+        }
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(best().name, "neon");
+    }
+
+    #[test]
+    fn exact_on_small_integers() {
+        let a = [1.0, 2.0, 3.0];
+        let b = [4.0, -5.0, 6.0];
+        assert_eq!(dot(&a, &b), 12.0);
+        assert_eq!(l2_squared(&a, &b), 9.0 + 49.0 + 9.0);
+        assert_eq!(l1(&a, &b), 3.0 + 7.0 + 3.0);
+        assert_eq!(norm_squared(&a), 14.0);
+        assert_eq!(l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
+    }
+
+    #[test]
+    fn cosine_edges() {
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[2.0, 0.0]), 0.0);
+        assert_eq!(cosine_distance(&[1.0, 0.0], &[0.0, 3.0]), 1.0);
+        assert_eq!(cosine_distance(&[1.0, 1.0], &[-1.0, -1.0]), 2.0);
+        assert!(cosine_distance(&[0.0, 0.0], &[1.0, 1.0]).is_nan());
+    }
+}

@@ -1,0 +1,36 @@
+//! pgrec: multimodal recommendation inside PostgreSQL.
+//!
+//! Pure cores (`kernels`, `ann`, `embed`, `recsys`) never touch pgrx; the shells
+//! (`types`, `am`, `catalog`, `api`) adapt them to Postgres. `error` is shared by
+//! both and `sqlstate` is the single place errors become Postgres ERRORs. All DDL
+//! is hand-written in `sql/` and pulled in here.
+
+pub mod ann;
+pub mod embed;
+pub mod error;
+pub mod kernels;
+pub mod recsys;
+pub mod types;
+
+mod am;
+mod api;
+mod catalog;
+mod sqlstate;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+::pgrx::extension_sql_file!("../sql/embedding.sql", name = "embedding", bootstrap);
+
+/// Required by `cargo pgrx test`: one-off setup and extra postgresql.conf lines.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,1 @@
+//! Recommender datasets, models (MF, ALS, BPR, KGAT) and ranking metrics, independent of Postgres.
