@@ -1,19 +1,5 @@
 -- The embedding type: text and binary forms, type modifiers, casts, and the exact
 -- error (SQLSTATE, message, hint) for every bad input.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS pgrec;
-RESET client_min_messages;
-
--- err(q) runs q and shows the error it raises as "SQLSTATE message | hint: ...".
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE h text;
-BEGIN
-    EXECUTE q;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
-    RETURN SQLSTATE || ' ' || SQLERRM || CASE WHEN h <> '' THEN ' | hint: ' || h ELSE '' END;
-END $f$;
 
 -- Text form, as pgvector writes it.
 SELECT '[1,2.5,-3]'::embedding;
@@ -23,37 +9,37 @@ SELECT '[1,2.5,-3]'::embedding::text = '[1,2.5,-3]' AS text_round_trip;
 SELECT dims(('[' || repeat('1,', 15999) || '1]')::embedding) AS max_dims;
 
 -- Malformed text.
-SELECT pg_temp.err($$SELECT '1,2'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1,2'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1,,2]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1,2,]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1,two]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[[1,2]]'::embedding$$);
-SELECT pg_temp.err($$SELECT ''::embedding$$);
+SELECT err($$SELECT '1,2'::embedding$$);
+SELECT err($$SELECT '[1,2'::embedding$$);
+SELECT err($$SELECT '[1,,2]'::embedding$$);
+SELECT err($$SELECT '[1,2,]'::embedding$$);
+SELECT err($$SELECT '[1,two]'::embedding$$);
+SELECT err($$SELECT '[[1,2]]'::embedding$$);
+SELECT err($$SELECT ''::embedding$$);
 -- Empty vector.
-SELECT pg_temp.err($$SELECT '[]'::embedding$$);
+SELECT err($$SELECT '[]'::embedding$$);
 -- NaN and infinities.
-SELECT pg_temp.err($$SELECT '[1,NaN]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[Infinity,1]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1,-inf]'::embedding$$);
+SELECT err($$SELECT '[1,NaN]'::embedding$$);
+SELECT err($$SELECT '[Infinity,1]'::embedding$$);
+SELECT err($$SELECT '[1,-inf]'::embedding$$);
 -- Out of float4 range.
-SELECT pg_temp.err($$SELECT '[1e39]'::embedding$$);
-SELECT pg_temp.err($$SELECT '[1e-50]'::embedding$$);
+SELECT err($$SELECT '[1e39]'::embedding$$);
+SELECT err($$SELECT '[1e-50]'::embedding$$);
 -- More than 16,000 dimensions.
-SELECT pg_temp.err($$SELECT ('[' || repeat('1,', 16000) || '1]')::embedding$$);
+SELECT err($$SELECT ('[' || repeat('1,', 16000) || '1]')::embedding$$);
 
 -- Type modifiers.
 CREATE TABLE typed (id int, e embedding(3));
 INSERT INTO typed VALUES (1, '[1,2,3]'), (2, ARRAY[4,5,6]), (3, NULL);
 SELECT id, e FROM typed ORDER BY id;
 \d typed
-SELECT pg_temp.err($$INSERT INTO typed VALUES (9, '[1,2,3,4]')$$);
-SELECT pg_temp.err($$INSERT INTO typed SELECT 9, '[1,2]'::embedding$$);
-SELECT pg_temp.err($$UPDATE typed SET e = ARRAY[1,2,3,4] WHERE id = 1$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding(3)$$);
-SELECT pg_temp.err($$CREATE TABLE bad (e embedding(0))$$);
-SELECT pg_temp.err($$CREATE TABLE bad (e embedding(16001))$$);
-SELECT pg_temp.err($$CREATE TABLE bad (e embedding(3, 4))$$);
+SELECT err($$INSERT INTO typed VALUES (9, '[1,2,3,4]')$$);
+SELECT err($$INSERT INTO typed SELECT 9, '[1,2]'::embedding$$);
+SELECT err($$UPDATE typed SET e = ARRAY[1,2,3,4] WHERE id = 1$$);
+SELECT err($$SELECT '[1,2]'::embedding(3)$$);
+SELECT err($$CREATE TABLE bad (e embedding(0))$$);
+SELECT err($$CREATE TABLE bad (e embedding(16001))$$);
+SELECT err($$CREATE TABLE bad (e embedding(3, 4))$$);
 SELECT '[1,2,3]'::embedding(3);
 
 -- Casts from arrays of every supported element type, and back.
@@ -64,17 +50,17 @@ SELECT ARRAY[1.5, 2, 3]::real[]::embedding AS from_real,
 SELECT '[1,2.5]'::embedding::real[] AS to_real, '[1,2.5]'::embedding::double precision[] AS to_double;
 SELECT ARRAY[1,2,3]::embedding(3);
 -- NULL elements, multi-dimensional and empty arrays, non-finite and huge values.
-SELECT pg_temp.err($$SELECT ARRAY[1,NULL,3]::real[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY[1,2,NULL]::double precision[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY[NULL,2]::integer[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY[1,NULL]::numeric[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY[[1,2],[3,4]]::real[]::embedding$$);
-SELECT pg_temp.err($$SELECT '{}'::real[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY['NaN']::numeric[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY['Infinity']::double precision[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY[1e39]::numeric[]::embedding$$);
-SELECT pg_temp.err($$SELECT ARRAY[1,2,3]::embedding(2)$$);
-SELECT pg_temp.err($$SELECT array_agg(1)::embedding FROM generate_series(1, 16001)$$);
+SELECT err($$SELECT ARRAY[1,NULL,3]::real[]::embedding$$);
+SELECT err($$SELECT ARRAY[1,2,NULL]::double precision[]::embedding$$);
+SELECT err($$SELECT ARRAY[NULL,2]::integer[]::embedding$$);
+SELECT err($$SELECT ARRAY[1,NULL]::numeric[]::embedding$$);
+SELECT err($$SELECT ARRAY[[1,2],[3,4]]::real[]::embedding$$);
+SELECT err($$SELECT '{}'::real[]::embedding$$);
+SELECT err($$SELECT ARRAY['NaN']::numeric[]::embedding$$);
+SELECT err($$SELECT ARRAY['Infinity']::double precision[]::embedding$$);
+SELECT err($$SELECT ARRAY[1e39]::numeric[]::embedding$$);
+SELECT err($$SELECT ARRAY[1,2,3]::embedding(2)$$);
+SELECT err($$SELECT array_agg(1)::embedding FROM generate_series(1, 16001)$$);
 
 -- Binary send/recv round trip (COPY BINARY goes through both).
 CREATE TABLE bin (e embedding);
@@ -85,4 +71,4 @@ COPY bin2 FROM '/tmp/pgrec_regress_bin.copy' WITH (FORMAT binary);
 SELECT e FROM bin2 ORDER BY e;
 SELECT embedding_send('[1,2]') AS wire_bytes;
 CREATE TABLE bin3 (e embedding(3));
-SELECT pg_temp.err($$COPY bin3 FROM '/tmp/pgrec_regress_bin.copy' WITH (FORMAT binary)$$);
+SELECT err($$COPY bin3 FROM '/tmp/pgrec_regress_bin.copy' WITH (FORMAT binary)$$);

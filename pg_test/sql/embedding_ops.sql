@@ -1,18 +1,5 @@
 -- Functions, operators, aggregates and ordering on embeddings, and exact
 -- nearest-neighbour search by sequential scan.
-SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS pgrec;
-RESET client_min_messages;
-
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE h text;
-BEGIN
-    EXECUTE q;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
-    RETURN SQLSTATE || ' ' || SQLERRM || CASE WHEN h <> '' THEN ' | hint: ' || h ELSE '' END;
-END $f$;
 
 -- Distances and their operators.
 SELECT l2_distance('[0,0]', '[3,4]'), '[0,0]'::embedding <-> '[3,4]' AS op;
@@ -24,19 +11,19 @@ SELECT '[0,0]'::embedding <=> '[1,1]' AS zero_cosine;
 -- Helpers.
 SELECT dims('[1,2,3]'), norm('[3,4]'), l2_normalize('[3,4]'), l2_normalize('[0,0]');
 SELECT subvector('[1,2,3,4,5]', 2, 3), subvector('[1,2,3,4,5]', 4, 10);
-SELECT pg_temp.err($$SELECT subvector('[1,2,3]', 4, 1)$$);
-SELECT pg_temp.err($$SELECT subvector('[1,2,3]', 1, 0)$$);
+SELECT err($$SELECT subvector('[1,2,3]', 4, 1)$$);
+SELECT err($$SELECT subvector('[1,2,3]', 1, 0)$$);
 -- Element-wise arithmetic.
 SELECT '[1,2]'::embedding + '[3,4]' AS sum, '[1,2]'::embedding - '[3,4]' AS diff, '[1,2]'::embedding * '[3,4]' AS prod;
-SELECT pg_temp.err($$SELECT '[3e38]'::embedding + '[3e38]'$$);
+SELECT err($$SELECT '[3e38]'::embedding + '[3e38]'$$);
 -- Operands of different dimensions.
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding <-> '[1,2,3]'$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding <=> '[1,2,3]'$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding <#> '[1,2,3]'$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding <+> '[1,2,3]'$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding + '[1,2,3]'$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding - '[1,2,3]'$$);
-SELECT pg_temp.err($$SELECT '[1,2]'::embedding * '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding <-> '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding <=> '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding <#> '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding <+> '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding + '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding - '[1,2,3]'$$);
+SELECT err($$SELECT '[1,2]'::embedding * '[1,2,3]'$$);
 -- NULL in, NULL out (STRICT).
 SELECT NULL::embedding <-> '[1]' IS NULL AS strict_null;
 
@@ -45,8 +32,8 @@ CREATE TABLE a (g int, e embedding);
 INSERT INTO a VALUES (1, '[1,2]'), (1, '[3,6]'), (2, '[10,10]'), (2, NULL);
 SELECT g, avg(e), sum(e), count(e) FROM a GROUP BY g ORDER BY g;
 SELECT avg(e) IS NULL AS avg_of_nothing, sum(e) IS NULL AS sum_of_nothing FROM a WHERE false;
-SELECT pg_temp.err($$SELECT avg(e) FROM (VALUES ('[1,2]'::embedding), ('[1,2,3]')) v(e)$$);
-SELECT pg_temp.err($$SELECT sum(e) FROM (VALUES ('[1,2]'::embedding), ('[1,2,3]')) v(e)$$);
+SELECT err($$SELECT avg(e) FROM (VALUES ('[1,2]'::embedding), ('[1,2,3]')) v(e)$$);
+SELECT err($$SELECT sum(e) FROM (VALUES ('[1,2]'::embedding), ('[1,2,3]')) v(e)$$);
 -- Declared properties: volatility, strictness, parallel safety.
 SELECT p.proname, p.provolatile, p.proisstrict, p.proparallel
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass

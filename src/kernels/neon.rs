@@ -32,86 +32,70 @@ fn dot_norms(a: &[f32], b: &[f32]) -> DotNorms {
     unsafe { dot_norms_neon(a, b) }
 }
 
-/// Loads 4 lanes at `i` from both slices.
-///
-/// # Safety
-/// `i + 4 <= a.len()` and `a.len() == b.len()`.
+/// Σ over lanes of `step(acc, a_i, b_i)`, finished by `tail` for the last < 4
+/// elements; the kernels below are this loop with a different step.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn load2(a: &[f32], b: &[f32], i: usize) -> (float32x4_t, float32x4_t) {
-    debug_assert!(i + 4 <= a.len() && a.len() == b.len());
-    // SAFETY: the caller guarantees 4 readable lanes at `i`; vld1q has no alignment requirement.
-    unsafe { (vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i))) }
-}
-
-#[target_feature(enable = "neon")]
-unsafe fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
+fn reduce(
+    a: &[f32],
+    b: &[f32],
+    step: impl Fn(float32x4_t, float32x4_t, float32x4_t) -> float32x4_t,
+    tail: impl Fn(f32, f32) -> f32,
+) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
+    let load = |i: usize| {
+        debug_assert!(i + 4 <= n);
+        // SAFETY: every call below has i + 4 <= n; vld1q has no alignment requirement.
+        unsafe { (vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i))) }
+    };
     let mut acc0 = vdupq_n_f32(0.0);
     let mut acc1 = vdupq_n_f32(0.0);
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let ((x0, y0), (x1, y1)) = unsafe { (load2(a, b, i), load2(a, b, i + 4)) };
-        acc0 = vfmaq_f32(acc0, x0, y0);
-        acc1 = vfmaq_f32(acc1, x1, y1);
+        let (x0, y0) = load(i);
+        let (x1, y1) = load(i + 4);
+        acc0 = step(acc0, x0, y0);
+        acc1 = step(acc1, x1, y1);
         i += 8;
+    }
+    if i + 4 <= n {
+        let (x0, y0) = load(i);
+        acc0 = step(acc0, x0, y0);
+        i += 4;
     }
     let mut s = vaddvq_f32(vaddq_f32(acc0, acc1));
     for j in i..n {
-        s += a[j] * b[j];
+        s += tail(a[j], b[j]);
     }
     s
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn l2_squared_neon(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc0 = vdupq_n_f32(0.0);
-    let mut acc1 = vdupq_n_f32(0.0);
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let ((x0, y0), (x1, y1)) = unsafe { (load2(a, b, i), load2(a, b, i + 4)) };
-        let d0 = vsubq_f32(x0, y0);
-        let d1 = vsubq_f32(x1, y1);
-        acc0 = vfmaq_f32(acc0, d0, d0);
-        acc1 = vfmaq_f32(acc1, d1, d1);
-        i += 8;
-    }
-    let mut s = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for j in i..n {
-        let d = a[j] - b[j];
-        s += d * d;
-    }
-    s
+fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
+    reduce(a, b, |acc, x, y| vfmaq_f32(acc, x, y), |x, y| x * y)
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn l1_neon(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc0 = vdupq_n_f32(0.0);
-    let mut acc1 = vdupq_n_f32(0.0);
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let ((x0, y0), (x1, y1)) = unsafe { (load2(a, b, i), load2(a, b, i + 4)) };
-        acc0 = vaddq_f32(acc0, vabdq_f32(x0, y0));
-        acc1 = vaddq_f32(acc1, vabdq_f32(x1, y1));
-        i += 8;
-    }
-    let mut s = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for j in i..n {
-        s += (a[j] - b[j]).abs();
-    }
-    s
+fn l2_squared_neon(a: &[f32], b: &[f32]) -> f32 {
+    reduce(
+        a,
+        b,
+        |acc, x, y| {
+            let d = vsubq_f32(x, y);
+            vfmaq_f32(acc, d, d)
+        },
+        |x, y| (x - y) * (x - y),
+    )
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn dot_norms_neon(a: &[f32], b: &[f32]) -> DotNorms {
+fn l1_neon(a: &[f32], b: &[f32]) -> f32 {
+    reduce(a, b, |acc, x, y| vaddq_f32(acc, vabdq_f32(x, y)), |x, y| (x - y).abs())
+}
+
+#[target_feature(enable = "neon")]
+fn dot_norms_neon(a: &[f32], b: &[f32]) -> DotNorms {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut d = vdupq_n_f32(0.0);
@@ -119,8 +103,8 @@ unsafe fn dot_norms_neon(a: &[f32], b: &[f32]) -> DotNorms {
     let mut nb = vdupq_n_f32(0.0);
     let mut i = 0;
     while i + 4 <= n {
-        // SAFETY: i + 4 <= n.
-        let (x, y) = unsafe { load2(a, b, i) };
+        // SAFETY: i + 4 <= n, so 4 lanes exist at i in both slices.
+        let (x, y) = unsafe { (vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i))) };
         d = vfmaq_f32(d, x, y);
         na = vfmaq_f32(na, x, x);
         nb = vfmaq_f32(nb, y, y);

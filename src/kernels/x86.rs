@@ -1,6 +1,6 @@
-//! AVX2+FMA kernels for x86-64. Each processes 16 lanes per step in two
-//! independent accumulators (hiding FMA latency), then finishes the tail with
-//! scalar code. Installed only after `is_x86_feature_detected!` confirms both
+//! AVX2+FMA kernels for x86-64. Each walks 16 lanes per step in two independent
+//! accumulators (hiding FMA latency), then finishes the tail with scalar code.
+//! The table is installed only after `is_x86_feature_detected!` confirms both
 //! features, which is what makes the `unsafe` calls below sound.
 
 use std::arch::x86_64::*;
@@ -43,107 +43,73 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// Loads 8 lanes at `i` from both slices.
-///
-/// # Safety
-/// `i + 8 <= a.len()` and `a.len() == b.len()` (asserted in debug builds).
+/// Σ over lanes of `step(acc, a_i, b_i)`, finished by `tail` for the last < 8
+/// elements. All three kernels below are this loop with a different step.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn load2(a: &[f32], b: &[f32], i: usize) -> (__m256, __m256) {
-    debug_assert!(i + 8 <= a.len() && a.len() == b.len());
-    // SAFETY: the caller guarantees 8 readable lanes at `i` in both slices; loadu needs no alignment.
-    unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) }
-}
-
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+fn reduce(
+    a: &[f32],
+    b: &[f32],
+    step: impl Fn(__m256, __m256, __m256) -> __m256,
+    tail: impl Fn(f32, f32) -> f32,
+) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
+    let load = |i: usize| {
+        debug_assert!(i + 8 <= n);
+        // SAFETY: every call below has i + 8 <= n, so 8 lanes exist at i in both
+        // slices; loadu has no alignment requirement.
+        unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) }
+    };
     let mut acc0 = _mm256_setzero_ps();
     let mut acc1 = _mm256_setzero_ps();
     let mut i = 0;
     while i + 16 <= n {
-        // SAFETY: i + 16 <= n, so lanes i..i+16 exist in both slices.
-        let ((x0, y0), (x1, y1)) = unsafe { (load2(a, b, i), load2(a, b, i + 8)) };
-        acc0 = _mm256_fmadd_ps(x0, y0, acc0);
-        acc1 = _mm256_fmadd_ps(x1, y1, acc1);
+        let (x0, y0) = load(i);
+        let (x1, y1) = load(i + 8);
+        acc0 = step(acc0, x0, y0);
+        acc1 = step(acc1, x1, y1);
         i += 16;
     }
     if i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let (x0, y0) = unsafe { load2(a, b, i) };
-        acc0 = _mm256_fmadd_ps(x0, y0, acc0);
+        let (x0, y0) = load(i);
+        acc0 = step(acc0, x0, y0);
         i += 8;
     }
     let mut s = hsum(_mm256_add_ps(acc0, acc1));
     for j in i..n {
-        s += a[j] * b[j];
+        s += tail(a[j], b[j]);
     }
     s
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn l2_squared_avx2(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n.
-        let ((x0, y0), (x1, y1)) = unsafe { (load2(a, b, i), load2(a, b, i + 8)) };
-        let d0 = _mm256_sub_ps(x0, y0);
-        let d1 = _mm256_sub_ps(x1, y1);
-        acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-        acc1 = _mm256_fmadd_ps(d1, d1, acc1);
-        i += 16;
-    }
-    if i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let (x0, y0) = unsafe { load2(a, b, i) };
-        let d0 = _mm256_sub_ps(x0, y0);
-        acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-        i += 8;
-    }
-    let mut s = hsum(_mm256_add_ps(acc0, acc1));
-    for j in i..n {
-        let d = a[j] - b[j];
-        s += d * d;
-    }
-    s
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    reduce(a, b, |acc, x, y| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+fn l2_squared_avx2(a: &[f32], b: &[f32]) -> f32 {
+    reduce(
+        a,
+        b,
+        |acc, x, y| {
+            let d = _mm256_sub_ps(x, y);
+            _mm256_fmadd_ps(d, d, acc)
+        },
+        |x, y| (x - y) * (x - y),
+    )
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn l1_avx2(a: &[f32], b: &[f32]) -> f32 {
     // Clearing the sign bit is |x| for IEEE floats.
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n.
-        let ((x0, y0), (x1, y1)) = unsafe { (load2(a, b, i), load2(a, b, i + 8)) };
-        acc0 = _mm256_add_ps(acc0, _mm256_and_ps(_mm256_sub_ps(x0, y0), abs_mask));
-        acc1 = _mm256_add_ps(acc1, _mm256_and_ps(_mm256_sub_ps(x1, y1), abs_mask));
-        i += 16;
-    }
-    if i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let (x0, y0) = unsafe { load2(a, b, i) };
-        acc0 = _mm256_add_ps(acc0, _mm256_and_ps(_mm256_sub_ps(x0, y0), abs_mask));
-        i += 8;
-    }
-    let mut s = hsum(_mm256_add_ps(acc0, acc1));
-    for j in i..n {
-        s += (a[j] - b[j]).abs();
-    }
-    s
+    reduce(a, b, |acc, x, y| _mm256_add_ps(acc, _mm256_and_ps(_mm256_sub_ps(x, y), abs_mask)), |x, y| (x - y).abs())
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_norms_avx2(a: &[f32], b: &[f32]) -> DotNorms {
+fn dot_norms_avx2(a: &[f32], b: &[f32]) -> DotNorms {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut d = _mm256_setzero_ps();
@@ -151,8 +117,8 @@ unsafe fn dot_norms_avx2(a: &[f32], b: &[f32]) -> DotNorms {
     let mut nb = _mm256_setzero_ps();
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n.
-        let (x, y) = unsafe { load2(a, b, i) };
+        // SAFETY: i + 8 <= n, so 8 lanes exist at i in both slices.
+        let (x, y) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) };
         d = _mm256_fmadd_ps(x, y, d);
         na = _mm256_fmadd_ps(x, x, na);
         nb = _mm256_fmadd_ps(y, y, nb);
