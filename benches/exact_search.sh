@@ -23,12 +23,12 @@ pg_psql "$PORT" -d postgres -c "SELECT 1" >/dev/null 2>&1 || die "demo cluster n
 if ! pg_psql "$PORT" -d "$DB" -tAc "SELECT count(*) FROM items" 2>/dev/null | grep -qx "$ROWS"; then
     log "creating $ROWS x $DIMS random rows in database $DB"
     pg_psql "$PORT" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-    pg_psql "$PORT" -d "$DB" <<SQL
+    pg_psql "$PORT" -d "$DB" -o /dev/null <<SQL
 CREATE EXTENSION pgrec;
 SELECT setseed(0.42);
 -- Separate tables, so each scan reads only its own representation.
 CREATE TABLE items_arr AS
-    SELECT i AS id, array_agg(random()::real * 2 - 1) AS arr
+    SELECT i AS id, array_agg((random() * 2 - 1)::real) AS arr
     FROM generate_series(1, $ROWS) i, generate_series(1, $DIMS) d GROUP BY i;
 CREATE TABLE items AS SELECT id, arr::embedding($DIMS) AS emb FROM items_arr;
 CREATE INDEX ON items_arr (id);

@@ -28,7 +28,7 @@ start_cluster pgrec-demo "$DEMO_PORT"
 
 # A fresh database each run, so the example always starts from the same state
 # and a reinstalled build is picked up.
-pg_psql "$DEMO_PORT" -d postgres -c "DROP DATABASE IF EXISTS pgrec_demo" -c "CREATE DATABASE pgrec_demo"
+PGOPTIONS="-c client_min_messages=warning" pg_psql "$DEMO_PORT" -d postgres -c "DROP DATABASE IF EXISTS pgrec_demo" -c "CREATE DATABASE pgrec_demo"
 pg_psql "$DEMO_PORT" -d pgrec_demo -c "CREATE EXTENSION pgrec"
 
 log "worked example (scripts/demo.sql)"

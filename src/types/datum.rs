@@ -52,7 +52,7 @@ impl<'a> EmbeddingRef<'a> {
     /// `p` must point to a detoasted (4-byte header) varlena that lives for `'a`.
     unsafe fn from_varlena(p: *mut pg_sys::varlena) -> Self {
         // SAFETY: the caller guarantees a readable 4-byte-header varlena.
-        let size = unsafe { pgrx::varlena::varsize_any(p) };
+        let size = unsafe { pgrx::varlena::varsize_4b(p) };
         if size < HEADER {
             raise(corrupt(format!("a value of {size} bytes is shorter than the embedding header")));
         }
@@ -89,10 +89,16 @@ impl FromDatum for EmbeddingRef<'_> {
         if is_null {
             return None;
         }
-        // SAFETY: a non-null datum of type embedding is a varlena pointer; detoasting
-        // returns either it or a copy in the current memory context, both of which
-        // outlive the function call that borrows them.
-        unsafe { Some(Self::from_varlena(pg_sys::pg_detoast_datum(datum.cast_mut_ptr()))) }
+        let p: *mut pg_sys::varlena = datum.cast_mut_ptr();
+        // SAFETY: a non-null datum of type embedding is a varlena pointer. The common
+        // case, a plain inline value with a 4-byte header, is read in place (what the
+        // PG_DETOAST_DATUM macro does), sparing a guarded FFI call per row in scans;
+        // anything else is detoasted into the current memory context. Both outlive
+        // the function call that borrows them.
+        unsafe {
+            let p = if pgrx::varlena::varatt_is_4b_u(p) { p } else { pg_sys::pg_detoast_datum(p) };
+            Some(Self::from_varlena(p))
+        }
     }
 }
 
