@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(parse("  [ 1 , 2.5 ,-3 ]  ").unwrap(), vec![1.0, 2.5, -3.0]);
         assert_eq!(parse("[1e3,+4,.5,-0]").unwrap(), vec![1000.0, 4.0, 0.5, -0.0]);
         assert_eq!(format(&[1.0, 2.5, -3.0]), "[1,2.5,-3]");
-        for v in [0.1f32, 1e-7, 3.4028235e38, -1.17549435e-38, 123456.79, 1e15, 1e16, f32::MIN_POSITIVE] {
+        for v in [0.1f32, 1e-7, 3.4028235e38, -1.1754944e-38, 123456.79, 1e15, 1e16, f32::MIN_POSITIVE] {
             let s = format(&[v]);
             assert_eq!(parse(&s).unwrap(), vec![v], "{s}");
         }

@@ -1,0 +1,506 @@
+//! The in-memory HNSW graph and its parallel construction.
+//!
+//! Nodes are inserted by rayon workers concurrently, each neighbour list behind
+//! its own lock, as in hnswlib. The caller drives the build in batches from its
+//! own thread ([`Hnsw::build`] calls `between_batches` there), so a Postgres
+//! backend can check for cancellation and report progress without any worker
+//! thread touching Postgres.
+
+use std::sync::{Mutex, RwLock};
+
+use rayon::prelude::*;
+
+use super::search::{search_layer, Graph, Scored, Visited};
+use super::Metric;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kernels::{self, Kernels};
+
+/// Graph shape; the defaults are pgvector's (and the HNSW paper's usual choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildParams {
+    /// Neighbours per node on upper layers; layer 0 keeps 2·m.
+    pub m: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+}
+
+impl Default for BuildParams {
+    fn default() -> Self {
+        BuildParams { m: 16, ef_construction: 64 }
+    }
+}
+
+impl BuildParams {
+    pub fn max_neighbors(&self, level: usize) -> usize {
+        if level == 0 {
+            2 * self.m
+        } else {
+            self.m
+        }
+    }
+
+    /// Level drawn for a node: ⌊−ln(u)·mL⌋ with mL = 1/ln(m), from a hash of
+    /// the node's position so a build is reproducible. Capped at 15.
+    pub fn level_for(&self, node: u64, seed: u64) -> usize {
+        let mut z = node.wrapping_add(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let ml = 1.0 / (self.m.max(2) as f64).ln();
+        ((-u.ln() * ml) as usize).min(15)
+    }
+}
+
+/// An HNSW graph over vectors held in memory; nodes are `0..len()` in insertion order.
+pub struct Hnsw {
+    metric: Metric,
+    params: BuildParams,
+    dim: usize,
+    kernels: &'static Kernels,
+    data: Vec<f32>,
+    levels: Vec<u8>,
+    /// `links[node][level]`: neighbour ids, nearest first once pruned.
+    links: Vec<Vec<RwLock<Vec<u32>>>>,
+    entry: RwLock<Option<(u32, usize)>>,
+    /// Held while a node that raises the top level is inserted.
+    promote: Mutex<()>,
+}
+
+/// A visited set as a bitmap over node ids.
+pub struct Bitmap(Vec<u64>);
+
+impl Visited<u32> for Bitmap {
+    #[inline]
+    fn insert(&mut self, n: u32) -> bool {
+        let (w, b) = ((n / 64) as usize, n % 64);
+        let fresh = self.0[w] & (1 << b) == 0;
+        self.0[w] |= 1 << b;
+        fresh
+    }
+}
+
+impl Graph for Hnsw {
+    type Node = u32;
+    type Visited = Bitmap;
+
+    fn visited(&self) -> Bitmap {
+        Bitmap(vec![0; self.levels.len().div_ceil(64)])
+    }
+
+    fn entry(&self) -> Option<(u32, usize)> {
+        *self.entry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[inline]
+    fn distance(&self, query: &[f32], node: u32) -> f32 {
+        self.metric.distance(self.kernels, query, self.vector(node))
+    }
+
+    fn neighbors(&self, node: u32, level: usize, out: &mut Vec<u32>) {
+        if let Some(l) = self.links[node as usize].get(level) {
+            out.extend_from_slice(&l.read().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
+impl Hnsw {
+    /// Builds a graph over `vectors` (row-major, `dim` wide, already prepared with
+    /// [`Metric::prepare`]) using `threads` workers. `between_batches(done)` runs on
+    /// the calling thread after each batch; an error from it stops the build.
+    pub fn build(
+        metric: Metric,
+        params: BuildParams,
+        dim: usize,
+        vectors: Vec<f32>,
+        threads: usize,
+        mut between_batches: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Hnsw> {
+        if params.m < 2 || params.ef_construction < 1 || dim == 0 || !vectors.len().is_multiple_of(dim) {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("invalid hnsw build: m={}, ef_construction={}, dim={dim}", params.m, params.ef_construction),
+            ));
+        }
+        let n = vectors.len() / dim;
+        let seed = 0x5eed;
+        let levels: Vec<u8> = (0..n).map(|i| params.level_for(i as u64, seed) as u8).collect();
+        let links = levels
+            .iter()
+            .map(|&l| (0..=l as usize).map(|lv| RwLock::new(Vec::with_capacity(params.max_neighbors(lv)))).collect())
+            .collect();
+        let g = Hnsw {
+            metric,
+            params,
+            dim,
+            kernels: kernels::best(),
+            data: vectors,
+            levels,
+            links,
+            entry: RwLock::new(None),
+            promote: Mutex::new(()),
+        };
+        if n == 0 {
+            return Ok(g);
+        }
+        g.insert(0);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("cannot start build threads: {e}")))?;
+        // Small first batches let the graph grow a backbone before wide
+        // parallelism; later batches are large enough to keep workers busy.
+        let mut done = 1;
+        while done < n {
+            let batch = (done / 4).clamp(256, 8192).min(n - done);
+            pool.install(|| (done..done + batch).into_par_iter().for_each(|i| g.insert(i as u32)));
+            done += batch;
+            between_batches(done)?;
+        }
+        Ok(g)
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    pub fn params(&self) -> BuildParams {
+        self.params
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn level(&self, node: u32) -> usize {
+        self.levels[node as usize] as usize
+    }
+
+    #[inline]
+    pub fn vector(&self, node: u32) -> &[f32] {
+        let i = node as usize * self.dim;
+        &self.data[i..i + self.dim]
+    }
+
+    /// Neighbour ids of `node` at `level` (a copy).
+    pub fn links(&self, node: u32, level: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.neighbors(node, level, &mut out);
+        out
+    }
+
+    fn dist(&self, a: u32, b: u32) -> f32 {
+        self.metric.distance(self.kernels, self.vector(a), self.vector(b))
+    }
+
+    fn insert(&self, q: u32) {
+        let level = self.level(q);
+        let snapshot = self.entry();
+        // A node that raises the top level is inserted alone, so the entry point
+        // it installs is consistent with the links it made.
+        let _guard = match snapshot {
+            Some((_, top)) if level <= top => None,
+            _ => Some(self.promote.lock().unwrap_or_else(|e| e.into_inner())),
+        };
+        let Some((ep, top)) = self.entry() else {
+            *self.entry.write().unwrap_or_else(|e| e.into_inner()) = Some((q, level));
+            return;
+        };
+        let query = self.vector(q);
+        let mut cur = vec![Scored { dist: self.distance(query, ep), node: ep }];
+        for lv in (level + 1..=top).rev() {
+            let mut visited = self.visited();
+            cur = search_layer(self, query, &cur, 1, lv, &mut visited);
+        }
+        for lv in (0..=level.min(top)).rev() {
+            let mut visited = self.visited();
+            let found = search_layer(self, query, &cur, self.params.ef_construction, lv, &mut visited);
+            let found: Vec<Scored<u32>> = found.into_iter().filter(|s| s.node != q).collect();
+            // A new node's layer-0 list is topped up to m (half its capacity).
+            let top_up = if lv == 0 { self.params.m } else { 0 };
+            let chosen = self.select(&found, self.params.max_neighbors(lv), top_up);
+            *self.links[q as usize][lv].write().unwrap_or_else(|e| e.into_inner()) =
+                chosen.iter().map(|s| s.node).collect();
+            for s in &chosen {
+                self.connect(s.node, q, s.dist, lv);
+            }
+            if !found.is_empty() {
+                cur = found;
+            }
+        }
+        if level > top {
+            *self.entry.write().unwrap_or_else(|e| e.into_inner()) = Some((q, level));
+        }
+    }
+
+    /// Adds `q` to `node`'s list at `level`, re-selecting if the list overflows.
+    fn connect(&self, node: u32, q: u32, dist: f32, level: usize) {
+        let cap = self.params.max_neighbors(level);
+        let mut list = self.links[node as usize][level].write().unwrap_or_else(|e| e.into_inner());
+        if list.contains(&q) {
+            return;
+        }
+        if list.len() < cap {
+            list.push(q);
+            return;
+        }
+        let mut cands: Vec<Scored<u32>> = list.iter().map(|&n| Scored { dist: self.dist(node, n), node: n }).collect();
+        cands.push(Scored { dist, node: q });
+        cands.sort_unstable();
+        *list = self.select(&cands, cap, 0).into_iter().map(|s| s.node).collect();
+    }
+
+    fn select(&self, sorted: &[Scored<u32>], cap: usize, top_up_to: usize) -> Vec<Scored<u32>> {
+        select_neighbors(sorted, cap, top_up_to, |a, b| self.dist(a, b))
+    }
+
+    /// Removes the nodes marked in `dead` (indexed by node id): no live list
+    /// points to them afterwards, lists that did are repaired with [`repair`],
+    /// and the entry point moves to a live node of the highest level left. This is
+    /// what VACUUM does to the index, on the in-memory graph.
+    pub fn remove(&mut self, dead: &[bool]) {
+        let n = self.len();
+        let is_dead = |x: u32| dead.get(x as usize).copied().unwrap_or(false);
+        // Repairs read the dead nodes' lists, so those are cleared only afterwards.
+        for node in (0..n as u32).filter(|&x| !is_dead(x)) {
+            for lv in 0..=self.level(node) {
+                let current = self.links(node, lv);
+                let cap = self.params.max_neighbors(lv);
+                let fixed = repair(
+                    node,
+                    &current,
+                    is_dead,
+                    |x| self.links(x, lv),
+                    |a, b| self.dist(a, b),
+                    cap,
+                    self.params.m.min(cap),
+                );
+                if let Some(fixed) = fixed {
+                    *self.links[node as usize][lv].write().unwrap_or_else(|e| e.into_inner()) = fixed;
+                }
+            }
+        }
+        for node in (0..n as u32).filter(|&x| is_dead(x)) {
+            for list in &self.links[node as usize] {
+                list.write().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+        }
+        let entry = (0..n as u32).filter(|&x| !is_dead(x)).max_by_key(|&x| (self.level(x), std::cmp::Reverse(x)));
+        *self.entry.write().unwrap_or_else(|e| e.into_inner()) = entry.map(|x| (x, self.level(x)));
+    }
+}
+
+/// The HNSW neighbour heuristic over any node type: walk candidates (sorted
+/// nearest first by distance to the base) keeping one only if it is closer to the
+/// base than to every neighbour already kept, so links spread in all directions;
+/// then top the list up to `top_up_to` with the nearest skipped ones.
+///
+/// Topping a new node's layer-0 list up to m lifts recall at small ef_search
+/// (0.84 → 0.87 at ef 10, 100k × 128); topping up to the full 2·m, or on every
+/// re-selection, leaves lists full so each later link becomes a re-selection,
+/// which measured 5× slower to build.
+pub fn select_neighbors<N: Copy>(
+    sorted: &[Scored<N>],
+    cap: usize,
+    top_up_to: usize,
+    dist: impl Fn(N, N) -> f32,
+) -> Vec<Scored<N>> {
+    let mut kept: Vec<Scored<N>> = Vec::with_capacity(cap);
+    let mut skipped = Vec::new();
+    for &c in sorted {
+        if kept.len() >= cap {
+            break;
+        }
+        if kept.iter().all(|k| dist(c.node, k.node) > c.dist) {
+            kept.push(c);
+        } else {
+            skipped.push(c);
+        }
+    }
+    let room = top_up_to.min(cap).saturating_sub(kept.len());
+    kept.extend(skipped.into_iter().take(room));
+    kept
+}
+
+/// New neighbour list for `base` after some nodes died, or `None` if none of its
+/// neighbours did. Candidates are the live neighbours plus the live neighbours of
+/// the dead ones (the nodes a search would have reached through them), re-selected
+/// with the heuristic and topped up to `top_up_to` to keep the graph connected.
+pub fn repair<N: Copy + Ord>(
+    base: N,
+    current: &[N],
+    is_dead: impl Fn(N) -> bool,
+    neighbors_of: impl Fn(N) -> Vec<N>,
+    dist: impl Fn(N, N) -> f32,
+    cap: usize,
+    top_up_to: usize,
+) -> Option<Vec<N>> {
+    if !current.iter().any(|&x| is_dead(x)) {
+        return None;
+    }
+    let mut cands: Vec<N> = Vec::with_capacity(cap * 2);
+    for &x in current {
+        if is_dead(x) {
+            cands.extend(neighbors_of(x).into_iter().filter(|&y| !is_dead(y) && y != base));
+        } else {
+            cands.push(x);
+        }
+    }
+    cands.sort_unstable();
+    cands.dedup();
+    let mut scored: Vec<Scored<N>> = cands.into_iter().map(|x| Scored { dist: dist(base, x), node: x }).collect();
+    scored.sort_unstable();
+    Some(select_neighbors(&scored, cap, top_up_to, dist).into_iter().map(|s| s.node).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ann::{search, synth};
+
+    fn build(metric: Metric, data: &[f32], dim: usize) -> Hnsw {
+        let prepared: Vec<f32> = data.chunks(dim).flat_map(|v| metric.prepare(v).unwrap()).collect();
+        Hnsw::build(metric, BuildParams::default(), dim, prepared, 2, |_| Ok(())).unwrap()
+    }
+
+    fn exact(g: &Hnsw, q: &[f32], k: usize) -> Vec<u32> {
+        let mut all: Vec<Scored<u32>> =
+            (0..g.len() as u32).map(|n| Scored { dist: g.distance(q, n), node: n }).collect();
+        all.sort_unstable();
+        all.into_iter().take(k).map(|s| s.node).collect()
+    }
+
+    fn recall(metric: Metric, n: usize, dim: usize, ef: usize) -> f64 {
+        let data = synth::embeddings(n + 100, dim, 7);
+        let (base, queries) = data.split_at(n * dim);
+        let g = build(metric, base, dim);
+        let mut hits = 0;
+        for q in queries.chunks(dim) {
+            let q = metric.prepare(q).unwrap();
+            let want = exact(&g, &q, 10);
+            let got: Vec<u32> = search(&g, &q, ef).into_iter().take(10).map(|s| s.node).collect();
+            hits += got.iter().filter(|n| want.contains(n)).count();
+        }
+        hits as f64 / (queries.len() / dim * 10) as f64
+    }
+
+    #[test]
+    fn tiny_graphs_are_exact_when_ef_covers_them() {
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let data = synth::embeddings(60, 8, 3);
+            let g = build(metric, &data, 8);
+            for q in data.chunks(8).take(20) {
+                let q = metric.prepare(q).unwrap();
+                let got: Vec<u32> = search(&g, &q, 64).into_iter().map(|s| s.node).collect();
+                assert_eq!(got.len(), 60, "{metric:?}: every node reachable");
+                assert_eq!(&got[..10], &exact(&g, &q, 10)[..], "{metric:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn recall_at_10_on_clustered_vectors() {
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let r = recall(metric, 10_000, 128, 40);
+            assert!(r >= 0.95, "{metric:?}: recall@10 {r:.3} < 0.95 at ef_search 40");
+        }
+    }
+
+    #[test]
+    fn neighbour_lists_respect_their_caps_and_never_self_link() {
+        let data = synth::embeddings(3000, 16, 5);
+        let g = build(Metric::L2, &data, 16);
+        for n in 0..g.len() as u32 {
+            for lv in 0..=g.level(n) {
+                let l = g.links(n, lv);
+                assert!(l.len() <= g.params().max_neighbors(lv));
+                assert!(!l.contains(&n));
+                assert!(l.iter().all(|&m| g.level(m) >= lv), "links point to nodes present on the level");
+            }
+        }
+        let (_, top) = g.entry().unwrap();
+        assert_eq!(top, (0..g.len() as u32).map(|n| g.level(n)).max().unwrap());
+    }
+
+    #[test]
+    fn levels_follow_the_geometric_distribution() {
+        let p = BuildParams::default();
+        let n = 100_000;
+        let above0 = (0..n).filter(|&i| p.level_for(i, 1) > 0).count() as f64 / n as f64;
+        // P(level ≥ 1) = 1/m.
+        assert!((above0 - 1.0 / 16.0).abs() < 0.005, "{above0}");
+    }
+
+    #[test]
+    fn empty_and_single_node_graphs() {
+        let g = Hnsw::build(Metric::L2, BuildParams::default(), 4, vec![], 1, |_| Ok(())).unwrap();
+        assert!(search(&g, &[0.0; 4], 10).is_empty());
+        let g = Hnsw::build(Metric::L2, BuildParams::default(), 2, vec![1.0, 2.0], 1, |_| Ok(())).unwrap();
+        assert_eq!(search(&g, &[0.0, 0.0], 10).iter().map(|s| s.node).collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn cancellation_stops_the_build() {
+        let data = synth::embeddings(2000, 8, 1);
+        let r = Hnsw::build(Metric::L2, BuildParams::default(), 8, data, 2, |done| {
+            if done > 500 {
+                Err(Error::new(ErrorKind::DataException, "canceled"))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r.err().map(|e| e.message), Some("canceled".to_string()));
+    }
+
+    #[test]
+    fn recall_after_deleting_a_fifth_stays_close_to_a_fresh_build() {
+        let (n, dim) = (10_000, 128);
+        let data = synth::embeddings(n + 100, dim, 11);
+        let (base, queries) = data.split_at(n * dim);
+        let dead: Vec<bool> = (0..n).map(|i| i % 5 == 2).collect();
+        let mut g = build(Metric::L2, base, dim);
+        g.remove(&dead);
+        let alive: Vec<usize> = (0..n).filter(|&i| !dead[i]).collect();
+        let kept: Vec<f32> = alive.iter().flat_map(|&i| base[i * dim..(i + 1) * dim].to_vec()).collect();
+        let fresh = build(Metric::L2, &kept, dim);
+        let (mut hits_removed, mut hits_fresh) = (0, 0);
+        for q in queries.chunks(dim) {
+            let want_fresh = exact(&fresh, q, 10);
+            let want: Vec<u32> = want_fresh.iter().map(|&i| alive[i as usize] as u32).collect();
+            let got: Vec<u32> = search(&g, q, 10).into_iter().take(10).map(|s| s.node).collect();
+            assert!(got.iter().all(|&x| !dead[x as usize]), "a deleted node was returned");
+            hits_removed += got.iter().filter(|x| want.contains(x)).count();
+            let got_fresh: Vec<u32> = search(&fresh, q, 10).into_iter().take(10).map(|s| s.node).collect();
+            hits_fresh += got_fresh.iter().filter(|x| want_fresh.contains(x)).count();
+        }
+        let total = (queries.len() / dim * 10) as f64;
+        let (r_removed, r_fresh) = (hits_removed as f64 / total, hits_fresh as f64 / total);
+        eprintln!("recall@10 at ef 10: after deleting 20% {r_removed:.3}, fresh build {r_fresh:.3}");
+        assert!(r_removed >= r_fresh - 0.02, "after delete {r_removed:.3} vs fresh {r_fresh:.3}");
+    }
+
+    #[test]
+    fn repair_leaves_untouched_lists_alone_and_skips_the_dead() {
+        let dist = |a: u32, b: u32| (a as f32 - b as f32).abs();
+        assert_eq!(repair(5, &[4, 6], |x| x == 9, |_| vec![], dist, 4, 4), None);
+        let fixed =
+            repair(5, &[4, 9], |x| x == 9, |x| if x == 9 { vec![8, 10, 5] } else { vec![] }, dist, 4, 4).unwrap();
+        assert!(!fixed.contains(&9) && !fixed.contains(&5));
+        assert!(fixed.contains(&4) && fixed.contains(&8));
+    }
+
+    #[test]
+    fn cosine_skips_zero_vectors() {
+        assert_eq!(Metric::Cosine.prepare(&[0.0, 0.0]), None);
+        assert_eq!(Metric::Cosine.prepare(&[3.0, 4.0]), Some(vec![0.6, 0.8]));
+        assert_eq!(Metric::L2.to_operator_value(25.0), 5.0);
+    }
+}

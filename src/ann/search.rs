@@ -1,0 +1,111 @@
+//! The HNSW search, written once over the [`Graph`] trait so the in-memory graph
+//! (used while building) and the index pages (used by scans) share it.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+/// A node with its distance to the query; ordered by distance, then node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored<N> {
+    pub dist: f32,
+    pub node: N,
+}
+
+impl<N: Ord> Eq for Scored<N> {}
+
+impl<N: Ord> PartialOrd for Scored<N> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<N: Ord> Ord for Scored<N> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.dist.total_cmp(&other.dist).then_with(|| self.node.cmp(&other.node))
+    }
+}
+
+/// Set of nodes already looked at during one search.
+pub trait Visited<N> {
+    /// True if `n` was not in the set (and is now).
+    fn insert(&mut self, n: N) -> bool;
+}
+
+/// Read access to an HNSW graph.
+pub trait Graph {
+    type Node: Copy + Ord;
+    type Visited: Visited<Self::Node>;
+
+    /// A fresh, empty visited set for one search.
+    fn visited(&self) -> Self::Visited;
+    /// The top-level entry node and its level, or `None` for an empty graph.
+    fn entry(&self) -> Option<(Self::Node, usize)>;
+    /// Distance from a prepared query vector to `node`.
+    fn distance(&self, query: &[f32], node: Self::Node) -> f32;
+    /// Appends the neighbours of `node` at `level` to `out`.
+    fn neighbors(&self, node: Self::Node, level: usize, out: &mut Vec<Self::Node>);
+}
+
+/// Best-first search of one layer from `entry`, keeping the `ef` closest nodes.
+/// Returns them nearest first.
+pub fn search_layer<G: Graph>(
+    g: &G,
+    query: &[f32],
+    entry: &[Scored<G::Node>],
+    ef: usize,
+    level: usize,
+    visited: &mut G::Visited,
+) -> Vec<Scored<G::Node>> {
+    let ef = ef.max(1);
+    let mut candidates: BinaryHeap<Reverse<Scored<G::Node>>> = BinaryHeap::with_capacity(ef * 4);
+    let mut results: BinaryHeap<Scored<G::Node>> = BinaryHeap::with_capacity(ef + 1);
+    for &e in entry {
+        if visited.insert(e.node) {
+            candidates.push(Reverse(e));
+            results.push(e);
+            if results.len() > ef {
+                results.pop();
+            }
+        }
+    }
+    let mut nbrs = Vec::new();
+    while let Some(Reverse(c)) = candidates.pop() {
+        if results.len() >= ef && results.peek().is_some_and(|w| c.dist > w.dist) {
+            break;
+        }
+        nbrs.clear();
+        g.neighbors(c.node, level, &mut nbrs);
+        for &n in &nbrs {
+            if !visited.insert(n) {
+                continue;
+            }
+            let d = g.distance(query, n);
+            if results.len() < ef || results.peek().is_some_and(|w| d < w.dist) {
+                let s = Scored { dist: d, node: n };
+                candidates.push(Reverse(s));
+                results.push(s);
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        }
+    }
+    results.into_sorted_vec()
+}
+
+/// The `ef` nearest nodes to `query` found by HNSW search (greedy descent through
+/// the upper layers, then a best-first search of layer 0), nearest first.
+pub fn search<G: Graph>(g: &G, query: &[f32], ef: usize) -> Vec<Scored<G::Node>> {
+    let Some((entry, top)) = g.entry() else {
+        return Vec::new();
+    };
+    let mut visited = g.visited();
+    let mut cur = vec![Scored { dist: g.distance(query, entry), node: entry }];
+    for level in (1..=top).rev() {
+        cur = search_layer(g, query, &cur, 1, level, &mut visited);
+        // Upper layers are revisited from a fresh set: a node seen on one layer
+        // must still be expandable on the next.
+        visited = g.visited();
+    }
+    search_layer(g, query, &cur, ef, 0, &mut visited)
+}
