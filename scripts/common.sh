@@ -74,16 +74,16 @@ install_extension() {
     (cd "$REPO_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}" "$@")
 }
 
-# A data directory under target/ that the cluster owner can reach. When the
-# checkout sits somewhere `postgres` cannot enter (e.g. under /root), the real
-# directory lives in /tmp and target/<name> is a symlink to it.
+# A data directory under target/ that the cluster owner can reach, printed as a
+# resolved path. When the checkout sits somewhere `postgres` cannot enter (e.g.
+# under /root), the real directory lives in /tmp and target/<name> links to it.
 cluster_dir() {
     local name="$1"
     mkdir -p "$REPO_ROOT/target"
     local link="$REPO_ROOT/target/$name"
     if [ -L "$link" ] || [ -d "$link" ]; then
         if as_owner test -w "$(readlink -f "$link")" 2>/dev/null; then
-            echo "$link"; return
+            readlink -f "$link"; return
         fi
         rm -rf "$link"
     fi
@@ -96,7 +96,8 @@ cluster_dir() {
         is_root && chown postgres:postgres "$real"
         ln -s "$real" "$link"
     fi
-    echo "$link"
+    # The resolved path: the owner may not be able to walk through the link's parents.
+    readlink -f "$link"
 }
 
 # start_cluster NAME PORT: initdb (once) and start a cluster on 127.0.0.1:PORT.
@@ -124,9 +125,10 @@ EOF
 }
 
 stop_cluster() {
-    local name="$1" link="$REPO_ROOT/target/$1"
-    [ -e "$link/data/PG_VERSION" ] || return 0
-    as_owner "$PG_BIN/pg_ctl" -D "$link/data" -m fast -w stop >/dev/null 2>&1 || true
+    local dir
+    dir="$(readlink -f "$REPO_ROOT/target/$1")"
+    [ -e "$dir/data/PG_VERSION" ] || return 0
+    as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 # psql against a cluster started here; superuser `postgres`, no password.
