@@ -11,6 +11,7 @@ use std::sync::{Mutex, RwLock};
 use rayon::prelude::*;
 
 use super::search::{search_layer, Graph, Scored, Visited};
+use super::update::{repair_after_delete, GraphMut};
 use super::Metric;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Kernels};
@@ -70,6 +71,12 @@ pub struct Hnsw {
 /// A visited set as a bitmap over node ids.
 pub struct Bitmap(Vec<u64>);
 
+impl Bitmap {
+    pub fn with_capacity(nodes: usize) -> Bitmap {
+        Bitmap(vec![0; nodes.div_ceil(64)])
+    }
+}
+
 impl Visited<u32> for Bitmap {
     #[inline]
     fn insert(&mut self, n: u32) -> bool {
@@ -85,7 +92,7 @@ impl Graph for Hnsw {
     type Visited = Bitmap;
 
     fn visited(&self) -> Bitmap {
-        Bitmap(vec![0; self.levels.len().div_ceil(64)])
+        Bitmap::with_capacity(self.levels.len())
     }
 
     fn entry(&self) -> Option<(u32, usize)> {
@@ -263,38 +270,38 @@ impl Hnsw {
     }
 
     /// Removes the nodes marked in `dead` (indexed by node id): no live list
-    /// points to them afterwards, lists that did are repaired with [`repair`],
-    /// and the entry point moves to a live node of the highest level left. This is
-    /// what VACUUM does to the index, on the in-memory graph.
+    /// points to them afterwards, lists that did are repaired, and the entry point
+    /// moves to a live node of the highest level left. This is what VACUUM does to
+    /// the index, on the in-memory graph.
     pub fn remove(&mut self, dead: &[bool]) {
-        let n = self.len();
         let is_dead = |x: u32| dead.get(x as usize).copied().unwrap_or(false);
+        let nodes: Vec<(u32, usize)> = (0..self.len() as u32).map(|n| (n, self.level(n))).collect();
+        let params = self.params;
+        repair_after_delete(self, &nodes, is_dead, params);
         // Repairs read the dead nodes' lists, so those are cleared only afterwards.
-        for node in (0..n as u32).filter(|&x| !is_dead(x)) {
-            for lv in 0..=self.level(node) {
-                let current = self.links(node, lv);
-                let cap = self.params.max_neighbors(lv);
-                let fixed = repair(
-                    node,
-                    &current,
-                    is_dead,
-                    |x| self.links(x, lv),
-                    |a, b| self.dist(a, b),
-                    cap,
-                    self.params.m.min(cap),
-                );
-                if let Some(fixed) = fixed {
-                    *self.links[node as usize][lv].write().unwrap_or_else(|e| e.into_inner()) = fixed;
-                }
-            }
-        }
-        for node in (0..n as u32).filter(|&x| is_dead(x)) {
+        for &(node, _) in nodes.iter().filter(|(n, _)| is_dead(*n)) {
             for list in &self.links[node as usize] {
                 list.write().unwrap_or_else(|e| e.into_inner()).clear();
             }
         }
-        let entry = (0..n as u32).filter(|&x| !is_dead(x)).max_by_key(|&x| (self.level(x), std::cmp::Reverse(x)));
-        *self.entry.write().unwrap_or_else(|e| e.into_inner()) = entry.map(|x| (x, self.level(x)));
+        if nodes.iter().all(|(n, _)| is_dead(*n)) {
+            *self.entry.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+impl GraphMut for Hnsw {
+    fn node_vector(&self, node: u32, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(self.vector(node));
+    }
+
+    fn set_links(&mut self, node: u32, level: usize, links: &[u32]) {
+        *self.links[node as usize][level].write().unwrap_or_else(|e| e.into_inner()) = links.to_vec();
+    }
+
+    fn set_entry(&mut self, node: u32, level: usize) {
+        *self.entry.write().unwrap_or_else(|e| e.into_inner()) = Some((node, level));
     }
 }
 
@@ -311,7 +318,7 @@ pub fn select_neighbors<N: Copy>(
     sorted: &[Scored<N>],
     cap: usize,
     top_up_to: usize,
-    dist: impl Fn(N, N) -> f32,
+    mut dist: impl FnMut(N, N) -> f32,
 ) -> Vec<Scored<N>> {
     let mut kept: Vec<Scored<N>> = Vec::with_capacity(cap);
     let mut skipped = Vec::new();
@@ -339,7 +346,7 @@ pub fn repair<N: Copy + Ord>(
     current: &[N],
     is_dead: impl Fn(N) -> bool,
     neighbors_of: impl Fn(N) -> Vec<N>,
-    dist: impl Fn(N, N) -> f32,
+    mut dist: impl FnMut(N, N) -> f32,
     cap: usize,
     top_up_to: usize,
 ) -> Option<Vec<N>> {
@@ -358,7 +365,7 @@ pub fn repair<N: Copy + Ord>(
     cands.dedup();
     let mut scored: Vec<Scored<N>> = cands.into_iter().map(|x| Scored { dist: dist(base, x), node: x }).collect();
     scored.sort_unstable();
-    Some(select_neighbors(&scored, cap, top_up_to, dist).into_iter().map(|s| s.node).collect())
+    Some(select_neighbors(&scored, cap, top_up_to, &mut dist).into_iter().map(|s| s.node).collect())
 }
 
 #[cfg(test)]

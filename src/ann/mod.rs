@@ -5,14 +5,18 @@
 //! - [`search`] runs the HNSW search over any [`Graph`]: the in-memory graph built
 //!   here, or the page-resident one the index access method reads.
 //! - [`Hnsw`] is the in-memory graph, built in parallel with rayon.
+//! - [`link_new_node`] and [`repair_after_delete`] update any [`GraphMut`] one
+//!   change at a time: index inserts and VACUUM.
 //! - [`synth`] makes embedding-shaped test data.
 
 mod hnsw;
 mod search;
 pub mod synth;
+mod update;
 
-pub use hnsw::{repair, select_neighbors, BuildParams, Hnsw};
+pub use hnsw::{repair, select_neighbors, Bitmap, BuildParams, Hnsw};
 pub use search::{search, search_layer, Graph, Scored, Visited};
+pub use update::{link_new_node, repair_after_delete, GraphMut};
 
 use crate::kernels::{self, Kernels};
 
