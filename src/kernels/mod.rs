@@ -112,7 +112,8 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1) without pulling in an RNG crate for tests.
+    /// Deterministic values in [-1, 1). Self-contained (not `ann::synth`) so that
+    /// `scripts/check-neon.sh` can build this module alone for aarch64.
     fn series(seed: u64, n: usize) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
         (0..n)
