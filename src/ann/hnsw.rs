@@ -10,8 +10,8 @@ use std::sync::{Mutex, RwLock};
 
 use rayon::prelude::*;
 
-use super::search::{search_layer, Graph, Scored, Visited};
-use super::update::{repair_after_delete, GraphMut};
+use super::search::{Graph, Scored, Visited};
+use super::update::{plan_links, repair_after_delete, GraphMut};
 use super::Metric;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Kernels};
@@ -197,13 +197,6 @@ impl Hnsw {
         &self.data[i..i + self.dim]
     }
 
-    /// Neighbour ids of `node` at `level` (a copy).
-    pub fn links(&self, node: u32, level: usize) -> Vec<u32> {
-        let mut out = Vec::new();
-        self.neighbors(node, level, &mut out);
-        out
-    }
-
     fn dist(&self, a: u32, b: u32) -> f32 {
         self.metric.distance(self.kernels, self.vector(a), self.vector(b))
     }
@@ -221,26 +214,12 @@ impl Hnsw {
             *self.entry.write().unwrap_or_else(|e| e.into_inner()) = Some((q, level));
             return;
         };
-        let query = self.vector(q);
-        let mut cur = vec![Scored { dist: self.distance(query, ep), node: ep }];
-        for lv in (level + 1..=top).rev() {
-            let mut visited = self.visited();
-            cur = search_layer(self, query, &cur, 1, lv, &mut visited);
-        }
-        for lv in (0..=level.min(top)).rev() {
-            let mut visited = self.visited();
-            let found = search_layer(self, query, &cur, self.params.ef_construction, lv, &mut visited);
-            let found: Vec<Scored<u32>> = found.into_iter().filter(|s| s.node != q).collect();
-            // A new node's layer-0 list is topped up to m (half its capacity).
-            let top_up = if lv == 0 { self.params.m } else { 0 };
-            let chosen = self.select(&found, self.params.max_neighbors(lv), top_up);
+        let plans = plan_links(self, q, self.vector(q), level, (ep, top), self.params, |a, b| self.dist(a, b));
+        for (lv, chosen) in plans {
             *self.links[q as usize][lv].write().unwrap_or_else(|e| e.into_inner()) =
                 chosen.iter().map(|s| s.node).collect();
             for s in &chosen {
                 self.connect(s.node, q, s.dist, lv);
-            }
-            if !found.is_empty() {
-                cur = found;
             }
         }
         if level > top {
@@ -262,11 +241,7 @@ impl Hnsw {
         let mut cands: Vec<Scored<u32>> = list.iter().map(|&n| Scored { dist: self.dist(node, n), node: n }).collect();
         cands.push(Scored { dist, node: q });
         cands.sort_unstable();
-        *list = self.select(&cands, cap, 0).into_iter().map(|s| s.node).collect();
-    }
-
-    fn select(&self, sorted: &[Scored<u32>], cap: usize, top_up_to: usize) -> Vec<Scored<u32>> {
-        select_neighbors(sorted, cap, top_up_to, |a, b| self.dist(a, b))
+        *list = select_neighbors(&cands, cap, 0, |a, b| self.dist(a, b)).into_iter().map(|s| s.node).collect();
     }
 
     /// Removes the nodes marked in `dead` (indexed by node id): no live list
@@ -427,7 +402,8 @@ mod tests {
         let g = build(Metric::L2, &data, 16);
         for n in 0..g.len() as u32 {
             for lv in 0..=g.level(n) {
-                let l = g.links(n, lv);
+                let mut l = Vec::new();
+                g.neighbors(n, lv, &mut l);
                 assert!(l.len() <= g.params().max_neighbors(lv));
                 assert!(!l.contains(&n));
                 assert!(l.iter().all(|&m| g.level(m) >= lv), "links point to nodes present on the level");

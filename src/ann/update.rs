@@ -47,32 +47,14 @@ where
     G: GraphMut,
     G::Node: Hash,
 {
-    let Some((ep, top)) = g.entry() else {
+    let Some(entry) = g.entry() else {
         g.set_entry(node, level);
         return;
     };
-    let mut cur = vec![Scored { dist: g.distance(vector, ep), node: ep }];
-    for lv in (level + 1..=top).rev() {
-        let mut visited = g.visited();
-        cur = search_layer(&*g, vector, &cur, 1, lv, &mut visited);
-    }
-    let mut plans: Vec<(usize, Vec<Scored<G::Node>>)> = Vec::new();
-    {
+    let plans = {
         let mut pairs = PairDistances { g: &*g, cache: HashMap::new() };
-        for lv in (0..=level.min(top)).rev() {
-            let mut visited = g.visited();
-            let found: Vec<Scored<G::Node>> = search_layer(&*g, vector, &cur, params.ef_construction, lv, &mut visited)
-                .into_iter()
-                .filter(|s| s.node != node)
-                .collect();
-            let top_up = if lv == 0 { params.m } else { 0 };
-            let chosen = select_neighbors(&found, params.max_neighbors(lv), top_up, |a, b| pairs.between(a, b));
-            plans.push((lv, chosen));
-            if !found.is_empty() {
-                cur = found;
-            }
-        }
-    }
+        plan_links(&*g, node, vector, level, entry, params, |a, b| pairs.between(a, b))
+    };
     for (lv, chosen) in plans {
         let ids: Vec<G::Node> = chosen.iter().map(|s| s.node).collect();
         g.set_links(node, lv, &ids);
@@ -80,9 +62,45 @@ where
             add_back_link(g, s.node, node, s.dist, lv, params);
         }
     }
-    if level > top {
+    if level > entry.1 {
         g.set_entry(node, level);
     }
+}
+
+/// The planning half of an HNSW insert, shared by the parallel build and
+/// [`link_new_node`]: greedy descent from `entry` to the node's top level, then on
+/// each of its levels (top down) a search with ef_construction and the neighbour
+/// heuristic. Returns the links to give the node per level; `dist` measures
+/// between two stored nodes.
+pub(super) fn plan_links<G: Graph>(
+    g: &G,
+    node: G::Node,
+    vector: &[f32],
+    level: usize,
+    (ep, top): (G::Node, usize),
+    params: BuildParams,
+    mut dist: impl FnMut(G::Node, G::Node) -> f32,
+) -> Vec<(usize, Vec<Scored<G::Node>>)> {
+    let mut cur = vec![Scored { dist: g.distance(vector, ep), node: ep }];
+    for lv in (level + 1..=top).rev() {
+        let mut visited = g.visited();
+        cur = search_layer(g, vector, &cur, 1, lv, &mut visited);
+    }
+    let mut plans = Vec::with_capacity(level.min(top) + 1);
+    for lv in (0..=level.min(top)).rev() {
+        let mut visited = g.visited();
+        let found: Vec<Scored<G::Node>> = search_layer(g, vector, &cur, params.ef_construction, lv, &mut visited)
+            .into_iter()
+            .filter(|s| s.node != node)
+            .collect();
+        // A new node's layer-0 list is topped up to m (half its capacity).
+        let top_up = if lv == 0 { params.m } else { 0 };
+        plans.push((lv, select_neighbors(&found, params.max_neighbors(lv), top_up, &mut dist)));
+        if !found.is_empty() {
+            cur = found;
+        }
+    }
+    plans
 }
 
 /// Adds `new` to `target`'s list on `level`, re-selecting when the list is full.
