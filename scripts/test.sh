@@ -5,6 +5,8 @@
 #   3. pgrx      `cargo pgrx test pg15` in-process tests (src/pg_tests.rs)
 #   4. regress   golden SQL tests in pg_test/ through PostgreSQL's pg_regress
 #   5. driver    integration tests in tests/ through the Rust `postgres` driver
+#   6. crash     the HNSW index after the postmaster is killed mid-insert
+#                (scripts/crash-test.sh, on a cluster of its own)
 # Everything builds in the dev profile only (dependencies at opt-level 3).
 # Exits non-zero if any tier fails; the last line is the summary.
 #
@@ -97,6 +99,17 @@ fi
 
 export PGREC_TEST_URL="host=127.0.0.1 port=$REGRESS_PORT user=postgres dbname=postgres"
 run_cargo_tier driver cargo test --test '*'
+
+log "tier crash: scripts/crash-test.sh"
+crash_log="$REPO_ROOT/target/test-crash.log"
+status=0
+"$REPO_ROOT/scripts/crash-test.sh" 2>&1 | tee "$crash_log" || status=$?
+read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' "$crash_log" | tail -1; echo "0 0")
+if [ "$status" -ne 0 ] || [ "${f:-1}" -ne 0 ] || [ "${p:-0}" -eq 0 ]; then
+    record crash FAIL "${p:-0}" "$(( ${f:-0} > 0 ? f : 1 ))"
+else
+    record crash ok "$p" 0
+fi
 
 elapsed=$(( $(date +%s) - started ))
 echo

@@ -15,6 +15,7 @@ pub mod types;
 mod am;
 mod api;
 mod catalog;
+mod guc;
 mod sqlstate;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -23,6 +24,15 @@ mod pg_tests;
 ::pgrx::pg_module_magic!(name, version);
 
 ::pgrx::extension_sql_file!("../sql/embedding.sql", name = "embedding", bootstrap);
+::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", finalize);
+
+/// Runs once per backend when the library loads: registers the `pgrec.*`
+/// settings and the index's reloptions.
+#[::pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+    am::options::register();
+}
 
 /// Required by `cargo pgrx test`: one-off setup and extra postgresql.conf lines.
 #[cfg(test)]

@@ -4,72 +4,15 @@
 //! driver reports them. `scripts/test.sh` starts a cluster with pgrec installed and
 //! sets `PGREC_TEST_URL`; without it these tests say so and do nothing.
 
-use std::error::Error;
-use std::sync::OnceLock;
+mod common;
 
+use common::{sqlstate, Emb};
 use postgres::error::SqlState;
-use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
-use postgres::{Client, NoTls};
 
 const DB: &str = "pgrec_driver";
 
-/// Client-side `embedding`, encoded as pgvector's binary format: int16 dims,
-/// int16 reserved, big-endian float4s.
-#[derive(Debug, Clone, PartialEq)]
-struct Emb(Vec<f32>);
-
-impl ToSql for Emb {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut postgres::types::private::BytesMut,
-    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.extend_from_slice(&(self.0.len() as i16).to_be_bytes());
-        out.extend_from_slice(&0i16.to_be_bytes());
-        for v in &self.0 {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        ty.name() == "embedding"
-    }
-
-    to_sql_checked!();
-}
-
-impl<'a> FromSql<'a> for Emb {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
-        let dims = i16::from_be_bytes([raw[0], raw[1]]) as usize;
-        assert_eq!(raw.len(), 4 + 4 * dims, "wire size");
-        Ok(Emb(raw[4..].chunks_exact(4).map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect()))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        ty.name() == "embedding"
-    }
-}
-
-/// A client on a fresh database with pgrec created, or None when not configured.
-fn client() -> Option<Client> {
-    let Ok(base) = std::env::var("PGREC_TEST_URL") else {
-        eprintln!("skipped: PGREC_TEST_URL is not set (./scripts/test.sh sets it)");
-        return None;
-    };
-    static SETUP: OnceLock<()> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let mut admin = Client::connect(&base, NoTls).expect("connect to PGREC_TEST_URL");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB}")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {DB}")).unwrap();
-        let mut c = Client::connect(&format!("{base} dbname={DB}"), NoTls).unwrap();
-        c.batch_execute("CREATE EXTENSION pgrec").unwrap();
-    });
-    Some(Client::connect(&format!("{base} dbname={DB}"), NoTls).expect("connect to test database"))
-}
-
-fn sqlstate(e: &postgres::Error) -> SqlState {
-    e.code().cloned().unwrap_or_else(|| panic!("not a server error: {e}"))
+fn client() -> Option<postgres::Client> {
+    common::client(DB)
 }
 
 #[test]

@@ -128,6 +128,25 @@ impl<'a> Node<'a> {
         );
     }
 
+    /// Runs `f` on the vector, read in place when the item is 4-byte aligned
+    /// (items start MAXALIGN'd and the vector sits at offset 12, so in a page it
+    /// always is) and copied otherwise.
+    pub fn with_vector<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
+        let bytes = &self.bytes[NODE_HEADER..NODE_HEADER + 4 * self.dims()];
+        #[cfg(target_endian = "little")]
+        {
+            // SAFETY: every bit pattern is a valid f32, and align_to only yields
+            // the middle part at f32 alignment; the stored form is little-endian.
+            let (head, floats, tail) = unsafe { bytes.align_to::<f32>() };
+            if head.is_empty() && tail.is_empty() {
+                return f(floats);
+            }
+        }
+        let mut v = Vec::with_capacity(self.dims());
+        self.vector_into(&mut v);
+        f(&v)
+    }
+
     fn links_at(&self, level: usize) -> usize {
         NODE_HEADER + 4 * self.dims() + (0..level).map(|l| 2 + REF_SIZE * cap(self.m, l)).sum::<usize>()
     }
@@ -175,6 +194,23 @@ impl<'a> NodeMut<'a> {
     pub fn mark_deleted(&mut self) {
         self.bytes[2] |= FLAG_DELETED;
     }
+}
+
+/// Usable bytes of an index page: 8 kB less the 24-byte page header.
+pub const PAGE_SPACE: usize = 8192 - 24;
+
+/// Refuses a dimension count whose nodes could not fit a page at the highest
+/// level a node can draw (15), so a build or insert never fails half-way.
+pub fn check_fits(dims: usize, m: usize) -> Result<()> {
+    let size = node_size(dims, 15, m);
+    if size.div_ceil(8) * 8 + 4 > PAGE_SPACE {
+        return Err(Error::new(
+            ErrorKind::ProgramLimitExceeded,
+            format!("pgrec_hnsw cannot index {dims} dimensions with m = {m}: a node needs up to {size} bytes of an 8 kB page"),
+        )
+        .with_hint("index fewer dimensions (an expression index on subvector(...)) or use a smaller m"));
+    }
+    Ok(())
 }
 
 /// Assigns every node a (block, offset) by packing items in order into pages of
@@ -227,7 +263,7 @@ pub struct Meta {
     pub nodes: u64,
 }
 
-const META_SIZE: usize = 36;
+pub const META_SIZE: usize = 36;
 
 impl Meta {
     pub fn encode(&self) -> [u8; META_SIZE] {
@@ -330,6 +366,17 @@ mod tests {
         assert_eq!(refs[4], r(2, 1));
         assert_eq!(refs[9], r(3, 2));
         assert_eq!(place([9000], 8168).err().map(|e| e.kind), Some(ErrorKind::ProgramLimitExceeded));
+    }
+
+    #[test]
+    fn page_fit_is_checked_at_the_highest_level() {
+        assert!(check_fits(1536, 16).is_ok());
+        let e = check_fits(1700, 16).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ProgramLimitExceeded);
+        assert!(e.message.starts_with("pgrec_hnsw cannot index 1700 dimensions with m = 16"), "{}", e.message);
+        let bytes = encode_node(r(1, 1), &[1.5, -2.0], &[vec![]], 4);
+        let n = Node::parse(&bytes, 4).unwrap();
+        assert_eq!(n.with_vector(|v| v.to_vec()), vec![1.5, -2.0]);
     }
 
     #[test]

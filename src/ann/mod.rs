@@ -7,15 +7,19 @@
 //! - [`Hnsw`] is the in-memory graph, built in parallel with rayon.
 //! - [`link_new_node`] and [`repair_after_delete`] update any [`GraphMut`] one
 //!   change at a time: index inserts and VACUUM.
+//! - [`Stream`] turns repeated, widening searches into the endless nearest-first
+//!   stream an index scan under a `WHERE` filter needs.
 //! - [`synth`] makes embedding-shaped test data.
 
 mod hnsw;
 mod search;
+mod stream;
 pub mod synth;
 mod update;
 
 pub use hnsw::{repair, select_neighbors, Bitmap, BuildParams, Hnsw};
 pub use search::{search, search_layer, Graph, Scored, Visited};
+pub use stream::Stream;
 pub use update::{link_new_node, repair_after_delete, GraphMut};
 
 use crate::kernels::{self, Kernels};

@@ -31,6 +31,15 @@ pub trait Visited<N> {
     fn insert(&mut self, n: N) -> bool;
 }
 
+/// A hash set serves graphs whose node ids are too sparse for a bitmap (the
+/// index pages' block and line numbers).
+impl<N: Eq + std::hash::Hash> Visited<N> for std::collections::HashSet<N> {
+    #[inline]
+    fn insert(&mut self, n: N) -> bool {
+        std::collections::HashSet::insert(self, n)
+    }
+}
+
 /// Read access to an HNSW graph.
 pub trait Graph {
     type Node: Copy + Ord;

@@ -1,0 +1,58 @@
+//! Every `pgrec.*` setting, registered once when the library loads. Each has a
+//! documented default and bounds; Postgres itself rejects values outside them
+//! with the parameter's name and the valid range.
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// Candidates kept by an HNSW index scan (`pgrec_hnsw`); higher is slower but
+/// finds more of the true nearest neighbours.
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
+
+/// Most rows one `pgrec_hnsw` scan returns. A scan under a `WHERE` filter keeps
+/// widening its search until LIMIT rows pass; this bounds that work.
+pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
+/// Worker threads for index builds (and, later, training and inference); 0
+/// means one per CPU core.
+pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"pgrec.ef_search",
+        c"Candidate list size of a pgrec_hnsw index scan.",
+        c"Larger values raise recall and cost time; a scan that needs more rows (LIMIT beyond it, or a WHERE filter) widens it by itself.",
+        &EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgrec.max_scan_tuples",
+        c"Most rows one pgrec_hnsw index scan returns.",
+        c"Bounds how far a filtered scan widens its search before it stops short of LIMIT.",
+        &MAX_SCAN_TUPLES,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pgrec.threads",
+        c"Worker threads pgrec uses for index builds; 0 means one per CPU core.",
+        c"",
+        &THREADS,
+        0,
+        1024,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+/// Threads to use now: `pgrec.threads`, or the number of cores when it is 0.
+pub fn threads() -> usize {
+    match THREADS.get() {
+        n if n > 0 => n as usize,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
