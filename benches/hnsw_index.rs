@@ -97,7 +97,8 @@ fn load(c: &mut Client, rows: usize, dim: usize) -> Vec<Emb> {
         .unwrap();
         copy_rows(c, &format!("hb_{dim}"), base, dim);
         copy_rows(c, &format!("hq_{dim}"), queries, dim);
-        c.batch_execute(&format!("VACUUM ANALYZE hb_{dim}; VACUUM ANALYZE hq_{dim}")).unwrap();
+        c.batch_execute(&format!("VACUUM ANALYZE hb_{dim}")).unwrap();
+        c.batch_execute(&format!("VACUUM ANALYZE hq_{dim}")).unwrap();
     }
     queries.chunks(dim).take(RECALL_QUERIES).map(|q| Emb(q.to_vec())).collect()
 }
@@ -148,9 +149,10 @@ fn main() {
         c.batch_execute("SET enable_indexscan = off").unwrap();
         let truth: Vec<Vec<i32>> = queries.iter().map(|q| top10(&mut c, &exact, q)).collect();
         c.batch_execute(&format!(
-            "RESET enable_indexscan; DROP INDEX IF EXISTS hb_{dim}_emb; SET maintenance_work_mem = '2GB'; CHECKPOINT"
+            "RESET enable_indexscan; DROP INDEX IF EXISTS hb_{dim}_emb; SET maintenance_work_mem = '2GB'"
         ))
         .unwrap();
+        c.batch_execute("CHECKPOINT").unwrap();
         let t = Instant::now();
         c.batch_execute(&format!(
             "CREATE INDEX hb_{dim}_emb ON hb_{dim} USING pgrec_hnsw (emb embedding_cosine_ops) WITH (m = 16, ef_construction = 64)"

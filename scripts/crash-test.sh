@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Crash test of the pgrec_hnsw index: inserts run while the postmaster is killed
-# (`pg_ctl stop -m immediate`, no shutdown checkpoint), the cluster restarts and
-# replays WAL, and the index must then agree with a sequential scan: every
-# committed row reachable through it, the same nearest rows, and further inserts
-# and VACUUM working. Uses its own throwaway cluster; the extension must already
-# be installed (./scripts/test.sh does that first). Last line: "N passed, N failed".
+# Crash and replication test of the pgrec_hnsw index. Inserts run while the
+# postmaster is killed (`pg_ctl stop -m immediate`, no shutdown checkpoint), the
+# cluster restarts and replays WAL, and the index must then agree with a
+# sequential scan: every committed row reachable through it, the same nearest
+# rows, and further inserts and VACUUM working. Then a streaming standby is made
+# with pg_basebackup, the primary changes the index again, and the standby's
+# index, rebuilt from WAL alone, must agree with the standby's sequential scan.
+# Uses throwaway clusters of its own; the extension must already be installed
+# (./scripts/test.sh does that first). Last line: "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PORT=54826
+STANDBY_PORT=54827
 DB=pgrec_crash
 passed=0
 failed=0
 check() { # check NAME EXPECTED ACTUAL
     if [ "$2" = "$3" ]; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1: expected '$2', got '$3'"; fi
 }
-q() { pg_psql "$PORT" -d "$DB" -tA "$@"; }
+q() { pg_psql "${QPORT:-$PORT}" -d "$DB" -tA "$@"; }
 
 install_debian_packages
 dir="$(cluster_dir pgrec-crash)"
-trap 'stop_cluster pgrec-crash' EXIT
+trap 'stop_cluster pgrec-standby; stop_cluster pgrec-crash' EXIT
 start_cluster pgrec-crash "$PORT"
 pg_psql "$PORT" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 q <<'SQL'
@@ -49,7 +53,8 @@ echo "rows after recovery: $rows"
 [ "$rows" -gt 2000 ] && check "some inserts committed before the crash" yes yes || check "some inserts committed before the crash" yes no
 
 # Every committed row is reachable through the index, each once.
-reach() {
+reach() { # reach ID: rows found through the index from row ID's vector
+
     q -c "SET enable_seqscan = off; SET pgrec.ef_search = 1000; SET pgrec.max_scan_tuples = 1000000;
           SELECT count(DISTINCT id) FROM (SELECT id FROM t ORDER BY e <=> (SELECT e FROM t WHERE id = $1) LIMIT 1000000) s" | tail -1
 }
@@ -57,12 +62,16 @@ check "every row reachable through the index" "$rows" "$(reach 1)"
 
 # The nearest rows through the index equal the sequential scan's (as sets: the
 # index ranks by float4 distances of normalised vectors, so near-ties may swap).
-for id in 5 777 1999 $((rows - 1)); do
-    knn="SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM t ORDER BY e <=> (SELECT e FROM t WHERE id = $id) LIMIT 10) s"
-    via_index=$(q -c "SET enable_seqscan = off; SET pgrec.ef_search = 400; $knn" | tail -1)
-    exact=$(q -c "SET enable_indexscan = off; $knn" | tail -1)
-    check "top 10 near row $id: index equals sequential scan" "$exact" "$via_index"
-done
+same_knn() { # same_knn LABEL ID...
+    local label="$1" id knn via_index exact; shift
+    for id in "$@"; do
+        knn="SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM t ORDER BY e ${OP:-<=>} (SELECT e FROM t WHERE id = $id) LIMIT 10) s"
+        via_index=$(q -c "SET enable_seqscan = off; SET pgrec.ef_search = 400; $knn" | tail -1)
+        exact=$(q -c "SET enable_indexscan = off; $knn" | tail -1)
+        check "$label: top 10 near row $id, index equals sequential scan" "$exact" "$via_index"
+    done
+}
+same_knn "after the crash" 5 777 1999 "$(q -c "SELECT max(id) FROM t")"
 
 # The recovered index keeps working: inserts, deletes, VACUUM.
 q -c "INSERT INTO t (e) SELECT e * '[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]' FROM t WHERE id <= 100" >/dev/null
@@ -70,6 +79,32 @@ q -c "DELETE FROM t WHERE id % 3 = 0" >/dev/null
 q -c "VACUUM t" >/dev/null
 rows=$(q -c "SELECT count(*) FROM t")
 check "after more inserts, deletes and VACUUM every row is reachable" "$rows" "$(reach 1)"
+
+# A streaming standby replays the index from WAL (GenericXLog records and the
+# build's full-page images) and answers the same.
+standby="$(cluster_dir pgrec-standby)/data"
+rm -rf "$standby"
+log "pg_basebackup of the primary into a standby on port $STANDBY_PORT"
+as_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$standby" -R -X stream >/dev/null
+echo "port = $STANDBY_PORT" | as_owner tee -a "$standby/postgresql.conf" >/dev/null
+as_owner "$PG_BIN/pg_ctl" -D "$standby" -l "$standby/../server.log" -w -t 60 start >/dev/null
+q -c "INSERT INTO t (e) SELECT ARRAY(SELECT random() - 0.5 + g * 0 FROM generate_series(1, 16) k)::real[] FROM generate_series(1, 1500) g" >/dev/null
+q -c "CREATE INDEX t_e_l2 ON t USING pgrec_hnsw (e embedding_l2_ops) WITH (m = 8, ef_construction = 32)" >/dev/null
+q -c "DELETE FROM t WHERE id % 7 = 0" >/dev/null
+q -c "VACUUM t" >/dev/null
+target=$(q -c "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 60); do
+    done_lsn=$(QPORT=$STANDBY_PORT q -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")
+    [ "$done_lsn" = t ] && break
+    sleep 1
+done
+check "the standby caught up" t "$done_lsn"
+rows=$(q -c "SELECT count(*) FROM t")
+QPORT=$STANDBY_PORT check "on the standby every row is reachable through the index" "$rows" "$(QPORT=$STANDBY_PORT reach 2)"
+QPORT=$STANDBY_PORT same_knn "on the standby" 2 1000 "$(q -c "SELECT max(id) FROM t")"
+# The L2 index was built after the standby started: it arrives as the build's
+# full-page images.
+OP='<->' QPORT=$STANDBY_PORT same_knn "on the standby, L2 index" 4 "$(q -c "SELECT max(id) FROM t")"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -93,9 +93,7 @@ pub(super) fn plan_links<G: Graph>(
             .into_iter()
             .filter(|s| s.node != node)
             .collect();
-        // A new node's layer-0 list is topped up to m (half its capacity).
-        let top_up = if lv == 0 { params.m } else { 0 };
-        plans.push((lv, select_neighbors(&found, params.max_neighbors(lv), top_up, &mut dist)));
+        plans.push((lv, select_neighbors(&found, params.max_neighbors(lv), params.top_up(lv), &mut dist)));
         if !found.is_empty() {
             cur = found;
         }
@@ -127,7 +125,10 @@ where
     cands.sort_unstable();
     let chosen: Vec<G::Node> = {
         let mut pairs = PairDistances { g: &*g, cache: HashMap::new() };
-        select_neighbors(&cands, cap, 0, |a, b| pairs.between(a, b)).into_iter().map(|s| s.node).collect()
+        select_neighbors(&cands, cap, params.top_up(level), |a, b| pairs.between(a, b))
+            .into_iter()
+            .map(|s| s.node)
+            .collect()
     };
     g.set_links(target, level, &chosen);
 }
