@@ -31,3 +31,22 @@ ORDER BY emb <=> (SELECT avg(emb) FROM items WHERE id IN (1, 3)) LIMIT 2;
 -- Arrays convert both ways; vector helpers.
 SELECT ARRAY[3, 4]::embedding AS from_array, dims('[3,4]'), norm('[3,4]'),
        l2_normalize('[3,4]'), subvector('[1,2,3,4]', 2, 2), '[1,2]'::embedding::real[] AS to_array;
+
+-- An HNSW index: a larger catalogue (50,000 items, 64 dimensions), indexed for
+-- cosine distance; the same ORDER BY ... LIMIT query now uses it.
+CREATE TABLE catalogue (id bigint PRIMARY KEY, category int, emb embedding(64));
+INSERT INTO catalogue
+SELECT i, i % 20, ARRAY(SELECT sin(i * 0.001 * d) + cos(i % 97 + d) FROM generate_series(1, 64) d)::real[]
+FROM generate_series(1, 50000) i;
+SET maintenance_work_mem = '256MB';
+CREATE INDEX catalogue_emb ON catalogue USING pgrec_hnsw (emb embedding_cosine_ops) WITH (m = 16, ef_construction = 64);
+ANALYZE catalogue;
+EXPLAIN (COSTS OFF)
+SELECT id FROM catalogue ORDER BY emb <=> (SELECT emb FROM catalogue WHERE id = 42) LIMIT 5;
+SELECT id, category FROM catalogue ORDER BY emb <=> (SELECT emb FROM catalogue WHERE id = 42) LIMIT 5;
+-- With a filter, the scan keeps going until five rows pass it.
+SELECT id, category FROM catalogue WHERE category = 3
+ORDER BY emb <=> (SELECT emb FROM catalogue WHERE id = 42) LIMIT 5;
+-- More candidates, higher recall: pgrec.ef_search (default 40).
+SET pgrec.ef_search = 100;
+SELECT id FROM catalogue ORDER BY emb <=> (SELECT emb FROM catalogue WHERE id = 42) LIMIT 5;

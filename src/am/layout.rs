@@ -370,7 +370,9 @@ mod tests {
 
     #[test]
     fn page_fit_is_checked_at_the_highest_level() {
-        assert!(check_fits(1536, 16).is_ok());
+        // 1,621 is the most the README promises for the default m.
+        assert!(check_fits(1621, 16).is_ok());
+        assert!(check_fits(1622, 16).is_err());
         let e = check_fits(1700, 16).unwrap_err();
         assert_eq!(e.kind, ErrorKind::ProgramLimitExceeded);
         assert!(e.message.starts_with("pgrec_hnsw cannot index 1700 dimensions with m = 16"), "{}", e.message);
