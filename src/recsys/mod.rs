@@ -1,1 +1,145 @@
-//! Recommender datasets, models (MF, ALS, BPR, KGAT) and ranking metrics, independent of Postgres.
+//! Recommenders independent of Postgres: interaction data (`data`), held-out
+//! splits (`split`), ranking metrics (`metrics`), training parameters
+//! (`params`), the algorithms (`als`, `bpr`, `mf`; popularity is a count), and
+//! the trained [`Model`] every one of them produces. [`fit`] runs the whole
+//! protocol: split, train, evaluate on the held-out part.
+//!
+//! Training parallelises with rayon inside each iteration; between iterations
+//! control returns to the caller's thread (`on_iteration`), which is where a
+//! Postgres backend reports progress and checks for cancellation.
+
+pub mod als;
+pub mod bpr;
+pub mod data;
+pub mod metrics;
+pub mod mf;
+pub mod model;
+pub mod params;
+mod sgd;
+pub mod split;
+
+use ndarray::Array2;
+
+pub use data::{Csr, Dataset, Row};
+pub use metrics::Metrics;
+pub use model::{Algorithm, Model};
+pub use params::Params;
+
+use crate::ann::synth::Rng;
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a trainer reports after each iteration (epoch).
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub iteration: usize,
+    pub of: usize,
+    pub loss: f64,
+    pub elapsed: f64,
+}
+
+/// Factors drawn from N(0, scale²), reproducible for a seed.
+pub(crate) fn init_factors(rows: usize, cols: usize, seed: u64, scale: f64) -> Array2<f32> {
+    let mut rng = Rng::new(seed);
+    Array2::from_shape_fn((rows, cols), |_| (rng.normal() * scale) as f32)
+}
+
+/// Factors plus one last column, a bias, starting at zero.
+pub(crate) fn init_factors_with_bias(rows: usize, factors: usize, seed: u64) -> Array2<f32> {
+    let mut a = init_factors(rows, factors + 1, seed, 0.1);
+    a.column_mut(factors).fill(0.0);
+    a
+}
+
+/// A trained model with its held-out metrics.
+pub struct Trained {
+    pub model: Model,
+    pub metrics: Metrics,
+    pub train_rows: usize,
+    pub test_rows: usize,
+}
+
+/// Splits `ds`, trains `algorithm` on the training part, evaluates on the rest
+/// (Recall, NDCG, … at 10 and 20, all items ranked, training items excluded;
+/// RMSE/MAE too for `mf`), and returns the model, whose `seen` holds all rows.
+pub fn fit(
+    ds: &Dataset,
+    algorithm: Algorithm,
+    p: &Params,
+    threads: usize,
+    on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
+) -> Result<Trained> {
+    let parts = split::split(ds, p.test_fraction, p.seed);
+    let train = ds.user_items(Some(&parts.train));
+    let test = ds.user_items(Some(&parts.test));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("cannot start training threads: {e}")))?;
+    let (n_users, n_items) = (ds.n_users(), ds.n_items());
+    let mut counts = vec![0u32; n_items];
+    ds.items.iter().for_each(|&i| counts[i as usize] += 1);
+    let mut popular: Vec<u32> = (0..n_items as u32).collect();
+    popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    let mut model = Model {
+        algorithm,
+        user_ids: ds.user_ids.clone(),
+        item_ids: ds.item_ids.clone(),
+        user_factors: Array2::zeros((n_users, 0)),
+        item_factors: Array2::zeros((n_items, 0)),
+        user_bias: Vec::new(),
+        item_bias: Vec::new(),
+        global: 0.0,
+        seen: ds.user_items(None),
+        popular,
+        regularization: p.regularization,
+        alpha: p.alpha,
+    };
+    match algorithm {
+        Algorithm::Popular => {
+            let mut train_counts = vec![0f32; n_items];
+            parts.train.iter().for_each(|&k| train_counts[ds.items[k] as usize] += 1.0);
+            let max = train_counts.iter().copied().fold(1.0, f32::max);
+            model.item_bias = train_counts.into_iter().map(|c| c / max).collect();
+            on_iteration(&Progress { iteration: 1, of: 1, loss: 0.0, elapsed: 0.0 })?;
+        }
+        Algorithm::Als => {
+            let (x, y) = als::train(&train, p, &pool, on_iteration)?;
+            model.user_factors = x;
+            model.item_factors = y;
+        }
+        Algorithm::Bpr => {
+            let (x, y, b) = bpr::train(&train, p, &pool, on_iteration)?;
+            model.user_factors = x;
+            model.item_factors = y;
+            model.item_bias = b;
+        }
+        Algorithm::Mf => {
+            let m = mf::train(&train, p, &pool, on_iteration)?;
+            model.user_factors = m.users;
+            model.item_factors = m.items;
+            model.user_bias = m.user_bias;
+            model.item_bias = m.item_bias;
+            model.global = m.global;
+        }
+    }
+    let mut metrics = Metrics::new();
+    if test.nnz() > 0 {
+        metrics = pool.install(|| metrics::evaluate(&model, &train, &test, None, &[10, 20]));
+        if algorithm == Algorithm::Mf {
+            let (rmse, mae) = mf::rating_errors(
+                |u, i| {
+                    let mut s = model.global + model.user_bias[u] + model.item_bias[i as usize];
+                    s += model.user_factors.row(u).dot(&model.item_factors.row(i as usize));
+                    s
+                },
+                &test,
+            );
+            metrics.insert("rmse".into(), rmse);
+            metrics.insert("mae".into(), mae);
+        }
+    }
+    Ok(Trained { model, metrics, train_rows: parts.train.len(), test_rows: parts.test.len() })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! A trained recommender in one form for every algorithm: score(u, i) =
+//! global + user_bias[u] + item_bias[i] + user_factors[u] · item_factors[i]
+//! (popularity is item_bias alone; MF uses all four terms). With it: scoring,
+//! top-k with seen items excluded, similar items, fold-in of a new user from a
+//! few items, and a compact byte form stored in the database.
+
+use ndarray::{Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+
+use super::data::Csr;
+use super::metrics::{top_k, Scorer};
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Popular,
+    Als,
+    Bpr,
+    Mf,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Result<Algorithm> {
+        match s {
+            "popular" => Ok(Algorithm::Popular),
+            "als" => Ok(Algorithm::Als),
+            "bpr" => Ok(Algorithm::Bpr),
+            "mf" => Ok(Algorithm::Mf),
+            other => Err(Error::new(ErrorKind::InvalidParameterValue, format!("unknown algorithm \"{other}\""))
+                .with_hint("use one of als, bpr, mf, popular")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Popular => "popular",
+            Algorithm::Als => "als",
+            Algorithm::Bpr => "bpr",
+            Algorithm::Mf => "mf",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub algorithm: Algorithm,
+    pub user_ids: Vec<i64>,
+    pub item_ids: Vec<i64>,
+    /// n_users × f and n_items × f (f = 0 for popularity).
+    pub user_factors: Array2<f32>,
+    pub item_factors: Array2<f32>,
+    /// Empty, or one per user / item.
+    pub user_bias: Vec<f32>,
+    pub item_bias: Vec<f32>,
+    pub global: f32,
+    /// Every interaction of each user (training and test), for exclude_seen.
+    pub seen: Csr,
+    /// Items by interaction count, most first: the fallback for unknown users.
+    pub popular: Vec<u32>,
+    /// ALS regularization and confidence scale, for folding in new users.
+    pub regularization: f32,
+    pub alpha: f32,
+}
+
+impl Model {
+    pub fn factors(&self) -> usize {
+        self.item_factors.ncols()
+    }
+
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// Scores of every item for a user vector (and that user's bias).
+    pub fn score_vector(&self, v: ArrayView1<f32>, user_bias: f32, out: &mut [f32]) {
+        let base = self.global + user_bias;
+        for (i, o) in out.iter_mut().enumerate() {
+            let b = self.item_bias.get(i).copied().unwrap_or(0.0);
+            *o = base + b;
+        }
+        if self.factors() > 0 {
+            let s = self.item_factors.dot(&v);
+            out.iter_mut().zip(s.iter()).for_each(|(o, x)| *o += x);
+        }
+    }
+
+    pub fn score_user(&self, u: u32, out: &mut [f32]) {
+        let ub = self.user_bias.get(u as usize).copied().unwrap_or(0.0);
+        self.score_vector(self.user_factors.row(u as usize), ub, out);
+    }
+
+    /// The top `k` items for user `u`: unseen ones if `exclude_seen`, among
+    /// `pool` if given.
+    pub fn recommend(&self, u: u32, k: usize, exclude_seen: bool, pool: Option<&[u32]>) -> Vec<(u32, f32)> {
+        let mut s = vec![0f32; self.n_items()];
+        self.score_user(u, &mut s);
+        if exclude_seen && (u as usize) < self.seen.n_rows {
+            for &i in self.seen.row(u as usize).0 {
+                s[i as usize] = f32::NEG_INFINITY;
+            }
+        }
+        top_k(&s, k, pool).into_iter().map(|i| (i, s[i as usize])).collect()
+    }
+
+    /// The most popular items, skipping `exclude`, among `pool` if given.
+    pub fn popular_items(&self, k: usize, exclude: &[u32], pool: Option<&[u32]>) -> Vec<(u32, f32)> {
+        let n = self.popular.len() as f32;
+        self.popular
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !exclude.contains(i) && pool.is_none_or(|p| p.contains(i)))
+            .take(k)
+            .map(|(rank, &i)| (i, 1.0 - rank as f32 / n))
+            .collect()
+    }
+
+    /// A user vector for someone who liked `items`: ALS solves for it exactly
+    /// (fold-in, as a training step would); other models average the items'
+    /// factors.
+    pub fn fold_in(&self, items: &[u32]) -> Vec<f32> {
+        let f = self.factors();
+        if f == 0 || items.is_empty() {
+            return vec![0.0; f];
+        }
+        if self.algorithm == Algorithm::Als {
+            let y = &self.item_factors;
+            let mut a = y.t().dot(y);
+            let mut b = vec![0f32; f];
+            for &i in items {
+                let yi = y.row(i as usize);
+                let c = 1.0 + self.alpha;
+                for r in 0..f {
+                    b[r] += c * yi[r];
+                    for col in 0..f {
+                        a[[r, col]] += (c - 1.0) * yi[r] * yi[col];
+                    }
+                }
+            }
+            for r in 0..f {
+                a[[r, r]] += self.regularization;
+            }
+            return super::als::solve_spd(&a, &b);
+        }
+        let mut v = vec![0f32; f];
+        for &i in items {
+            v.iter_mut().zip(self.item_factors.row(i as usize)).for_each(|(a, b)| *a += b);
+        }
+        v.iter_mut().for_each(|x| *x /= items.len() as f32);
+        v
+    }
+
+    /// Items most similar to `item` by cosine of their factors (by popularity
+    /// rank for a factor-less model), the item itself excluded.
+    pub fn similar_items(&self, item: u32, k: usize, pool: Option<&[u32]>) -> Vec<(u32, f32)> {
+        if self.factors() == 0 {
+            return self.popular_items(k, &[item], pool);
+        }
+        let q = self.item_factors.row(item as usize);
+        let qn = q.dot(&q).sqrt().max(f32::MIN_POSITIVE);
+        let mut s: Vec<f32> = self
+            .item_factors
+            .outer_iter()
+            .map(|r| r.dot(&q) / (r.dot(&r).sqrt().max(f32::MIN_POSITIVE) * qn))
+            .collect();
+        s[item as usize] = f32::NEG_INFINITY;
+        top_k(&s, k, pool).into_iter().map(|i| (i, s[i as usize])).collect()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.bytes(MAGIC);
+        w.u32(FORMAT);
+        w.str(self.algorithm.name());
+        w.i64s(&self.user_ids);
+        w.i64s(&self.item_ids);
+        w.u32(self.factors() as u32);
+        w.f32s(self.user_factors.as_slice().unwrap_or(&[]));
+        w.f32s(self.item_factors.as_slice().unwrap_or(&[]));
+        w.f32s(&self.user_bias);
+        w.f32s(&self.item_bias);
+        w.f32s(&[self.global, self.regularization, self.alpha]);
+        w.u32s(&self.seen.indptr.iter().map(|&x| x as u32).collect::<Vec<_>>());
+        w.u32s(&self.seen.indices);
+        w.u32s(&self.popular);
+        w.0
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Model> {
+        let mut r = Reader { b, at: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err(corrupt("wrong magic"));
+        }
+        let format = r.u32()?;
+        if format != FORMAT {
+            return Err(corrupt(&format!("format {format}, this build reads {FORMAT}")));
+        }
+        let algorithm = Algorithm::parse(&r.str()?).map_err(|_| corrupt("unknown algorithm"))?;
+        let user_ids = r.i64s()?;
+        let item_ids = r.i64s()?;
+        let f = r.u32()? as usize;
+        let uf = r.f32s()?;
+        let itf = r.f32s()?;
+        let user_factors = Array2::from_shape_vec((user_ids.len(), f), uf).map_err(|_| corrupt("user factor shape"))?;
+        let item_factors =
+            Array2::from_shape_vec((item_ids.len(), f), itf).map_err(|_| corrupt("item factor shape"))?;
+        let user_bias = r.f32s()?;
+        let item_bias = r.f32s()?;
+        let g = r.f32s()?;
+        let indptr: Vec<usize> = r.u32s()?.into_iter().map(|x| x as usize).collect();
+        let indices = r.u32s()?;
+        let popular = r.u32s()?;
+        if g.len() != 3 || indptr.len() != user_ids.len() + 1 || indptr.last().copied() != Some(indices.len()) {
+            return Err(corrupt("inconsistent sizes"));
+        }
+        let n_items = item_ids.len();
+        if indices.iter().chain(&popular).any(|&i| i as usize >= n_items) {
+            return Err(corrupt("item index out of range"));
+        }
+        let seen = Csr { n_rows: user_ids.len(), n_cols: n_items, data: vec![1.0; indices.len()], indptr, indices };
+        Ok(Model {
+            algorithm,
+            user_ids,
+            item_ids,
+            user_factors,
+            item_factors,
+            user_bias,
+            item_bias,
+            global: g[0],
+            seen,
+            popular,
+            regularization: g[1],
+            alpha: g[2],
+        })
+    }
+}
+
+impl Scorer for Model {
+    fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    fn score_users(&self, users: &[u32], out: &mut [f32]) {
+        let n = self.n_items();
+        for (b, &u) in users.iter().enumerate() {
+            let ub = self.user_bias.get(u as usize).copied().unwrap_or(0.0);
+            let base = self.global + ub;
+            out[b * n..(b + 1) * n].iter_mut().enumerate().for_each(|(i, o)| {
+                *o = base + self.item_bias.get(i).copied().unwrap_or(0.0);
+            });
+        }
+        if self.factors() > 0 {
+            let idx: Vec<usize> = users.iter().map(|&u| u as usize).collect();
+            let us = self.user_factors.select(ndarray::Axis(0), &idx);
+            let s = us.dot(&self.item_factors.t());
+            for (b, row) in s.outer_iter().enumerate() {
+                out[b * n..(b + 1) * n].iter_mut().zip(row.iter()).for_each(|(o, x)| *o += x);
+            }
+        }
+    }
+}
+
+const MAGIC: &[u8] = b"pgrecmdl";
+const FORMAT: u32 = 1;
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorKind::DataCorrupted, format!("stored model is not valid: {what}"))
+        .with_hint("train the model again")
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.bytes(s.as_bytes());
+    }
+    fn i64s(&mut self, v: &[i64]) {
+        self.u32(v.len() as u32);
+        v.iter().for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
+    }
+    fn u32s(&mut self, v: &[u32]) {
+        self.u32(v.len() as u32);
+        v.iter().for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
+    }
+    fn f32s(&mut self, v: &[f32]) {
+        self.u32(v.len() as u32);
+        v.iter().for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| corrupt("truncated"))?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn str(&mut self) -> Result<String> {
+        let n = self.u32()? as usize;
+        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+    fn vec<T>(&mut self, size: usize, f: impl Fn(&[u8]) -> T) -> Result<Vec<T>> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n.checked_mul(size).ok_or_else(|| corrupt("size overflow"))?)?.chunks_exact(size).map(f).collect())
+    }
+    fn i64s(&mut self) -> Result<Vec<i64>> {
+        self.vec(8, |c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+    }
+    fn u32s(&mut self) -> Result<Vec<u32>> {
+        self.vec(4, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+    fn f32s(&mut self) -> Result<Vec<f32>> {
+        self.vec(4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}

@@ -1,0 +1,151 @@
+//! Quality and behaviour of the trainers on planted structure: users and items
+//! fall into groups, users interact mostly within their group, and some items
+//! are popular everywhere. Personalised models must beat popularity there.
+
+use super::*;
+use crate::ann::synth::Rng;
+
+const GROUPS: usize = 8;
+const ITEMS_PER_GROUP: usize = 40;
+const USERS: usize = 400;
+
+fn group_of_item(i: i64) -> usize {
+    (i as usize) % GROUPS
+}
+
+/// What users of group `g` interact with: their group's items and the ten
+/// popular items of the next group.
+fn in_taste(g: usize, item: i64) -> bool {
+    group_of_item(item) == g || (group_of_item(item) == (g + 1) % GROUPS && item < 10 * GROUPS as i64)
+}
+
+/// ~30 interactions per user: 85% in the user's group, the rest among a few
+/// globally popular items; ratings 4–5 in-group, 1–2 otherwise.
+fn planted(seed: u64) -> Vec<Row> {
+    let mut rng = Rng::new(seed);
+    let mut rows = Vec::new();
+    for u in 0..USERS as i64 {
+        let g = u as usize % GROUPS;
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < 30 {
+            let item = if rng.uniform() < 0.85 {
+                (rng.next_u64() % ITEMS_PER_GROUP as u64) as i64 * GROUPS as i64 + g as i64
+            } else {
+                (rng.next_u64() % 10) as i64 * GROUPS as i64 + ((g + 1) % GROUPS) as i64
+            };
+            if seen.insert(item) {
+                let rating = if group_of_item(item) == g { 4.0 + (rng.next_u64() % 2) as f32 } else { 1.0 };
+                rows.push(Row { user: 1000 + u, item, weight: rating, ts: None });
+            }
+        }
+    }
+    rows
+}
+
+fn train(algorithm: Algorithm, json: &str) -> Trained {
+    let ds = Dataset::from_rows(&planted(3)).unwrap();
+    let p = Params::parse(algorithm, json).unwrap();
+    fit(&ds, algorithm, &p, 2, &mut |_| Ok(())).unwrap()
+}
+
+#[test]
+fn bpr_and_als_beat_popularity_on_planted_structure() {
+    let pop = train(Algorithm::Popular, "{}").metrics["recall@10"];
+    let bpr = train(Algorithm::Bpr, r#"{"factors": 16, "iterations": 40}"#).metrics["recall@10"];
+    let als = train(Algorithm::Als, r#"{"factors": 16, "iterations": 10}"#).metrics["recall@10"];
+    eprintln!("recall@10: popular {pop:.3}, bpr {bpr:.3}, als {als:.3}");
+    assert!(bpr > pop + 0.05, "bpr {bpr:.3} vs popular {pop:.3}");
+    assert!(als > pop + 0.05, "als {als:.3} vs popular {pop:.3}");
+}
+
+#[test]
+fn metrics_cover_the_protocol() {
+    let t = train(Algorithm::Als, r#"{"factors": 8, "iterations": 3}"#);
+    for k in ["recall@10", "recall@20", "ndcg@20", "ndcg_kgat@20", "precision@10", "map@20", "hit_rate@10", "auc"] {
+        let v = t.metrics[k];
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    assert_eq!(t.metrics["users"], USERS as f64);
+    assert_eq!(t.train_rows + t.test_rows, USERS * 30);
+    assert!(t.metrics["auc"] > 0.8, "auc {}", t.metrics["auc"]);
+}
+
+#[test]
+fn mf_predicts_ratings_better_than_the_mean() {
+    let ds = Dataset::from_rows(&planted(5)).unwrap();
+    let t = train(Algorithm::Mf, r#"{"factors": 8, "iterations": 40}"#);
+    let mean = ds.weights.iter().sum::<f32>() / ds.len() as f32;
+    let sd = (ds.weights.iter().map(|w| (w - mean).powi(2)).sum::<f32>() / ds.len() as f32).sqrt();
+    eprintln!("mf rmse {:.3} mae {:.3}, rating sd {sd:.3}", t.metrics["rmse"], t.metrics["mae"]);
+    assert!(t.metrics["rmse"] < 0.8 * f64::from(sd), "rmse {} vs sd {sd}", t.metrics["rmse"]);
+}
+
+#[test]
+fn recommendations_exclude_seen_items_and_follow_the_group() {
+    let t = train(Algorithm::Bpr, r#"{"factors": 16, "iterations": 40, "test_fraction": 0}"#);
+    let m = &t.model;
+    let u = 5u32;
+    let g = (m.user_ids[u as usize] - 1000) as usize % GROUPS;
+    let recs = m.recommend(u, 10, true, None);
+    assert_eq!(recs.len(), 10);
+    assert!(recs.iter().all(|(i, _)| !m.seen.contains(u as usize, *i)), "a seen item was recommended");
+    assert!(recs.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+    let in_taste = recs.iter().filter(|(i, _)| in_taste(g, m.item_ids[*i as usize])).count();
+    assert!(in_taste >= 9, "{in_taste} of 10 in what the user's group likes");
+    let with_seen = m.recommend(u, 10, false, None);
+    assert!(with_seen.iter().any(|(i, _)| m.seen.contains(u as usize, *i)));
+    // A candidate pool is respected.
+    let pool: Vec<u32> = (0..m.n_items() as u32).filter(|i| i % 3 == 0).collect();
+    assert!(m.recommend(u, 10, true, Some(&pool)).iter().all(|(i, _)| i % 3 == 0));
+}
+
+#[test]
+fn fold_in_and_similar_items_stay_in_the_group() {
+    for algorithm in [Algorithm::Als, Algorithm::Bpr] {
+        let t = train(algorithm, r#"{"factors": 16, "iterations": 20, "test_fraction": 0}"#);
+        let m = &t.model;
+        let idx = |ext: i64| m.item_ids.iter().position(|&x| x == ext).unwrap() as u32;
+        let liked: Vec<u32> = [3i64, 11, 19].iter().map(|&e| idx(e)).collect(); // group 3
+        let v = m.fold_in(&liked);
+        let mut s = vec![0f32; m.n_items()];
+        m.score_vector(ndarray::ArrayView1::from(&v[..]), 0.0, &mut s);
+        liked.iter().for_each(|&i| s[i as usize] = f32::NEG_INFINITY);
+        let top = metrics::top_k(&s, 10, None);
+        let in_group = top.iter().filter(|&&i| group_of_item(m.item_ids[i as usize]) == 3).count();
+        assert!(in_group >= 8, "{algorithm:?} fold-in: {in_group} of 10 in group");
+        let sim = m.similar_items(idx(3), 10, None);
+        assert!(sim.iter().all(|(i, _)| *i != idx(3)));
+        let in_group = sim.iter().filter(|(i, _)| group_of_item(m.item_ids[*i as usize]) == 3).count();
+        assert!(in_group >= 8, "{algorithm:?} similar: {in_group} of 10 in group");
+    }
+}
+
+#[test]
+fn models_round_trip_through_bytes_and_damage_is_reported() {
+    for (a, j) in [(Algorithm::Mf, r#"{"factors": 4, "iterations": 2}"#), (Algorithm::Popular, "{}")] {
+        let m = train(a, j).model;
+        let b = m.to_bytes();
+        let back = Model::from_bytes(&b).unwrap();
+        assert_eq!(back.to_bytes(), b);
+        assert_eq!(back.recommend(3, 5, true, None), m.recommend(3, 5, true, None));
+        let e = Model::from_bytes(&b[..b.len() - 3]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::DataCorrupted);
+    }
+}
+
+#[test]
+fn an_error_between_iterations_stops_training() {
+    let ds = Dataset::from_rows(&planted(3)).unwrap();
+    let p = Params::parse(Algorithm::Bpr, r#"{"iterations": 50}"#).unwrap();
+    let mut seen = 0;
+    let r = fit(&ds, Algorithm::Bpr, &p, 2, &mut |pr| {
+        seen = pr.iteration;
+        if pr.iteration == 3 {
+            Err(Error::new(ErrorKind::DataException, "canceled"))
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(r.err().map(|e| e.message), Some("canceled".into()));
+    assert_eq!(seen, 3);
+}
