@@ -28,6 +28,14 @@ pub enum ErrorKind {
     ProgramLimitExceeded,
     /// XX001: a stored value that cannot be what was written.
     DataCorrupted,
+    /// 42P01: a relation that does not exist.
+    UndefinedTable,
+    /// 42703: a column that does not exist.
+    UndefinedColumn,
+    /// 42804: a column of the wrong type.
+    DatatypeMismatch,
+    /// 42704: a named pgrec object (model, encoder) that does not exist.
+    UndefinedObject,
 }
 
 #[derive(Clone, Debug, PartialEq)]

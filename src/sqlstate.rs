@@ -19,6 +19,10 @@ fn code(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::ArraySubscriptError => ERRCODE_ARRAY_ELEMENT_ERROR,
         ErrorKind::ProgramLimitExceeded => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         ErrorKind::DataCorrupted => ERRCODE_DATA_CORRUPTED,
+        ErrorKind::UndefinedTable => ERRCODE_UNDEFINED_TABLE,
+        ErrorKind::UndefinedColumn => ERRCODE_UNDEFINED_COLUMN,
+        ErrorKind::DatatypeMismatch => ERRCODE_DATATYPE_MISMATCH,
+        ErrorKind::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
     }
 }
 

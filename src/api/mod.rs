@@ -3,3 +3,4 @@
 //! safety, operators, aggregates) is hand-written in `sql/`.
 
 mod embedding;
+mod recsys;

@@ -1,1 +1,14 @@
-//! SPI access and the registry tables in schema `pgrec` (models, encoders), shared by the API functions.
+//! SPI access and the registry tables in schema `pgrec` (models, encoders),
+//! shared by the API functions: reading a user's interactions relation
+//! (`interactions`) and storing, deploying and loading model versions
+//! (`models`, with the per-backend cache of served models).
+
+pub mod interactions;
+pub mod models;
+
+use crate::error::{Error, ErrorKind};
+
+/// An SPI failure as a pgrec error (SQL errors inside SPI raise directly).
+pub fn spi_error(e: pgrx::spi::SpiError) -> Error {
+    Error::new(ErrorKind::DataException, format!("internal query failed: {e}"))
+}

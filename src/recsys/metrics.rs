@@ -70,12 +70,7 @@ pub fn top_k(scores: &[f32], k: usize, pool: Option<&[u32]>) -> Vec<u32> {
 /// are masked out; `candidates`, if given, is the only pool ranked.
 pub fn evaluate(model: &dyn Scorer, train: &Csr, test: &Csr, candidates: Option<&[u32]>, ks: &[usize]) -> Metrics {
     let n_items = model.n_items();
-    let users: Vec<u32> = (0..test.n_rows as u32)
-        .filter(|&u| {
-            let (items, _) = test.row(u as usize);
-            candidates.map_or(!items.is_empty(), |c| items.iter().any(|i| c.contains(i)))
-        })
-        .collect();
+    let users: Vec<u32> = (0..test.n_rows as u32).filter(|&u| !test.row(u as usize).0.is_empty()).collect();
     let kmax = ks.iter().copied().max().unwrap_or(20);
     let in_pool: Option<Vec<bool>> = candidates.map(|c| {
         let mut m = vec![false; n_items];
@@ -99,13 +94,13 @@ pub fn evaluate(model: &dyn Scorer, train: &Csr, test: &Csr, candidates: Option<
                 if let Some(pool) = &in_pool {
                     s.iter_mut().zip(pool).filter(|(_, &p)| !p).for_each(|(x, _)| *x = f32::NEG_INFINITY);
                 }
-                let relevant: Vec<u32> = test
-                    .row(u as usize)
-                    .0
-                    .iter()
-                    .copied()
-                    .filter(|&i| in_pool.as_ref().is_none_or(|p| p[i as usize]))
-                    .collect();
+                // Test items that are masked (training items, or outside the
+                // pool) cannot be recommended, so they are not counted.
+                let relevant: Vec<u32> =
+                    test.row(u as usize).0.iter().copied().filter(|&i| s[i as usize] > f32::NEG_INFINITY).collect();
+                if relevant.is_empty() {
+                    continue;
+                }
                 let top = top_k(s, kmax, candidates);
                 let mut v = Vec::with_capacity(ks.len() * 6 + 1);
                 for &k in ks {

@@ -107,6 +107,39 @@ impl Model {
         top_k(&s, k, pool).into_iter().map(|i| (i, s[i as usize])).collect()
     }
 
+    /// `recommend` for many users at once: scores are computed a batch of users
+    /// at a time as one matrix product, batches in parallel (rayon).
+    pub fn recommend_many(
+        &self,
+        users: &[u32],
+        k: usize,
+        exclude_seen: bool,
+        pool: Option<&[u32]>,
+    ) -> Vec<Vec<(u32, f32)>> {
+        use rayon::prelude::*;
+        let n = self.n_items();
+        users
+            .par_chunks(256)
+            .flat_map_iter(|batch| {
+                let mut s = vec![0f32; batch.len() * n];
+                self.score_users(batch, &mut s);
+                batch
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &u)| {
+                        let row = &mut s[b * n..(b + 1) * n];
+                        if exclude_seen && (u as usize) < self.seen.n_rows {
+                            for &i in self.seen.row(u as usize).0 {
+                                row[i as usize] = f32::NEG_INFINITY;
+                            }
+                        }
+                        top_k(row, k, pool).into_iter().map(|i| (i, row[i as usize])).collect()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The most popular items, skipping `exclude`, among `pool` if given.
     pub fn popular_items(&self, k: usize, exclude: &[u32], pool: Option<&[u32]>) -> Vec<(u32, f32)> {
         let n = self.popular.len() as f32;

@@ -52,8 +52,8 @@ impl Params {
             seed: 42,
         };
         match algorithm {
-            Algorithm::Als => Params { iterations: 15, regularization: 1.0, alpha: 20.0, ..base },
-            Algorithm::Bpr => Params { iterations: 60, regularization: 0.0005, learning_rate: 0.05, ..base },
+            Algorithm::Als => Params { iterations: 15, regularization: 10.0, alpha: 80.0, ..base },
+            Algorithm::Bpr => Params { iterations: 60, regularization: 0.01, learning_rate: 0.05, ..base },
             Algorithm::Mf => Params { factors: 32, iterations: 30, regularization: 0.05, learning_rate: 0.01, ..base },
             Algorithm::Popular => Params { factors: 0, iterations: 1, ..base },
         }

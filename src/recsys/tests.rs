@@ -101,8 +101,13 @@ fn recommendations_exclude_seen_items_and_follow_the_group() {
 
 #[test]
 fn fold_in_and_similar_items_stay_in_the_group() {
-    for algorithm in [Algorithm::Als, Algorithm::Bpr] {
-        let t = train(algorithm, r#"{"factors": 16, "iterations": 20, "test_fraction": 0}"#);
+    // ALS's default regularization (10) is sized for catalogues of tens of
+    // thousands of users; this one has 400, so it gets a lighter one.
+    for (algorithm, json) in [
+        (Algorithm::Als, r#"{"factors": 16, "iterations": 20, "test_fraction": 0, "regularization": 1, "alpha": 20}"#),
+        (Algorithm::Bpr, r#"{"factors": 16, "iterations": 20, "test_fraction": 0}"#),
+    ] {
+        let t = train(algorithm, json);
         let m = &t.model;
         let idx = |ext: i64| m.item_ids.iter().position(|&x| x == ext).unwrap() as u32;
         let liked: Vec<u32> = [3i64, 11, 19].iter().map(|&e| idx(e)).collect(); // group 3
@@ -111,8 +116,8 @@ fn fold_in_and_similar_items_stay_in_the_group() {
         m.score_vector(ndarray::ArrayView1::from(&v[..]), 0.0, &mut s);
         liked.iter().for_each(|&i| s[i as usize] = f32::NEG_INFINITY);
         let top = metrics::top_k(&s, 10, None);
-        let in_group = top.iter().filter(|&&i| group_of_item(m.item_ids[i as usize]) == 3).count();
-        assert!(in_group >= 8, "{algorithm:?} fold-in: {in_group} of 10 in group");
+        let liked_too = top.iter().filter(|&&i| in_taste(3, m.item_ids[i as usize])).count();
+        assert!(liked_too >= 8, "{algorithm:?} fold-in: {liked_too} of 10 in what group 3 likes");
         let sim = m.similar_items(idx(3), 10, None);
         assert!(sim.iter().all(|(i, _)| *i != idx(3)));
         let in_group = sim.iter().filter(|(i, _)| group_of_item(m.item_ids[*i as usize]) == 3).count();

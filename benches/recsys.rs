@@ -1,0 +1,79 @@
+//! ALS and BPR on amazon-book (KGAT's train/test split, `../shared/data`), in
+//! the pure core (no Postgres): seconds per epoch and Recall@20 / NDCG@20 on the
+//! given test file, all items ranked, training items excluded, 64 factors,
+//! default params. `benches/recsys_peers.sh` runs the same with implicit and
+//! Cornac and prints the side-by-side table.
+//!
+//! Run: cargo bench --bench recsys [-- ALGORITHM [PARAMS_JSON]]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use pgrec::recsys::{data::Csr, metrics, Algorithm, Dataset, Params, Row};
+
+fn read(path: &Path) -> Vec<(i64, i64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .flat_map(|l| {
+            let mut it = l.split_whitespace().map(|x| x.parse::<i64>().expect("integer id"));
+            let u = it.next();
+            it.filter_map(move |i| u.map(|u| (u, i)))
+        })
+        .collect()
+}
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/amazon-book");
+    if !dir.join("train.txt").exists() {
+        println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let algos: Vec<Algorithm> = match args.first() {
+        Some(a) => vec![Algorithm::parse(a).expect("algorithm")],
+        None => vec![Algorithm::Als, Algorithm::Bpr],
+    };
+    let json = args.get(1).cloned().unwrap_or_else(|| "{}".into());
+    let train = read(&dir.join("train.txt"));
+    let test = read(&dir.join("test.txt"));
+    let rows: Vec<Row> = train.iter().map(|&(user, item)| Row { user, item, weight: 1.0, ts: None }).collect();
+    let ds = Dataset::from_rows(&rows).expect("dataset");
+    let uidx: HashMap<i64, u32> = ds.user_ids.iter().enumerate().map(|(k, &u)| (u, k as u32)).collect();
+    let iidx: HashMap<i64, u32> = ds.item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();
+    let test_csr = Csr::from_triples(
+        ds.n_users(),
+        ds.n_items(),
+        test.iter().filter_map(|(u, i)| Some((*uidx.get(u)?, *iidx.get(i)?, 1.0))),
+    );
+    let train_csr = ds.user_items(None);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "amazon-book: {} users, {} items, {} train / {} test interactions, {threads} threads",
+        ds.n_users(),
+        ds.n_items(),
+        train_csr.nnz(),
+        test_csr.nnz()
+    );
+    for algorithm in algos {
+        let mut p = Params::parse(algorithm, &json).expect("params");
+        p.test_fraction = 0.0;
+        let mut epochs = Vec::new();
+        let t = pgrec::recsys::fit(&ds, algorithm, &p, threads, &mut |pr| {
+            epochs.push(pr.elapsed);
+            Ok(())
+        })
+        .expect("training");
+        let per_epoch = epochs.last().copied().unwrap_or(0.0) / epochs.len().max(1) as f64;
+        let m = metrics::evaluate(&t.model, &train_csr, &test_csr, None, &[20]);
+        println!(
+            "pgrec {:<8} {:>3} factors {:>3} epochs  {:.3} s/epoch  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  params {json}",
+            algorithm.name(),
+            p.factors,
+            p.iterations,
+            per_epoch,
+            m["recall@20"],
+            m["ndcg@20"],
+            m["ndcg_kgat@20"]
+        );
+    }
+}

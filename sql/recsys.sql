@@ -1,0 +1,74 @@
+-- Recommenders: the model registry in schema pgrec and the functions that
+-- train, deploy and serve models. Model parameters live in the registry table
+-- (bytea), so models are transactional, replicated and in pg_dump. Serving
+-- functions are PARALLEL RESTRICTED: each backend keeps its own model cache,
+-- which a parallel worker would have to load again.
+
+CREATE SCHEMA pgrec;
+
+CREATE TABLE pgrec.model_versions (
+    name          text NOT NULL,
+    version       integer NOT NULL,
+    algorithm     text NOT NULL,
+    params        jsonb NOT NULL,
+    metrics       jsonb NOT NULL,
+    users         bigint NOT NULL,
+    items         bigint NOT NULL,
+    interactions  bigint NOT NULL,
+    train_rows    bigint NOT NULL,
+    test_rows     bigint NOT NULL,
+    train_seconds double precision NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    deployed      boolean NOT NULL DEFAULT false,
+    data          bytea NOT NULL,
+    PRIMARY KEY (name, version)
+);
+ALTER TABLE pgrec.model_versions ALTER COLUMN data SET STORAGE external;
+CREATE UNIQUE INDEX model_versions_deployed ON pgrec.model_versions (name) WHERE deployed;
+COMMENT ON TABLE pgrec.model_versions IS 'every trained pgrec model version, with its parameters in data';
+SELECT pg_catalog.pg_extension_config_dump('pgrec.model_versions', '');
+
+CREATE VIEW pgrec.models AS
+SELECT name, version, algorithm, deployed,
+       round((metrics->>'recall@20')::numeric, 4) AS recall_20,
+       round((metrics->>'ndcg@20')::numeric, 4) AS ndcg_20,
+       users, items, interactions, round(train_seconds::numeric, 1) AS train_seconds,
+       pg_size_pretty(octet_length(data)::bigint) AS size, created_at, params, metrics
+FROM pgrec.model_versions ORDER BY name, version;
+
+CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb DEFAULT '{}',
+                      user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',
+                      weight_column text DEFAULT NULL, ts_column text DEFAULT NULL)
+    RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, metrics jsonb)
+    AS 'MODULE_PATHNAME', 'train_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION deploy(name text, version integer DEFAULT NULL) RETURNS integer
+    AS 'MODULE_PATHNAME', 'deploy_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION drop_model(name text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'drop_model_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION recommend(user_id bigint, k integer DEFAULT 10, model text DEFAULT NULL,
+                          exclude_seen boolean DEFAULT true, candidates bigint[] DEFAULT NULL)
+    RETURNS TABLE(item_id bigint, score real)
+    AS 'MODULE_PATHNAME', 'recommend_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 10;
+CREATE FUNCTION recommend(user_ids bigint[], k integer DEFAULT 10, model text DEFAULT NULL,
+                          exclude_seen boolean DEFAULT true, candidates bigint[] DEFAULT NULL)
+    RETURNS TABLE(user_id bigint, item_id bigint, score real)
+    AS 'MODULE_PATHNAME', 'recommend_batch_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED;
+CREATE FUNCTION recommend_for_items(item_ids bigint[], k integer DEFAULT 10, model text DEFAULT NULL,
+                                    candidates bigint[] DEFAULT NULL)
+    RETURNS TABLE(item_id bigint, score real)
+    AS 'MODULE_PATHNAME', 'recommend_for_items_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 10;
+CREATE FUNCTION similar_items(item_id bigint, k integer DEFAULT 10, model text DEFAULT NULL)
+    RETURNS TABLE(item_id bigint, score real)
+    AS 'MODULE_PATHNAME', 'similar_items_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 10;
+CREATE FUNCTION user_embedding(model text, user_id bigint) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'user_embedding_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+CREATE FUNCTION item_embedding(model text, item_id bigint) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'item_embedding_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+CREATE FUNCTION export_item_embeddings(model text, target text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'export_item_embeddings_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION evaluate(model text, test text, k integer DEFAULT 20, candidates bigint[] DEFAULT NULL,
+                         user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id')
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'evaluate_wrapper' LANGUAGE C STABLE PARALLEL UNSAFE;

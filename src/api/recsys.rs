@@ -1,0 +1,339 @@
+//! SQL functions of the recommenders: `train`, `deploy`, `drop_model`,
+//! `recommend` (one user or many), `recommend_for_items`, `similar_items`,
+//! `user_embedding` / `item_embedding`, `export_item_embeddings` and `evaluate`.
+//! Training and batch scoring run on worker threads (pure `recsys` code); this
+//! thread reads and writes through SPI, reports progress and checks for Ctrl-C
+//! between iterations.
+
+use std::time::Instant;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::catalog::interactions::{self, Source};
+use crate::catalog::models::{self, Served};
+use crate::error::{Error, ErrorKind, Result};
+use crate::guc;
+use crate::recsys::{self, metrics, Algorithm, Dataset, Params};
+use crate::sqlstate::OrRaise;
+use crate::types::datum::Embedding;
+
+fn required<'a>(v: Option<&'a str>, what: &str) -> Result<&'a str> {
+    v.ok_or_else(|| Error::new(ErrorKind::NullValueNotAllowed, format!("{what} must not be null")))
+}
+
+fn check_k(k: Option<i32>) -> Result<usize> {
+    match k.unwrap_or(10) {
+        k if k >= 1 => Ok(k as usize),
+        k => Err(Error::new(ErrorKind::InvalidParameterValue, format!("k must be at least 1, got {k}"))),
+    }
+}
+
+fn pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(guc::threads())
+        .build()
+        .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}")))
+}
+
+fn item_rows(s: &Served, recs: Vec<(u32, f32)>) -> Vec<(i64, f32)> {
+    recs.into_iter().map(|(i, sc)| (s.model.item_ids[i as usize], sc)).collect()
+}
+
+fn candidate_pool(s: &Served, candidates: Option<Array<'_, i64>>) -> Option<Vec<u32>> {
+    candidates.map(|c| s.item_indices(&c.iter().flatten().collect::<Vec<_>>()))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(sql = false)]
+fn train(
+    name: Option<&str>,
+    algorithm: Option<&str>,
+    interactions: Option<&str>,
+    params: Option<JsonB>,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+    weight_column: Option<&str>,
+    ts_column: Option<&str>,
+) -> TableIterator<
+    'static,
+    (name!(name, String), name!(version, i32), name!(algorithm, String), name!(deployed, bool), name!(metrics, JsonB)),
+> {
+    let run = || -> Result<_> {
+        let name = required(name, "name")?;
+        if name.trim().is_empty() {
+            return Err(Error::new(ErrorKind::InvalidParameterValue, "model name must not be empty"));
+        }
+        let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
+        let json = params.map_or(serde_json::json!({}), |p| p.0);
+        let p = Params::parse(algorithm, &json.to_string())?;
+        let started = Instant::now();
+        let rows = interactions::read(&Source {
+            relation: required(interactions, "interactions")?,
+            user_column: user_column.unwrap_or("user_id"),
+            item_column: item_column.unwrap_or("item_id"),
+            weight_column,
+            ts_column,
+            require_weight: algorithm == Algorithm::Mf,
+        })?;
+        let ds = Dataset::from_rows(&rows)?;
+        drop(rows);
+        pgrx::notice!(
+            "training {} \"{name}\" on {} interactions of {} users and {} items",
+            algorithm.name(),
+            ds.len(),
+            ds.n_users(),
+            ds.n_items()
+        );
+        let label = if algorithm == Algorithm::Als { "iteration" } else { "epoch" };
+        let t = recsys::fit(&ds, algorithm, &p, guc::threads(), &mut |pr| {
+            pgrx::check_for_interrupts!();
+            let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
+            pgrx::notice!(
+                "{} {label} {}/{}: loss {:.5}, {:.1} s elapsed, about {:.0} s left",
+                algorithm.name(),
+                pr.iteration,
+                pr.of,
+                pr.loss,
+                pr.elapsed,
+                eta
+            );
+            Ok(())
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let saved = models::save(name, &json, &t, ds.len(), seconds)?;
+        let metrics = models::metrics_json(&t.metrics);
+        Ok(vec![(name.to_string(), saved.version, algorithm.name().to_string(), saved.deployed, JsonB(metrics))])
+    };
+    TableIterator::new(run().or_raise())
+}
+
+#[pg_extern(sql = false)]
+fn deploy(name: Option<&str>, version: Option<i32>) -> i32 {
+    let name = required(name, "name").or_raise();
+    models::deploy(name, version).or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn drop_model(name: &str) -> i32 {
+    models::drop_model(name).or_raise() as i32
+}
+
+#[pg_extern(sql = false)]
+fn recommend(
+    user_id: Option<i64>,
+    k: Option<i32>,
+    model: Option<&str>,
+    exclude_seen: Option<bool>,
+    candidates: Option<Array<'_, i64>>,
+) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
+    let run = || -> Result<Vec<(i64, f32)>> {
+        let k = check_k(k)?;
+        let s = models::load(model)?;
+        let Some(user) = user_id else { return Ok(Vec::new()) };
+        let pool = candidate_pool(&s, candidates);
+        let recs = match s.users.get(&user) {
+            Some(&u) => s.model.recommend(u, k, exclude_seen.unwrap_or(true), pool.as_deref()),
+            None => {
+                pgrx::notice!("user {user} is not in model \"{}\": recommending the most popular items", s.name);
+                s.model.popular_items(k, &[], pool.as_deref())
+            }
+        };
+        Ok(item_rows(&s, recs))
+    };
+    TableIterator::new(run().or_raise())
+}
+
+#[pg_extern(sql = false)]
+fn recommend_batch(
+    user_ids: Option<Array<'_, i64>>,
+    k: Option<i32>,
+    model: Option<&str>,
+    exclude_seen: Option<bool>,
+    candidates: Option<Array<'_, i64>>,
+) -> TableIterator<'static, (name!(user_id, i64), name!(item_id, i64), name!(score, f32))> {
+    let run = || -> Result<Vec<(i64, i64, f32)>> {
+        let k = check_k(k)?;
+        let s = models::load(model)?;
+        let pool = candidate_pool(&s, candidates);
+        let ids: Vec<i64> = user_ids.map(|a| a.iter().flatten().collect()).unwrap_or_default();
+        let known: Vec<u32> = ids.iter().filter_map(|u| s.users.get(u).copied()).collect();
+        let unknown = ids.len() - known.len();
+        if unknown > 0 {
+            pgrx::notice!(
+                "{unknown} of {} users are not in model \"{}\": they get the most popular items",
+                ids.len(),
+                s.name
+            );
+        }
+        let exclude = exclude_seen.unwrap_or(true);
+        let workers = self::pool()?;
+        let m = &s.model;
+        let mut recs = workers.install(|| m.recommend_many(&known, k, exclude, pool.as_deref())).into_iter();
+        let popular = s.model.popular_items(k, &[], pool.as_deref());
+        let mut out = Vec::with_capacity(ids.len() * k);
+        for u in ids {
+            let list = if s.users.contains_key(&u) { recs.next().unwrap_or_default() } else { popular.clone() };
+            out.extend(item_rows(&s, list).into_iter().map(|(i, sc)| (u, i, sc)));
+        }
+        Ok(out)
+    };
+    TableIterator::new(run().or_raise())
+}
+
+#[pg_extern(sql = false)]
+fn recommend_for_items(
+    item_ids: Option<Array<'_, i64>>,
+    k: Option<i32>,
+    model: Option<&str>,
+    candidates: Option<Array<'_, i64>>,
+) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
+    let run = || -> Result<Vec<(i64, f32)>> {
+        let k = check_k(k)?;
+        let s = models::load(model)?;
+        let pool = candidate_pool(&s, candidates);
+        let ids: Vec<i64> = item_ids.map(|a| a.iter().flatten().collect()).unwrap_or_default();
+        let liked = s.item_indices(&ids);
+        if liked.len() < ids.len() {
+            pgrx::notice!(
+                "{} of {} items are not in model \"{}\" and were ignored",
+                ids.len() - liked.len(),
+                ids.len(),
+                s.name
+            );
+        }
+        let m = &s.model;
+        if liked.is_empty() || m.factors() == 0 {
+            return Ok(item_rows(&s, m.popular_items(k, &liked, pool.as_deref())));
+        }
+        let v = m.fold_in(&liked);
+        let mut scores = vec![0f32; m.n_items()];
+        m.score_vector(ndarray::ArrayView1::from(&v[..]), 0.0, &mut scores);
+        liked.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
+        let top = metrics::top_k(&scores, k, pool.as_deref());
+        Ok(item_rows(&s, top.into_iter().map(|i| (i, scores[i as usize])).collect()))
+    };
+    TableIterator::new(run().or_raise())
+}
+
+#[pg_extern(sql = false)]
+fn similar_items(
+    item_id: Option<i64>,
+    k: Option<i32>,
+    model: Option<&str>,
+) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
+    let run = || -> Result<Vec<(i64, f32)>> {
+        let k = check_k(k)?;
+        let s = models::load(model)?;
+        let Some(item) = item_id else { return Ok(Vec::new()) };
+        let i = *s.items.get(&item).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("item {item} is not in model \"{}\"", s.name))
+        })?;
+        Ok(item_rows(&s, s.model.similar_items(i, k, None)))
+    };
+    TableIterator::new(run().or_raise())
+}
+
+fn factor_row(s: &Served, row: ndarray::ArrayView1<f32>) -> Result<Embedding> {
+    if row.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!("model \"{}\" ({}) has no embeddings", s.name, s.model.algorithm.name()),
+        ));
+    }
+    Ok(Embedding::from_slice(&row.to_vec()))
+}
+
+#[pg_extern(sql = false)]
+fn user_embedding(model: &str, user_id: i64) -> Option<Embedding> {
+    let s = models::load(Some(model)).or_raise();
+    let u = *s.users.get(&user_id)?;
+    Some(factor_row(&s, s.model.user_factors.row(u as usize)).or_raise())
+}
+
+#[pg_extern(sql = false)]
+fn item_embedding(model: &str, item_id: i64) -> Option<Embedding> {
+    let s = models::load(Some(model)).or_raise();
+    let i = *s.items.get(&item_id)?;
+    Some(factor_row(&s, s.model.item_factors.row(i as usize)).or_raise())
+}
+
+#[pg_extern(sql = false)]
+fn export_item_embeddings(model: &str, target: &str) -> i64 {
+    let s = models::load(Some(model)).or_raise();
+    let f = s.model.factors();
+    if f == 0 {
+        factor_row(&s, ndarray::ArrayView1::from(&[][..])).or_raise();
+    }
+    let table = pgrx::spi::quote_qualified_identifier(
+        target.split_once('.').map_or("", |(a, _)| a),
+        target.split_once('.').map_or(target, |(_, b)| b),
+    );
+    let table = if target.contains('.') { table } else { pgrx::spi::quote_identifier(target) };
+    Spi::run(&format!("CREATE TABLE {table} (item_id bigint PRIMARY KEY, embedding embedding({f}))")).or_raise_spi();
+    let ids: Vec<i64> = s.model.item_ids.clone();
+    let vecs: Vec<Vec<f32>> = s.model.item_factors.outer_iter().map(|r| r.to_vec()).collect();
+    Spi::run_with_args(
+        &format!("INSERT INTO {table} SELECT i, v::real[]::embedding FROM unnest($1::bigint[], $2::text[]) AS t(i, v)"),
+        &[
+            ids.into(),
+            vecs.iter()
+                .map(|v| format!("{{{}}}", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")))
+                .collect::<Vec<String>>()
+                .into(),
+        ],
+    )
+    .or_raise_spi();
+    s.model.n_items() as i64
+}
+
+#[pg_extern(sql = false)]
+fn evaluate(
+    model: Option<&str>,
+    test: Option<&str>,
+    k: Option<i32>,
+    candidates: Option<Array<'_, i64>>,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+) -> JsonB {
+    let run = || -> Result<JsonB> {
+        let k = check_k(k.or(Some(20)))?;
+        let s = models::load(Some(required(model, "model")?))?;
+        let rows = interactions::read(&Source {
+            relation: required(test, "test")?,
+            user_column: user_column.unwrap_or("user_id"),
+            item_column: item_column.unwrap_or("item_id"),
+            weight_column: None,
+            ts_column: None,
+            require_weight: false,
+        })?;
+        let m = &s.model;
+        let known: Vec<(u32, u32, f32)> =
+            rows.iter().filter_map(|r| Some((*s.users.get(&r.user)?, *s.items.get(&r.item)?, 1.0))).collect();
+        if known.len() < rows.len() {
+            pgrx::notice!(
+                "{} of {} test rows name users or items not in model \"{}\" and were skipped",
+                rows.len() - known.len(),
+                rows.len(),
+                s.name
+            );
+        }
+        let test = recsys::Csr::from_triples(m.n_users(), m.n_items(), known.into_iter());
+        let pool = candidate_pool(&s, candidates);
+        let workers = self::pool()?;
+        let ks = if k == 10 { vec![10] } else { vec![10, k] };
+        let metrics = workers.install(|| metrics::evaluate(m, &m.seen, &test, pool.as_deref(), &ks));
+        Ok(JsonB(models::metrics_json(&metrics)))
+    };
+    run().or_raise()
+}
+
+trait OrRaiseSpi<T> {
+    fn or_raise_spi(self) -> T;
+}
+
+impl<T> OrRaiseSpi<T> for std::result::Result<T, pgrx::spi::SpiError> {
+    fn or_raise_spi(self) -> T {
+        self.map_err(crate::catalog::spi_error).or_raise()
+    }
+}
