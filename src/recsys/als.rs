@@ -5,47 +5,75 @@
 //! current factors (Takács et al.), as `implicit` does; rows are solved in
 //! parallel, each reading only the fixed side.
 
-use ndarray::{Array2, ArrayViewMut1, Axis};
+use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
 use super::data::Csr;
 use super::params::Params;
 use super::{init_factors, Progress};
 use crate::error::Result;
+use crate::kernels;
 
-/// One CG solve of row `x` against fixed factors `y`: `yty` is YᵀY + λI.
+/// Per-thread scratch vectors of one CG solve.
+struct Scratch {
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+/// `out = m · v` for a row-major f × f matrix.
+fn matvec(m: &[f32], v: &[f32], out: &mut [f32]) {
+    let f = v.len();
+    for (o, row) in out.iter_mut().zip(m.chunks_exact(f)) {
+        *o = kernels::dot(row, v);
+    }
+}
+
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+/// One CG solve of row `x` against fixed factors `y` (row-major, f wide):
+/// `yty` is YᵀY + λI, row-major. Plain slices and SIMD dot products, with the
+/// scratch vectors reused across rows: this runs once per user and item.
+#[allow(clippy::too_many_arguments)]
 fn solve_row(
-    mut x: ArrayViewMut1<f32>,
-    y: &Array2<f32>,
-    yty: &Array2<f32>,
+    x: &mut [f32],
+    y: &[f32],
+    yty: &[f32],
     cols: &[u32],
     w: &[f32],
     alpha: f32,
     steps: usize,
+    s: &mut Scratch,
 ) {
+    let f = x.len();
+    let Scratch { r, p, ap } = s;
     // r = b − A·x with A = YᵀY + λI + Σ (c−1) yᵢyᵢᵀ and b = Σ c yᵢ.
-    let mut r = -yty.dot(&x);
+    matvec(yty, x, r);
+    r.iter_mut().for_each(|v| *v = -*v);
     for (&i, &wi) in cols.iter().zip(w) {
-        let yi = y.row(i as usize);
+        let yi = &y[i as usize * f..(i as usize + 1) * f];
         let c = 1.0 + alpha * wi;
-        r.scaled_add(c - (c - 1.0) * yi.dot(&x), &yi);
+        axpy(c - (c - 1.0) * kernels::dot(yi, x), yi, r);
     }
-    let mut p = r.clone();
-    let mut rs = r.dot(&r);
+    p.copy_from_slice(r);
+    let mut rs = kernels::dot(r, r);
     for _ in 0..steps {
         if rs < 1e-20 {
             break;
         }
-        let mut ap = yty.dot(&p);
+        matvec(yty, p, ap);
         for (&i, &wi) in cols.iter().zip(w) {
-            let yi = y.row(i as usize);
-            ap.scaled_add(alpha * wi * yi.dot(&p), &yi);
+            let yi = &y[i as usize * f..(i as usize + 1) * f];
+            axpy(alpha * wi * kernels::dot(yi, p), yi, ap);
         }
-        let a = rs / p.dot(&ap);
-        x.scaled_add(a, &p);
-        r.scaled_add(-a, &ap);
-        let rs_new = r.dot(&r);
-        p = &r + &(p * (rs_new / rs));
+        let a = rs / kernels::dot(p, ap);
+        axpy(a, p, x);
+        axpy(-a, ap, r);
+        let rs_new = kernels::dot(r, r);
+        let beta = rs_new / rs;
+        p.iter_mut().zip(r.iter()).for_each(|(p, r)| *p = r + beta * *p);
         rs = rs_new;
     }
 }
@@ -57,34 +85,47 @@ fn gram(y: &Array2<f32>, reg: f32) -> Array2<f32> {
 }
 
 fn half_step(x: &mut Array2<f32>, y: &Array2<f32>, m: &Csr, p: &Params) {
+    let f = p.factors;
     let yty = gram(y, p.regularization);
-    x.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(u, row)| {
+    let (yty, y) = (yty.as_standard_layout(), y.as_standard_layout());
+    let (yty, y) = (yty.as_slice().unwrap_or(&[]), y.as_slice().unwrap_or(&[]));
+    let scratch = || Scratch { r: vec![0.0; f], p: vec![0.0; f], ap: vec![0.0; f] };
+    x.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each_init(scratch, |s, (u, mut row)| {
         let (cols, w) = m.row(u);
-        solve_row(row, y, &yty, cols, w, p.alpha, p.cg_steps);
+        if let Some(xs) = row.as_slice_mut() {
+            solve_row(xs, y, yty, cols, w, p.alpha, p.cg_steps, s);
+        }
     });
 }
 
 /// Σ over all pairs of c·(p − x·y)², plus λ(|X|² + |Y|²), per unit of
 /// confidence: computed without touching the unobserved pairs one by one.
 fn loss(x: &Array2<f32>, y: &Array2<f32>, m: &Csr, p: &Params) -> f64 {
+    let f = p.factors;
     let yty = y.t().dot(y);
+    let (yty, xs, ys) = (yty.as_standard_layout(), x.as_standard_layout(), y.as_standard_layout());
+    let (yty, xs, ys) = (yty.as_slice().unwrap_or(&[]), xs.as_slice().unwrap_or(&[]), ys.as_slice().unwrap_or(&[]));
     let (sum, conf): (f64, f64) = (0..m.n_rows)
         .into_par_iter()
-        .map(|u| {
-            let xu = x.row(u);
-            let mut l = f64::from(xu.dot(&yty.dot(&xu)));
-            let mut conf = 0.0;
-            let (cols, w) = m.row(u);
-            for (&i, &wi) in cols.iter().zip(w) {
-                let c = f64::from(1.0 + p.alpha * wi);
-                let s = f64::from(xu.dot(&y.row(i as usize)));
-                l += c * (1.0 - s) * (1.0 - s) - s * s;
-                conf += c - 1.0;
-            }
-            (l, conf)
-        })
+        .map_init(
+            || vec![0f32; f],
+            |t, u| {
+                let xu = &xs[u * f..(u + 1) * f];
+                matvec(yty, xu, t);
+                let mut l = f64::from(kernels::dot(xu, t));
+                let mut conf = 0.0;
+                let (cols, w) = m.row(u);
+                for (&i, &wi) in cols.iter().zip(w) {
+                    let c = f64::from(1.0 + p.alpha * wi);
+                    let s = f64::from(kernels::dot(xu, &ys[i as usize * f..(i as usize + 1) * f]));
+                    l += c * (1.0 - s) * (1.0 - s) - s * s;
+                    conf += c - 1.0;
+                }
+                (l, conf)
+            },
+        )
         .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let reg = f64::from(p.regularization) * f64::from(x.iter().chain(y.iter()).map(|v| v * v).sum::<f32>());
+    let reg = f64::from(p.regularization) * f64::from(kernels::norm_squared(xs) + kernels::norm_squared(ys));
     (sum + reg) / (m.n_rows as f64 * m.n_cols as f64 + conf)
 }
 

@@ -17,6 +17,7 @@ struct Raw {
     learning_rate: Option<f64>,
     alpha: Option<f64>,
     cg_steps: Option<i64>,
+    negatives: Option<i64>,
     test_fraction: Option<f64>,
     seed: Option<i64>,
 }
@@ -31,6 +32,10 @@ pub struct Params {
     /// ALS confidence: c = 1 + alpha · weight.
     pub alpha: f32,
     pub cg_steps: usize,
+    /// BPR: unseen items drawn per sample; the highest-scored is the negative.
+    /// `None`: one per 1,000 items in the catalogue, between 1 and 20 (see
+    /// [`Params::negatives_for`]).
+    pub negatives: Option<usize>,
     pub test_fraction: f64,
     pub seed: u64,
 }
@@ -48,22 +53,31 @@ impl Params {
             learning_rate: 0.05,
             alpha: 1.0,
             cg_steps: 3,
+            negatives: None,
             test_fraction: 0.2,
             seed: 42,
         };
         match algorithm {
             Algorithm::Als => Params { iterations: 15, regularization: 10.0, alpha: 80.0, ..base },
-            Algorithm::Bpr => Params { iterations: 60, regularization: 0.01, learning_rate: 0.05, ..base },
+            Algorithm::Bpr => Params { iterations: 80, regularization: 0.05, learning_rate: 0.05, ..base },
             Algorithm::Mf => Params { factors: 32, iterations: 30, regularization: 0.05, learning_rate: 0.01, ..base },
             Algorithm::Popular => Params { factors: 0, iterations: 1, ..base },
         }
+    }
+
+    /// Negative candidates per BPR sample for a catalogue of `n_items`. The
+    /// highest-scored of several random unseen items is a hard negative — and in
+    /// a small catalogue, often an item the user would like, which training then
+    /// pushes down: so few candidates for hundreds of items, 20 for 20,000+.
+    pub fn negatives_for(&self, n_items: usize) -> usize {
+        self.negatives.unwrap_or((n_items / 1000).clamp(1, 20))
     }
 
     /// Parses `json` (a JSON object) over the algorithm's defaults.
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
         let raw: Raw = serde_json::from_str(json).map_err(|e| {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, test_fraction, seed")
+                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed")
         })?;
         let mut p = Params::defaults(algorithm);
         if let Some(v) = raw.factors {
@@ -104,6 +118,12 @@ impl Params {
                 return Err(invalid("cg_steps", v, "must be between 1 and 100"));
             }
             p.cg_steps = v as usize;
+        }
+        if let Some(v) = raw.negatives {
+            if !(1..=100).contains(&v) {
+                return Err(invalid("negatives", v, "must be between 1 and 100"));
+            }
+            p.negatives = Some(v as usize);
         }
         if let Some(v) = raw.test_fraction {
             if !(0.0..1.0).contains(&v) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Side by side on amazon-book (KGAT's train/test split from ../shared/data):
+# pgrec's ALS and BPR (the pure core, `cargo bench --bench recsys`, default
+# params) against implicit's ALS and BPR and Cornac's BPR at 64 factors, all
+# evaluated with one protocol (all items ranked, training items excluded,
+# Recall@20 and NDCG@20 on test.txt). The peers install from PyPI into a
+# virtualenv outside the repository ($PGREC_BENCH_VENV, default
+# ~/.cache/pgrec-bench-venv). Not part of CI.
+#
+# Usage: ./benches/recsys_peers.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+DATA="$(pwd)/../shared/data/amazon-book"
+if [ ! -f "$DATA/train.txt" ]; then
+    echo "skipped: $DATA is absent (the datasets are not part of the repository)"
+    exit 0
+fi
+VENV="${PGREC_BENCH_VENV:-$HOME/.cache/pgrec-bench-venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q implicit cornac numpy scipy
+fi
+echo "== pgrec (default params, 64 factors) =="
+cargo bench -q --bench recsys 2>/dev/null | grep -v '^$'
+echo "== peers, same machine, same data =="
+OPENBLAS_NUM_THREADS=1 "$VENV/bin/python" benches/recsys_peers.py "$DATA"
