@@ -41,7 +41,7 @@ done
 
 echo "== serving: recommend(user, 20) from pgbench, prepared, 2 clients, $SECS s =="
 dir=$(mktemp -d)
-printf '\\set uid random(0, 70678)\nSELECT * FROM recommend(:uid, 20, '"'ab_als'"');\n' >"$dir/q.sql"
+printf '\\set uid random(0, 70678)\nSELECT * FROM recommend(:uid::bigint, 20, '"'ab_als'"');\n' >"$dir/q.sql"
 (cd "$dir" && PGUSER=postgres "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PORT" -n -M prepared -c 2 -j 2 -T "$SECS" \
     --log --log-prefix=lat -f q.sql "$DB" >"$dir/out.txt" 2>&1)
 tps=$(awk '/^tps/ {print $3}' "$dir/out.txt")

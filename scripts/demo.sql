@@ -52,15 +52,23 @@ SET pgrec.ef_search = 100;
 SELECT id FROM catalogue ORDER BY emb <=> (SELECT emb FROM catalogue WHERE id = 42) LIMIT 5;
 
 -- Recommenders: from a table of interactions to recommendations in two
--- statements. 2,000 users who each clicked 20 of 500 items, with taste groups.
+-- statements. 2,000 users in ten taste groups click about 20 of 500 items each,
+-- mostly from their group (user u likes items ending in the digit u % 10).
 SET client_min_messages = warning;  -- hide the per-epoch progress NOTICEs
+SELECT setseed(0.42);
 CREATE TABLE clicks AS
-SELECT u AS user_id, ((u % 10) + 10 * ((u * 7 + j * 13) % 50)) AS item_id
+SELECT DISTINCT u AS user_id,
+       CASE WHEN random() < 0.8 THEN (u % 10) + 10 * floor(random() * 50)::int ELSE floor(random() * 500)::int END AS item_id
 FROM generate_series(1, 2000) u, generate_series(1, 20) j;
 SELECT name, version, deployed, round((metrics->>'recall@20')::numeric, 3) AS recall_20
-FROM train('clicks_als', 'als', 'clicks', '{"regularization": 1, "alpha": 20}');
-SELECT * FROM recommend(42, 5);
+FROM train('shop', 'als', 'clicks');
+SELECT * FROM recommend(42, 5);                         -- items ending in 2
 -- A visitor who liked two items, without retraining; items like item 7.
 SELECT * FROM recommend_for_items(ARRAY[3, 13]::bigint[], 5);
 SELECT * FROM similar_items(7, 5);
-SELECT name, version, algorithm, deployed, recall_20, train_seconds, size FROM pgrec.models;
+-- Other algorithms on the same data, side by side in the registry.
+SELECT version, deployed FROM train('shop_bpr', 'bpr', 'clicks');
+SELECT version, deployed FROM train('shop_popular', 'popular', 'clicks');
+SELECT name, version, algorithm, deployed, recall_20, ndcg_20, train_seconds, size FROM pgrec.models;
+-- With several models deployed, name the one to use.
+SELECT * FROM recommend(ARRAY[1, 2]::bigint[], 3, model => 'shop_bpr');

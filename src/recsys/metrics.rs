@@ -51,19 +51,51 @@ fn at_k(top: &[u32], relevant: &[u32], k: usize) -> [f64; 6] {
 
 const NAMES: [&str; 6] = ["recall", "ndcg", "ndcg_kgat", "precision", "map", "hit_rate"];
 
-/// The indices of the `k` highest scores, best first, skipping NaN / -inf.
+/// The indices of the `k` highest scores, best first (ties: lower index
+/// first), skipping NaN and -inf; among `pool` only, if given. One pass with a
+/// k-sized heap, no allocation proportional to the catalogue.
 pub fn top_k(scores: &[f32], k: usize, pool: Option<&[u32]>) -> Vec<u32> {
-    let mut idx: Vec<u32> = match pool {
-        Some(p) => p.iter().copied().filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect(),
-        None => (0..scores.len() as u32).filter(|&i| scores[i as usize] > f32::NEG_INFINITY).collect(),
-    };
-    let by_score = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
-    if idx.len() > k {
-        idx.select_nth_unstable_by(k, by_score);
-        idx.truncate(k);
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    /// Heap entry ordered so the heap's top is the worst kept item.
+    #[derive(PartialEq)]
+    struct Kept(f32, Reverse<u32>);
+    impl Eq for Kept {}
+    impl PartialOrd for Kept {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
     }
-    idx.sort_unstable_by(by_score);
-    idx
+    impl Ord for Kept {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            // Lower score is "greater" (worse), and at equal score the higher index.
+            o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
+        }
+    }
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
+    let mut consider = |i: u32| {
+        let s = scores[i as usize];
+        if !(s > f32::NEG_INFINITY) {
+            return;
+        }
+        if heap.len() < k {
+            heap.push(Kept(s, Reverse(i)));
+        } else if let Some(worst) = heap.peek() {
+            if s > worst.0 || (s == worst.0 && i < (worst.1).0) {
+                heap.pop();
+                heap.push(Kept(s, Reverse(i)));
+            }
+        }
+    };
+    match pool {
+        Some(p) => p.iter().for_each(|&i| consider(i)),
+        None => (0..scores.len() as u32).for_each(&mut consider),
+    }
+    heap.into_sorted_vec().into_iter().map(|Kept(_, Reverse(i))| i).collect()
 }
 
 /// Ranking metrics of `model` on the users that have test items. `train` rows
@@ -77,7 +109,8 @@ pub fn evaluate(model: &dyn Scorer, train: &Csr, test: &Csr, candidates: Option<
         c.iter().for_each(|&i| m[i as usize] = true);
         m
     });
-    const BATCH: usize = 256;
+    // As in Model::recommend_many: a batch's scores stay in cache.
+    const BATCH: usize = 64;
     let per_user: Vec<Vec<f64>> = users
         .par_chunks(BATCH)
         .flat_map_iter(|batch| {
@@ -200,5 +233,8 @@ mod tests {
         let m = evaluate(&scores, &train, &test, Some(&[3]), &[1]);
         assert_eq!(m["recall@1"], 1.0);
         assert_eq!(top_k(&[1.0, 3.0, f32::NEG_INFINITY, 2.0], 5, None), vec![1, 3, 0]);
+        assert_eq!(top_k(&[2.0, 5.0, 2.0, f32::NAN, 7.0, 2.0], 3, None), vec![4, 1, 0], "ties: lower index first");
+        assert_eq!(top_k(&[2.0, 5.0, 2.0, 7.0], 2, Some(&[0, 2, 3])), vec![3, 0]);
+        assert!(top_k(&[1.0], 0, None).is_empty());
     }
 }
