@@ -43,10 +43,15 @@ SELECT train_rows, test_rows FROM pgrec.model_versions WHERE name = 'taste_ts';
 SELECT name, version, algorithm, deployed, users, items, interactions FROM pgrec.models ORDER BY name, version;
 -- A new version deploys itself only if its recall@20 beats the deployed one.
 SELECT version, deployed FROM train('taste', 'bpr', 'ratings', '{"factors": 2, "iterations": 1}');
+-- Serving follows deploys: this session caches the deployed version (16
+-- factors) and reloads when another (2 factors) is deployed, and back.
+SELECT dims(user_embedding('taste', 1)) AS factors_v1;
 SELECT deploy('taste', 2);
 SELECT version FROM pgrec.model_versions WHERE name = 'taste' AND deployed;
+SELECT dims(user_embedding('taste', 1)) AS factors_v2;
 SELECT deploy('taste', 1);
 SELECT version FROM pgrec.model_versions WHERE name = 'taste' AND deployed;
+SELECT dims(user_embedding('taste', 1)) AS factors_v1_again;
 SELECT drop_model('taste_ts');
 
 -- Serving. Several models are deployed, so calls name one.
