@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use pgrec::ann::synth;
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::types::Type;
 use postgres::{Client, NoTls};
 
 const URL: &str = "host=127.0.0.1 port=54815 user=postgres";
@@ -27,27 +27,10 @@ const DB: &str = "pgrec_bench";
 const QUERIES: usize = 1000;
 const RECALL_QUERIES: usize = 200;
 
-#[derive(Debug)]
-struct Emb(Vec<f32>);
-
-impl ToSql for Emb {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut postgres::types::private::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&(self.0.len() as i16).to_be_bytes());
-        out.extend_from_slice(&0i16.to_be_bytes());
-        for v in &self.0 {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        Ok(IsNull::No)
-    }
-    fn accepts(ty: &Type) -> bool {
-        ty.name() == "embedding"
-    }
-    to_sql_checked!();
-}
+// The client-side `embedding` the driver tests use.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::Emb;
 
 /// pgvector 0.8.6 on this machine, as quoted in the index issue: build s, index
 /// MB, recall@10 at ef_search 10/20/40/80, and pgbench q/s at ef 40 (1, 2 clients).

@@ -67,13 +67,7 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
             (Some(_), None) => false,
         };
         if better {
-            client
-                .update(
-                    "UPDATE pgrec.model_versions SET deployed = false WHERE name = $1 AND deployed",
-                    None,
-                    &[name.into()],
-                )
-                .map_err(spi_error)?;
+            undeploy(client, name)?;
         }
         client
             .update(
@@ -102,6 +96,14 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
     })
 }
 
+/// Marks no version of `name` deployed.
+fn undeploy(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
+    client
+        .update("UPDATE pgrec.model_versions SET deployed = false WHERE name = $1 AND deployed", None, &[name.into()])
+        .map(|_| ())
+        .map_err(spi_error)
+}
+
 /// Deploys `version` of `name` (the latest if `None`); returns the version.
 pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
     Spi::connect_mut(|client| {
@@ -123,13 +125,7 @@ pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
             (None, None) => return Err(unknown_model(name)),
         };
         // Two statements: the unique index on deployed names is checked row by row.
-        client
-            .update(
-                "UPDATE pgrec.model_versions SET deployed = false WHERE name = $1 AND deployed",
-                None,
-                &[name.into()],
-            )
-            .map_err(spi_error)?;
+        undeploy(client, name)?;
         client
             .update(
                 "UPDATE pgrec.model_versions SET deployed = true WHERE name = $1 AND version = $2",

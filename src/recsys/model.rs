@@ -299,7 +299,6 @@ impl Scorer for Model {
             }
         }
     }
-
 }
 
 const MAGIC: &[u8] = b"pgrecmdl";
