@@ -265,11 +265,11 @@ fn export_item_embeddings(model: &str, target: &str) -> i64 {
     if f == 0 {
         factor_row(&s, ndarray::ArrayView1::from(&[][..])).or_raise();
     }
-    let table = pgrx::spi::quote_qualified_identifier(
-        target.split_once('.').map_or("", |(a, _)| a),
-        target.split_once('.').map_or(target, |(_, b)| b),
-    );
-    let table = if target.contains('.') { table } else { pgrx::spi::quote_identifier(target) };
+    // `schema.table` or `table`, each part quoted as an identifier.
+    let table = match target.split_once('.') {
+        Some((schema, name)) => pgrx::spi::quote_qualified_identifier(schema, name),
+        None => pgrx::spi::quote_identifier(target),
+    };
     Spi::run(&format!("CREATE TABLE {table} (item_id bigint PRIMARY KEY, embedding embedding({f}))")).or_raise_spi();
     let ids: Vec<i64> = s.model.item_ids.clone();
     let vecs: Vec<Vec<f32>> = s.model.item_factors.outer_iter().map(|r| r.to_vec()).collect();
