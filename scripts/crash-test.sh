@@ -52,13 +52,19 @@ rows=$(q -c "SELECT count(*) FROM t")
 echo "rows after recovery: $rows"
 [ "$rows" -gt 2000 ] && check "some inserts committed before the crash" yes yes || check "some inserts committed before the crash" yes no
 
-# Every committed row is reachable through the index, each once.
+# Committed rows are reachable through the index, each once. Inserts can prune
+# the last in-link of an older node (VACUUM links such nodes again), so right
+# after the crash a handful (0.5%) unreached is allowed; after VACUUM, none.
 reach() { # reach ID: rows found through the index from row ID's vector
 
     q -c "SET enable_seqscan = off; SET pgrec.ef_search = 1000; SET pgrec.max_scan_tuples = 1000000;
           SELECT count(DISTINCT id) FROM (SELECT id FROM t ORDER BY e <=> (SELECT e FROM t WHERE id = $1) LIMIT 1000000) s" | tail -1
 }
-check "every row reachable through the index" "$rows" "$(reach 1)"
+mostly_reachable() { # mostly_reachable LABEL FOUND ROWS
+    check "$1: at least 99.5% of rows reachable" yes \
+        "$([ $(($2 * 1000)) -ge $(($3 * 995)) ] && echo yes || echo "no ($2 of $3)")"
+}
+mostly_reachable "after the crash" "$(reach 1)" "$rows"
 
 # The nearest rows through the index equal the sequential scan's (as sets: the
 # index ranks by float4 distances of normalised vectors, so near-ties may swap).
@@ -78,16 +84,9 @@ q -c "INSERT INTO t (e) SELECT e * '[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]' FROM t WH
 q -c "DELETE FROM t WHERE id % 3 = 0" >/dev/null
 q -c "VACUUM t" >/dev/null
 rows=$(q -c "SELECT count(*) FROM t")
-# VACUUM's repair does not re-link a node whose every in-link died, so after one
-# a handful (0.5%) of rows the graph no longer reaches is allowed.
-mostly_reachable() { # mostly_reachable LABEL FOUND ROWS
-    check "$1: at least 99.5% of rows reachable" yes \
-        "$([ $(($2 * 1000)) -ge $(($3 * 995)) ] && echo yes || echo "no ($2 of $3)")"
-}
-mostly_reachable "after more inserts, deletes and VACUUM" "$(reach 1)" "$rows"
+check "after more inserts, deletes and VACUUM every row is reachable" "$rows" "$(reach 1)"
 
-# A streaming standby replays the index from WAL (GenericXLog records and the
-# build's full-page images) and answers the same.
+# A streaming standby replays the indexes from WAL.
 standby="$(cluster_dir pgrec-standby)/data"
 rm -rf "$standby"
 log "pg_basebackup of the primary into a standby on port $STANDBY_PORT"
@@ -106,11 +105,22 @@ for _ in $(seq 1 60); do
 done
 check "the standby caught up" t "$done_lsn"
 rows=$(q -c "SELECT count(*) FROM t")
-mostly_reachable "on the standby" "$(QPORT=$STANDBY_PORT reach 2)" "$rows"
-QPORT=$STANDBY_PORT same_knn "on the standby" 2 1000 "$(q -c "SELECT max(id) FROM t")"
-# The L2 index was built after the standby started: it arrives as the build's
-# full-page images.
-OP='<->' QPORT=$STANDBY_PORT same_knn "on the standby, L2 index" 4 "$(q -c "SELECT max(id) FROM t")"
+check "on the standby every row is reachable" "$rows" "$(QPORT=$STANDBY_PORT reach 2)"
+# The standby's indexes, rebuilt from WAL alone, answer exactly as the
+# primary's: the same rows for the same queries, through either index. (The L2
+# index was built after the standby started, so it arrives as the build's
+# full-page images, then VACUUM's GenericXLog records.)
+same_as_primary() { # same_as_primary LABEL OP ID...
+    local label="$1" op="$2" id knn; shift 2
+    for id in "$@"; do
+        knn="SET enable_seqscan = off; SET pgrec.ef_search = 100;
+             SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM t ORDER BY e $op (SELECT e FROM t WHERE id = $id) LIMIT 10) s"
+        check "$label: top 10 near row $id as on the primary" "$(q -c "$knn" | tail -1)" "$(QPORT=$STANDBY_PORT q -c "$knn" | tail -1)"
+    done
+}
+last=$(q -c "SELECT max(id) FROM t")
+same_as_primary "on the standby, cosine index" '<=>' 2 1000 "$last"
+same_as_primary "on the standby, L2 index" '<->' 4 1000 "$last"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -71,9 +71,9 @@ DELETE FROM items WHERE id % 5 = 0;
 UPDATE items SET e = e * '[2,2,2,2,2,2,2,2]' WHERE id % 7 = 0;
 VACUUM items;
 SET enable_seqscan = off;
--- No deleted row comes back, and (nearly) every live, non-NULL row is reachable
--- once: VACUUM's repair does not re-link a node whose every in-link died.
-SELECT count(*) >= 4790 AS reachable, count(*) = count(DISTINCT id) AS once, count(*) FILTER (WHERE id % 5 = 0) AS deleted_returned
+-- Every live, non-NULL row is reachable once (VACUUM links again any node whose
+-- every in-link died), and no deleted row comes back.
+SELECT count(*) AS reachable, count(*) = count(DISTINCT id) AS once, count(*) FILTER (WHERE id % 5 = 0) AS deleted_returned
 FROM (SELECT id FROM items ORDER BY e <-> '[0,0,0,0,0,0,0,0]' LIMIT 100000) s;
 RESET enable_seqscan;
 SELECT count(*) AS non_null_rows FROM items WHERE e IS NOT NULL;

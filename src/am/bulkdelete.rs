@@ -1,8 +1,10 @@
 //! `ambulkdelete`: VACUUM's pass over the index. Every node whose heap row is
 //! dead is found (the callback decides), the lists that pointed to dead nodes
 //! are repaired with their neighbours' neighbours (`ann::repair_after_delete`),
-//! the entry point moves off a dead node, and dead nodes are flagged so no scan
-//! returns their heap TIDs again (VACUUM may reuse them for new rows).
+//! live nodes no search reaches any more are linked again
+//! (`ann::link_unreachable`), the entry point moves off a dead node, and dead
+//! nodes are flagged so no scan returns their heap TIDs again (VACUUM may reuse
+//! them for new rows).
 //!
 //! The same pass serves CREATE INDEX CONCURRENTLY's validation, which uses the
 //! callback to collect every indexed TID and deletes nothing.
@@ -13,7 +15,7 @@ use pgrx::{pg_guard, pg_sys};
 
 use super::layout::NodeRef;
 use super::pages::{heap_tid, PageGraph, WriteLock};
-use crate::ann::repair_after_delete;
+use crate::ann::{link_unreachable, repair_after_delete};
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambulkdelete(
@@ -47,6 +49,11 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             let levels: Vec<(NodeRef, usize)> = nodes.iter().map(|n| (n.0, n.1)).collect();
             let params = g.params();
             repair_after_delete(&mut g, &levels, |r| dead.contains(&r), params);
+            // A node (or a whole cluster) whose every in-link died is linked again.
+            let relinked = link_unreachable(&mut g, &levels, |r| dead.contains(&r), params);
+            if relinked > 0 {
+                pgrx::debug1!("pgrec_hnsw: {relinked} nodes unreachable after VACUUM were linked again");
+            }
             if live == 0 {
                 g.meta.entry = None;
                 g.save_meta();

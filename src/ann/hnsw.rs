@@ -11,7 +11,7 @@ use std::sync::{Mutex, RwLock};
 use rayon::prelude::*;
 
 use super::search::{Graph, Scored, Visited};
-use super::update::{plan_links, repair_after_delete, GraphMut};
+use super::update::{link_unreachable, plan_links, repair_after_delete, GraphMut};
 use super::Metric;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Kernels};
@@ -174,67 +174,10 @@ impl Hnsw {
             done += batch;
             between_batches(done)?;
         }
-        g.link_unreachable(&|_| false);
+        let mut g = g;
+        let nodes: Vec<(u32, usize)> = (0..g.len() as u32).map(|n| (n, g.level(n))).collect();
+        link_unreachable(&mut g, &nodes, |_| false, params);
         Ok(g)
-    }
-
-    /// Nodes no search can reach on layer 0 (breadth-first from the entry),
-    /// leaving out those `gone` says were removed.
-    pub fn unreachable_except(&self, gone: &dyn Fn(u32) -> bool) -> Vec<u32> {
-        let Some((entry, _)) = self.entry() else { return Vec::new() };
-        let mut seen = vec![false; self.len()];
-        let mut queue = std::collections::VecDeque::from([entry]);
-        seen[entry as usize] = true;
-        let mut nbrs = Vec::new();
-        while let Some(x) = queue.pop_front() {
-            nbrs.clear();
-            self.neighbors(x, 0, &mut nbrs);
-            for &y in &nbrs {
-                if !std::mem::replace(&mut seen[y as usize], true) {
-                    queue.push_back(y);
-                }
-            }
-        }
-        (0..self.len() as u32).filter(|&x| !seen[x as usize] && !gone(x)).collect()
-    }
-
-    /// Nodes no search can reach on layer 0.
-    pub fn unreachable(&self) -> Vec<u32> {
-        self.unreachable_except(&|_| false)
-    }
-
-    /// Concurrent pruning can leave a few nodes that no list points to on layer
-    /// 0, so no search finds them. Each gets a link from its nearest neighbour:
-    /// appended if that list has room, else replacing the list's farthest
-    /// member (which keeps its own in-links elsewhere in all but rare cases,
-    /// hence a few rounds).
-    fn link_unreachable(&self, gone: &dyn Fn(u32) -> bool) {
-        let cap = self.params.max_neighbors(0);
-        for _ in 0..4 {
-            let lost = self.unreachable_except(gone);
-            if lost.is_empty() {
-                return;
-            }
-            for u in lost {
-                let mut own = Vec::new();
-                self.neighbors(u, 0, &mut own);
-                own.retain(|&x| !gone(x));
-                let Some(&v) = own.iter().min_by(|&&a, &&b| self.dist(u, a).total_cmp(&self.dist(u, b))) else {
-                    continue;
-                };
-                let mut list = self.links[v as usize][0].write().unwrap_or_else(|e| e.into_inner());
-                if list.contains(&u) {
-                    continue;
-                }
-                if list.len() < cap {
-                    list.push(u);
-                } else if let Some((far, _)) =
-                    list.iter().enumerate().max_by(|a, b| self.dist(v, *a.1).total_cmp(&self.dist(v, *b.1)))
-                {
-                    list[far] = u;
-                }
-            }
-        }
     }
 
     pub fn len(&self) -> usize {
@@ -336,7 +279,7 @@ impl Hnsw {
             *self.entry.write().unwrap_or_else(|e| e.into_inner()) = None;
         }
         // Live nodes whose only in-links came from dead ones are linked again.
-        self.link_unreachable(&is_dead);
+        link_unreachable(self, &nodes, is_dead, params);
     }
 }
 
@@ -498,7 +441,9 @@ mod tests {
         for seed in 0..3 {
             let data = synth::embeddings(5000, 8, seed);
             let g = build(Metric::L2, &data, 8);
-            assert_eq!(g.unreachable(), Vec::<u32>::new(), "seed {seed}");
+            let q = &data[..8];
+            let found = search(&g, q, 5000);
+            assert_eq!(found.len(), 5000, "seed {seed}: a search as wide as the graph finds every node");
         }
     }
 

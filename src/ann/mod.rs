@@ -20,7 +20,7 @@ mod update;
 pub use hnsw::{repair, select_neighbors, Bitmap, BuildParams, Hnsw};
 pub use search::{search, search_layer, Graph, Scored, Visited};
 pub use stream::Stream;
-pub use update::{link_new_node, repair_after_delete, GraphMut};
+pub use update::{link_new_node, link_unreachable, repair_after_delete, GraphMut};
 
 use crate::kernels::{self, Kernels};
 

@@ -3,11 +3,11 @@
 //! after deletions (what VACUUM does). The index pages implement the trait; the
 //! parallel in-memory build in `hnsw.rs` uses the same neighbour heuristic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 use super::hnsw::{repair, select_neighbors, BuildParams};
-use super::search::{search_layer, Graph, Scored};
+use super::search::{search, search_layer, Graph, Scored};
 
 /// Write access to a graph, for one writer at a time.
 pub trait GraphMut: Graph {
@@ -183,6 +183,75 @@ where
     changed
 }
 
+/// Links every live node that no search can reach on layer 0 any more (its
+/// in-links were pruned away by concurrent inserts, or died with the nodes
+/// VACUUM removed — a whole cluster can be cut off that way). Each such node
+/// gets a link from the nearest node a search from the entry does reach:
+/// appended if that list has room, else replacing its farthest member; what
+/// the node itself links to becomes reachable with it. Returns the links added.
+pub fn link_unreachable<G>(
+    g: &mut G,
+    nodes: &[(G::Node, usize)],
+    is_dead: impl Fn(G::Node) -> bool,
+    params: BuildParams,
+) -> usize
+where
+    G: GraphMut,
+    G::Node: Hash,
+{
+    let Some((entry, _)) = g.entry() else { return 0 };
+    let mut seen: HashSet<G::Node> = HashSet::new();
+    let mark_from = |g: &G, start: G::Node, seen: &mut HashSet<G::Node>| {
+        if !seen.insert(start) {
+            return;
+        }
+        let mut queue = VecDeque::from([start]);
+        let mut nbrs = Vec::new();
+        while let Some(x) = queue.pop_front() {
+            nbrs.clear();
+            g.neighbors(x, 0, &mut nbrs);
+            for &y in &nbrs {
+                if !is_dead(y) && seen.insert(y) {
+                    queue.push_back(y);
+                }
+            }
+        }
+    };
+    mark_from(g, entry, &mut seen);
+    let cap = params.max_neighbors(0);
+    let mut added = 0;
+    let mut v = Vec::new();
+    for &(u, _) in nodes {
+        if is_dead(u) || seen.contains(&u) {
+            continue;
+        }
+        g.node_vector(u, &mut v);
+        let Some(near) = search(&*g, &v, params.ef_construction)
+            .into_iter()
+            .map(|s| s.node)
+            .find(|&n| n != u && !is_dead(n) && seen.contains(&n))
+        else {
+            continue;
+        };
+        let mut links = Vec::new();
+        g.neighbors(near, 0, &mut links);
+        if links.len() < cap {
+            links.push(u);
+        } else {
+            let mut nv = Vec::new();
+            g.node_vector(near, &mut nv);
+            let far = (0..links.len()).max_by(|&a, &b| g.distance(&nv, links[a]).total_cmp(&g.distance(&nv, links[b])));
+            if let Some(far) = far {
+                links[far] = u;
+            }
+        }
+        g.set_links(near, 0, &links);
+        added += 1;
+        mark_from(g, u, &mut seen);
+    }
+    added
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +363,45 @@ mod tests {
         }
         let after = recall(&g, queries, dim, dead);
         assert!(after >= before - 0.02, "recall after deleting 20%: {after:.3}, before: {before:.3}");
+    }
+
+    #[test]
+    fn a_cluster_cut_off_by_deletes_is_linked_again() {
+        // Two far-apart clusters joined only through one bridge node.
+        let dim = 2;
+        let mut data: Vec<f32> = Vec::new();
+        for i in 0..40 {
+            data.extend([i as f32 * 0.01, 0.0]);
+        }
+        for i in 0..40 {
+            data.extend([100.0 + i as f32 * 0.01, 0.0]);
+        }
+        let mut g = grow(&data, dim);
+        let nodes: Vec<(u32, usize)> = g.links.iter().enumerate().map(|(i, l)| (i as u32, l.len() - 1)).collect();
+        // Cut every link between the clusters, as VACUUM removing the bridges would.
+        for (n, lists) in g.links.iter_mut().enumerate() {
+            for l in lists.iter_mut() {
+                l.retain(|&m| (m < 40) == (n < 40));
+            }
+        }
+        let entry = g.entry.unwrap().0;
+        let reach = |g: &VecGraph| {
+            let mut seen = vec![false; g.vectors.len()];
+            let mut stack = vec![entry];
+            seen[entry as usize] = true;
+            while let Some(x) = stack.pop() {
+                for &y in &g.links[x as usize][0] {
+                    if !std::mem::replace(&mut seen[y as usize], true) {
+                        stack.push(y);
+                    }
+                }
+            }
+            seen.iter().filter(|&&s| s).count()
+        };
+        assert_eq!(reach(&g), 40, "the far cluster is cut off");
+        let added = link_unreachable(&mut g, &nodes, |_| false, BuildParams::default());
+        assert!(added >= 1);
+        assert_eq!(reach(&g), 80, "every node reachable again");
     }
 
     #[test]
