@@ -115,3 +115,34 @@ fn filtered_queries_return_limit_rows_close_to_exact() {
     eprintln!("filtered recall@10 (5% selectivity, ef_search 10): {r:.3}");
     assert!(r >= 0.9, "filtered recall@10 {r:.3}");
 }
+
+#[test]
+fn a_build_reports_its_phases_in_pg_stat_progress_create_index() {
+    let Some(mut c) = common::client(DB) else { return };
+    // Uniform random rows: the slowest shape to build, so the build is watchable.
+    c.batch_execute(
+        "DROP TABLE IF EXISTS prog;
+         CREATE TABLE prog AS SELECT i AS id, ARRAY(SELECT random() FROM generate_series(1, 128) k WHERE i > 0)::real[]::embedding(128) AS e
+         FROM generate_series(1, 30000) i",
+    )
+    .unwrap();
+    let builder = std::thread::spawn(|| {
+        let mut b = common::client(DB).unwrap();
+        b.batch_execute("SET maintenance_work_mem = '1GB'; CREATE INDEX prog_e ON prog USING pgrec_hnsw (e)").unwrap();
+    });
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    while !builder.is_finished() {
+        for r in c
+            .query("SELECT phase, tuples_total FROM pg_stat_progress_create_index WHERE relid = 'prog'::regclass", &[])
+            .unwrap()
+        {
+            let row = (r.get::<_, String>(0), r.get::<_, i64>(1));
+            if !seen.contains(&row) {
+                seen.push(row);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    builder.join().unwrap();
+    assert!(seen.contains(&("building index: building graph".to_string(), 30000)), "phases seen: {seen:?}");
+}
