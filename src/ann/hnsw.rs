@@ -147,7 +147,7 @@ impl Hnsw {
             .iter()
             .map(|&l| (0..=l as usize).map(|lv| RwLock::new(Vec::with_capacity(params.max_neighbors(lv)))).collect())
             .collect();
-        let g = Hnsw {
+        let mut g = Hnsw {
             metric,
             params,
             dim,
@@ -175,7 +175,6 @@ impl Hnsw {
             done += batch;
             between_batches(done)?;
         }
-        let mut g = g;
         let nodes: Vec<(u32, usize)> = (0..g.len() as u32).map(|n| (n, g.level(n))).collect();
         link_unreachable(&mut g, &nodes, |_| false, params);
         Ok(g)

@@ -126,14 +126,7 @@ pub fn fit(
     if test.nnz() > 0 {
         metrics = pool.install(|| metrics::evaluate(&model, &train, &test, None, &[10, 20]));
         if algorithm == Algorithm::Mf {
-            let (rmse, mae) = mf::rating_errors(
-                |u, i| {
-                    let mut s = model.global + model.user_bias[u] + model.item_bias[i as usize];
-                    s += model.user_factors.row(u).dot(&model.item_factors.row(i as usize));
-                    s
-                },
-                &test,
-            );
+            let (rmse, mae) = mf::rating_errors(|u, i| model.predict(u, i as usize), &test);
             metrics.insert("rmse".into(), rmse);
             metrics.insert("mae".into(), mae);
         }

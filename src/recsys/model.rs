@@ -89,6 +89,14 @@ impl Model {
         }
     }
 
+    /// The score of one (user, item) pair, as `score_user` computes it.
+    pub fn predict(&self, u: usize, i: usize) -> f32 {
+        let ub = self.user_bias.get(u).copied().unwrap_or(0.0);
+        let ib = self.item_bias.get(i).copied().unwrap_or(0.0);
+        let dot = if self.factors() > 0 { self.user_factors.row(u).dot(&self.item_factors.row(i)) } else { 0.0 };
+        self.global + ub + ib + dot
+    }
+
     pub fn score_user(&self, u: u32, out: &mut [f32]) {
         let ub = self.user_bias.get(u as usize).copied().unwrap_or(0.0);
         self.score_vector(self.user_factors.row(u as usize), ub, out);
@@ -145,10 +153,14 @@ impl Model {
     /// The most popular items, skipping `exclude`, among `pool` if given.
     pub fn popular_items(&self, k: usize, exclude: &[u32], pool: Option<&[u32]>) -> Vec<(u32, f32)> {
         let n = self.popular.len() as f32;
+        // Masks, not `contains` per item: a pool can be the whole catalogue.
+        let mut allowed = vec![pool.is_none(); self.n_items()];
+        pool.into_iter().flatten().for_each(|&i| allowed[i as usize] = true);
+        exclude.iter().for_each(|&i| allowed[i as usize] = false);
         self.popular
             .iter()
             .enumerate()
-            .filter(|(_, i)| !exclude.contains(i) && pool.is_none_or(|p| p.contains(i)))
+            .filter(|(_, &i)| allowed[i as usize])
             .take(k)
             .map(|(rank, &i)| (i, 1.0 - rank as f32 / n))
             .collect()
