@@ -75,5 +75,16 @@ fn main() {
             m["ndcg@20"],
             m["ndcg_kgat@20"]
         );
+        // Batch serving: top 20 for every user, seen items excluded, as
+        // implicit's recommend(userids, N=20) in benches/recommend_sql.sh.
+        let users: Vec<u32> = (0..ds.n_users() as u32).collect();
+        let t0 = std::time::Instant::now();
+        let recs = t.model.recommend_many(&users, 20, true, None);
+        println!(
+            "pgrec {:<8} recommend(all {} users, k 20): {:.2} s",
+            algorithm.name(),
+            recs.len(),
+            t0.elapsed().as_secs_f64()
+        );
     }
 }

@@ -55,47 +55,88 @@ const NAMES: [&str; 6] = ["recall", "ndcg", "ndcg_kgat", "precision", "map", "hi
 /// first), skipping NaN and -inf; among `pool` only, if given. One pass with a
 /// k-sized heap, no allocation proportional to the catalogue.
 pub fn top_k(scores: &[f32], k: usize, pool: Option<&[u32]>) -> Vec<u32> {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
+    let mut top = TopK::new(k);
+    match pool {
+        Some(p) => p.iter().for_each(|&i| top.push(i, scores[i as usize])),
+        None => top.push_all(0, scores),
+    }
+    top.into_sorted().into_iter().map(|(i, _)| i).collect()
+}
 
-    /// Heap entry ordered so the heap's top is the worst kept item.
-    #[derive(PartialEq)]
-    struct Kept(f32, Reverse<u32>);
-    impl Eq for Kept {}
-    impl PartialOrd for Kept {
-        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-            Some(self.cmp(o))
-        }
+/// The `k` best (index, score) pairs seen so far, fed in any number of pieces.
+pub struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<Kept>,
+    /// The worst kept score once `k` are kept (−∞ before): a score below it
+    /// is rejected with one comparison, which is nearly every score.
+    floor: f32,
+}
+
+/// Heap entry ordered so the heap's top is the worst kept item.
+#[derive(PartialEq)]
+struct Kept(f32, std::cmp::Reverse<u32>);
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
     }
-    impl Ord for Kept {
-        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-            // Lower score is "greater" (worse), and at equal score the higher index.
-            o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
-        }
+}
+impl Ord for Kept {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Lower score is "greater" (worse), and at equal score the higher index.
+        o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
     }
-    if k == 0 {
-        return Vec::new();
+}
+
+impl TopK {
+    pub fn new(k: usize) -> TopK {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1), floor: f32::NEG_INFINITY }
     }
-    let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
-    let mut consider = |i: u32| {
-        let s = scores[i as usize];
-        if !(s > f32::NEG_INFINITY) {
+
+    #[inline]
+    pub fn push(&mut self, i: u32, s: f32) {
+        // NaN and −∞ fail this too.
+        if !(s >= self.floor) || s == f32::NEG_INFINITY || self.k == 0 {
             return;
         }
-        if heap.len() < k {
-            heap.push(Kept(s, Reverse(i)));
-        } else if let Some(worst) = heap.peek() {
+        if self.heap.len() < self.k {
+            self.heap.push(Kept(s, std::cmp::Reverse(i)));
+        } else if let Some(worst) = self.heap.peek() {
             if s > worst.0 || (s == worst.0 && i < (worst.1).0) {
-                heap.pop();
-                heap.push(Kept(s, Reverse(i)));
+                self.heap.pop();
+                self.heap.push(Kept(s, std::cmp::Reverse(i)));
             }
         }
-    };
-    match pool {
-        Some(p) => p.iter().for_each(|&i| consider(i)),
-        None => (0..scores.len() as u32).for_each(&mut consider),
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.0);
+        }
     }
-    heap.into_sorted_vec().into_iter().map(|Kept(_, Reverse(i))| i).collect()
+
+    /// `scores[t]` is the score of index `first + t`.
+    #[inline]
+    pub fn push_all(&mut self, first: u32, scores: &[f32]) {
+        // Eight at a time: a block with nothing at or above the floor (almost
+        // all of them, once k are kept) costs one vectorised comparison.
+        let mut chunks = scores.chunks_exact(8);
+        let mut at = first;
+        for c in &mut chunks {
+            let floor = self.floor;
+            if c.iter().fold(false, |any, &s| any | (s >= floor)) {
+                for (t, &s) in c.iter().enumerate() {
+                    self.push(at + t as u32, s);
+                }
+            }
+            at += 8;
+        }
+        for (t, &s) in chunks.remainder().iter().enumerate() {
+            self.push(at + t as u32, s);
+        }
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<(u32, f32)> {
+        self.heap.into_sorted_vec().into_iter().map(|Kept(s, std::cmp::Reverse(i))| (i, s)).collect()
+    }
 }
 
 /// Ranking metrics of `model` on the users that have test items. `train` rows
@@ -109,7 +150,8 @@ pub fn evaluate(model: &dyn Scorer, train: &Csr, test: &Csr, candidates: Option<
         c.iter().for_each(|&i| m[i as usize] = true);
         m
     });
-    // As in Model::recommend_many: a batch's scores stay in cache.
+    // 64 users a batch: their score rows stay in cache while masking, top-k
+    // and AUC read them.
     const BATCH: usize = 64;
     let per_user: Vec<Vec<f64>> = users
         .par_chunks(BATCH)

@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
 
 use super::data::Csr;
-use super::metrics::{top_k, Scorer};
+use super::metrics::{top_k, Scorer, TopK};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,28 +126,64 @@ impl Model {
     ) -> Vec<Vec<(u32, f32)>> {
         use rayon::prelude::*;
         let n = self.n_items();
-        // 64 users a batch: their score block (64 × items floats) stays in cache
-        // while top-k reads it; 256 ran 1.4× and 1024 2× slower on amazon-book.
+        if let Some(pool) = pool {
+            return users.par_iter().map(|&u| self.recommend(u, k, exclude_seen, Some(pool))).collect();
+        }
+        // Users in batches of USERS, items in blocks of ITEMS: one block of
+        // scores (USERS × ITEMS floats, 1 MB; 1.5 s for all amazon-book users against 2.4 s with 64 whole-catalogue rows) is written by the matrix product
+        // and read by top-k while still in cache, and each packed block of
+        // item factors serves USERS users.
+        const USERS: usize = 512;
+        const ITEMS: usize = 512;
         users
-            .par_chunks(64)
+            .par_chunks(USERS)
             .flat_map_iter(|batch| {
-                let mut s = vec![0f32; batch.len() * n];
-                self.score_users(batch, &mut s);
-                batch
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &u)| {
-                        let row = &mut s[b * n..(b + 1) * n];
+                let idx: Vec<usize> = batch.iter().map(|&u| u as usize).collect();
+                let us = self.user_factors.select(ndarray::Axis(0), &idx);
+                let mut tops: Vec<TopK> = batch.iter().map(|_| TopK::new(k)).collect();
+                let mut s = vec![0f32; batch.len() * ITEMS];
+                for lo in (0..n).step_by(ITEMS) {
+                    let hi = (lo + ITEMS).min(n);
+                    let w = hi - lo;
+                    let block = &mut s[..batch.len() * w];
+                    self.score_block(batch, &us, lo..hi, block);
+                    for (b, &u) in batch.iter().enumerate() {
+                        let row = &mut block[b * w..(b + 1) * w];
                         if exclude_seen && (u as usize) < self.seen.n_rows {
-                            for &i in self.seen.row(u as usize).0 {
-                                row[i as usize] = f32::NEG_INFINITY;
+                            let seen = self.seen.row(u as usize).0;
+                            let from = seen.partition_point(|&i| (i as usize) < lo);
+                            for &i in seen[from..].iter().take_while(|&&i| (i as usize) < hi) {
+                                row[i as usize - lo] = f32::NEG_INFINITY;
                             }
                         }
-                        top_k(row, k, pool).into_iter().map(|i| (i, row[i as usize])).collect()
-                    })
-                    .collect::<Vec<_>>()
+                        tops[b].push_all(lo as u32, row);
+                    }
+                }
+                tops.into_iter().map(TopK::into_sorted).collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Scores of `users` (whose factor rows are `us`) for items `items`, one
+    /// row of `items.len()` per user, into `out`.
+    fn score_block(&self, users: &[u32], us: &Array2<f32>, items: std::ops::Range<usize>, out: &mut [f32]) {
+        let w = items.len();
+        for (b, &u) in users.iter().enumerate() {
+            let base = self.global + self.user_bias.get(u as usize).copied().unwrap_or(0.0);
+            let row = &mut out[b * w..(b + 1) * w];
+            if self.item_bias.is_empty() {
+                row.fill(base);
+            } else {
+                row.iter_mut().zip(&self.item_bias[items.clone()]).for_each(|(o, &ib)| *o = base + ib);
+            }
+        }
+        if self.factors() > 0 {
+            let ys = self.item_factors.slice(ndarray::s![items, ..]);
+            // Accumulate the products straight into `out` (beta = 1 keeps the biases).
+            if let Ok(mut view) = ndarray::ArrayViewMut2::from_shape((users.len(), w), out) {
+                ndarray::linalg::general_mat_mul(1.0, us, &ys.t(), 1.0, &mut view);
+            }
+        }
     }
 
     /// The most popular items, skipping `exclude`, among `pool` if given.

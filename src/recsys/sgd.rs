@@ -34,6 +34,52 @@ impl Shared {
         }
     }
 
+    /// `x · row[..x.len()]` read in place, without copying the row out first;
+    /// eight running sums, as the SIMD kernels keep, so the adds overlap.
+    #[inline]
+    pub fn dot(&self, row: usize, x: &[f32]) -> f32 {
+        let base = row * self.cols;
+        let r = &self.v[base..base + x.len()];
+        let mut acc = [0f32; 8];
+        let mut chunks = x.chunks_exact(8).zip(r.chunks_exact(8));
+        for (xs, rs) in &mut chunks {
+            for k in 0..8 {
+                acc[k] += xs[k] * f32::from_bits(rs[k].load(Ordering::Relaxed));
+            }
+        }
+        let tail = x.len() / 8 * 8;
+        let mut sum: f32 = acc.iter().sum();
+        for k in tail..x.len() {
+            sum += x[k] * f32::from_bits(r[k].load(Ordering::Relaxed));
+        }
+        sum
+    }
+
+    /// Column `col` of `row`.
+    #[inline]
+    pub fn get(&self, row: usize, col: usize) -> f32 {
+        f32::from_bits(self.v[row * self.cols + col].load(Ordering::Relaxed))
+    }
+
+    /// Hints the CPU to start fetching `row` into cache, so that the fetches of
+    /// several rows needed next overlap instead of stalling one after another.
+    #[inline]
+    pub fn prefetch(&self, row: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let base = row * self.cols;
+            for k in (0..self.cols).step_by(16) {
+                let p = self.v[base + k..].as_ptr() as *const i8;
+                // SAFETY: a prefetch is a hint with no architectural effect;
+                // `p` points into `self.v` (the slice index checked bounds) and
+                // SSE is part of the x86_64 baseline.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = row;
+    }
+
     pub fn into_array(self, rows: usize) -> Array2<f32> {
         let cols = self.cols;
         let data: Vec<f32> = self.v.into_iter().map(|a| f32::from_bits(a.into_inner())).collect();

@@ -154,3 +154,46 @@ fn an_error_between_iterations_stops_training() {
     assert_eq!(r.err().map(|e| e.message), Some("canceled".into()));
     assert_eq!(seen, 3);
 }
+
+#[test]
+fn batch_recommendations_equal_one_user_at_a_time_across_item_blocks() {
+    // 1,300 items: the batch path scores items in blocks of 512, and users in
+    // batches of 512, so blocks, a partial last block and two batches meet.
+    let (n_users, n_items, f) = (600, 1300, 8);
+    let mut rng = Rng::new(9);
+    let seen = data::Csr::from_triples(
+        n_users,
+        n_items,
+        (0..n_users as u32).flat_map(|u| (0..20).map(move |t| (u, (u * 37 + t * 61) % 1300, 1.0))),
+    );
+    let mut m = Model {
+        algorithm: Algorithm::Bpr,
+        user_ids: (0..n_users as i64).collect(),
+        item_ids: (0..n_items as i64).collect(),
+        // Quarters: every product and sum is exact in f32, so both paths must
+        // agree to the bit whatever order they add in, and ties are real ties.
+        user_factors: init_factors(n_users, f, 1, 1.0).mapv(|x| (x * 4.0).round() / 4.0),
+        item_factors: init_factors(n_items, f, 2, 1.0).mapv(|x| (x * 4.0).round() / 4.0),
+        user_bias: Vec::new(),
+        item_bias: (0..n_items).map(|_| (rng.normal() as f32 * 4.0).round() / 4.0).collect(),
+        global: 0.0,
+        seen,
+        popular: (0..n_items as u32).collect(),
+        regularization: 0.0,
+        alpha: 1.0,
+    };
+    // Ties go to the lower item index in both paths.
+    let row3 = m.item_factors.row(3).to_owned();
+    m.item_factors.row_mut(1299).assign(&row3);
+    m.item_bias[1299] = m.item_bias[3];
+    let users: Vec<u32> = (0..n_users as u32).collect();
+    let u0 = m.recommend(0, 1300, false, None);
+    assert!(u0.windows(2).filter(|w| w[0].1 == w[1].1).count() > 100, "the data has ties");
+    for exclude in [true, false] {
+        let batch = m.recommend_many(&users, 25, exclude, None);
+        for &u in &users {
+            assert_eq!(batch[u as usize], m.recommend(u, 25, exclude, None), "user {u}, exclude_seen {exclude}");
+        }
+    }
+}
+
