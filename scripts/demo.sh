@@ -22,6 +22,7 @@ case "${1:-}" in
 esac
 
 setup_all
+fetch_minilm
 log "building and installing pgrec (release)"
 install_extension --release >/dev/null
 start_cluster pgrec-demo "$DEMO_PORT"
@@ -32,7 +33,7 @@ PGOPTIONS="-c client_min_messages=warning" pg_psql "$DEMO_PORT" -d postgres -c "
 pg_psql "$DEMO_PORT" -d pgrec_demo -c "CREATE EXTENSION pgrec"
 
 log "worked example (scripts/demo.sql)"
-pg_psql "$DEMO_PORT" -d pgrec_demo -e -f "$REPO_ROOT/scripts/demo.sql"
+pg_psql "$DEMO_PORT" -d pgrec_demo -e -v minilm="$MINILM_DIR" -f "$REPO_ROOT/scripts/demo.sql"
 
 cat <<EOF
 

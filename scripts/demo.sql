@@ -72,3 +72,18 @@ SELECT version, deployed FROM train('shop_popular', 'popular', 'clicks');
 SELECT name, version, algorithm, deployed, recall_20, ndcg_20, train_seconds, size FROM pgrec.models;
 -- With several models deployed, name the one to use.
 SELECT * FROM recommend(ARRAY[1, 2]::bigint[], 3, model => 'shop_bpr');
+
+-- Text embeddings in SQL: register the all-MiniLM-L6-v2 folder (fetched by
+-- demo.sh), embed a few product titles, and search them by meaning.
+SELECT * FROM load_encoder('minilm', :'minilm');
+CREATE TABLE products (id int PRIMARY KEY, title text, emb embedding(384));
+INSERT INTO products (id, title) VALUES
+    (1, 'Red cotton polo shirt'), (2, 'Stainless steel chef knife'), (3, 'Wireless noise-cancelling headphones'),
+    (4, 'Trail running shoes'), (5, 'Cast iron skillet, 12 inch'), (6, 'Bluetooth portable speaker'),
+    (7, 'Slim fit denim jeans'), (8, 'Hiking backpack, 30 litres');
+UPDATE products SET emb = embed_text('minilm', title);
+SELECT id, title, round((emb <=> embed_text('minilm', 'something to listen to music'))::numeric, 3) AS distance
+FROM products ORDER BY emb <=> embed_text('minilm', 'something to listen to music') LIMIT 3;
+SELECT id, title FROM products ORDER BY emb <=> embed_text('minilm', 'cooking in the kitchen') LIMIT 2;
+-- The pieces the model sees.
+SELECT tokenize('minilm', 'Noise-cancelling headphones'), token_count('minilm', 'Noise-cancelling headphones');

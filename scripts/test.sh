@@ -52,6 +52,9 @@ trap cleanup EXIT
 
 setup_all
 mkdir -p "$REPO_ROOT/target"
+# The real MiniLM model the encoder tests compare against reference outputs.
+fetch_minilm
+export PGREC_MINILM_DIR="$MINILM_DIR"
 
 # 1. Pure cores must build without Postgres: no mention of pgrx in them at all.
 log "tier purity: pure cores never import pgrx"

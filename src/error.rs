@@ -36,6 +36,14 @@ pub enum ErrorKind {
     DatatypeMismatch,
     /// 42704: a named pgrec object (model, encoder) that does not exist.
     UndefinedObject,
+    /// 58P01: a file or folder that does not exist.
+    UndefinedFile,
+    /// 58030: a file that exists but cannot be read.
+    IoError,
+    /// 42501: the role lacks a privilege the call needs.
+    InsufficientPrivilege,
+    /// 0A000: a model architecture or format pgrec does not support.
+    FeatureNotSupported,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -12,9 +12,13 @@ pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 /// widening its search until LIMIT rows pass; this bounds that work.
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 
-/// Worker threads for index builds (and, later, training and inference); 0
+/// Worker threads for index builds, training and inference; 0
 /// means one per CPU core.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// Megabytes of model files one backend keeps loaded encoders for; beyond it
+/// the least recently used encoder is dropped (the one in use always stays).
+pub static ENCODER_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -39,7 +43,7 @@ pub fn register() {
     );
     GucRegistry::define_int_guc(
         c"pgrec.threads",
-        c"Worker threads pgrec uses for index builds; 0 means one per CPU core.",
+        c"Worker threads pgrec uses for index builds, training and inference; 0 means one per CPU core.",
         c"",
         &THREADS,
         0,
@@ -47,6 +51,21 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pgrec.encoder_cache_mb",
+        c"Megabytes of encoder models one connection keeps loaded.",
+        c"Beyond it the least recently used encoder is unloaded; the encoder in use always stays.",
+        &ENCODER_CACHE_MB,
+        0,
+        1_048_576,
+        GucContext::Userset,
+        GucFlags::UNIT_MB,
+    );
+}
+
+/// `pgrec.encoder_cache_mb` in bytes.
+pub fn encoder_cache_bytes() -> usize {
+    ENCODER_CACHE_MB.get().max(0) as usize * 1024 * 1024
 }
 
 /// Threads to use now: `pgrec.threads`, or the number of cores when it is 0.

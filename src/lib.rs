@@ -25,6 +25,7 @@ mod pg_tests;
 
 ::pgrx::extension_sql_file!("../sql/embedding.sql", name = "embedding", bootstrap);
 ::pgrx::extension_sql_file!("../sql/recsys.sql", name = "recsys", requires = ["embedding"]);
+::pgrx::extension_sql_file!("../sql/encoders.sql", name = "encoders", requires = ["recsys"]);
 ::pgrx::extension_sql_file!("../sql/hnsw.sql", name = "hnsw", finalize);
 
 /// Runs once per backend when the library loads: registers the `pgrec.*`

@@ -23,6 +23,10 @@ fn code(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::UndefinedColumn => ERRCODE_UNDEFINED_COLUMN,
         ErrorKind::DatatypeMismatch => ERRCODE_DATATYPE_MISMATCH,
         ErrorKind::UndefinedObject => ERRCODE_UNDEFINED_OBJECT,
+        ErrorKind::UndefinedFile => ERRCODE_UNDEFINED_FILE,
+        ErrorKind::IoError => ERRCODE_IO_ERROR,
+        ErrorKind::InsufficientPrivilege => ERRCODE_INSUFFICIENT_PRIVILEGE,
+        ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
     }
 }
 

@@ -36,13 +36,14 @@ SELECT err($$SELECT avg(e) FROM (VALUES ('[1,2]'::embedding), ('[1,2,3]')) v(e)$
 SELECT err($$SELECT sum(e) FROM (VALUES ('[1,2]'::embedding), ('[1,2,3]')) v(e)$$);
 -- Declared properties: volatility, strictness, parallel safety of every
 -- function on embeddings (the index AM handler, which Postgres alone calls, and
--- the recommender functions, which read tables, are checked elsewhere).
+-- the recommender and encoder functions, which read tables, are checked elsewhere).
 SELECT p.proname, p.provolatile, p.proisstrict, p.proparallel
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
 JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'pgrec'
 WHERE p.prorettype <> 'index_am_handler'::regtype AND p.pronamespace <> 'pgrec'::regnamespace
   AND p.proname NOT IN ('train', 'deploy', 'drop_model', 'recommend', 'recommend_for_items', 'similar_items',
-                        'user_embedding', 'item_embedding', 'export_item_embeddings', 'evaluate')
+                        'user_embedding', 'item_embedding', 'export_item_embeddings', 'evaluate',
+                        'load_encoder', 'drop_encoder', 'embed_text', 'tokenize', 'token_count')
   AND (p.provolatile <> 'i' OR NOT (p.proisstrict OR p.prokind = 'a') OR p.proparallel <> 's')
 ORDER BY 1;
 SELECT aggfnoid::regprocedure, aggtransfn, aggcombinefn, aggfinalfn, aggtranstype::regtype, proparallel

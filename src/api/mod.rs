@@ -3,4 +3,5 @@
 //! safety, operators, aggregates) is hand-written in `sql/`.
 
 mod embedding;
+mod encoders;
 mod recsys;

@@ -1,1 +1,96 @@
-//! Text and image encoders (candle BERT/CLIP, tokenizers, image preprocessing), independent of Postgres.
+//! Text and image encoders (candle BERT/CLIP, tokenizers, image preprocessing),
+//! independent of Postgres: a model folder's bytes in ([`ModelFiles`]), vectors
+//! out. The architecture comes from `config.json`'s `model_type`.
+
+pub mod bert;
+pub mod files;
+pub mod text;
+
+pub use files::ModelFiles;
+
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    Bert,
+}
+
+impl Architecture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+        }
+    }
+
+    /// From `config.json`'s `model_type` (BERT-family folders always carry it).
+    pub fn detect(files: &ModelFiles) -> Result<Architecture> {
+        let config = files.json("config.json")?.unwrap_or_default();
+        let model_type = config.get("model_type").and_then(serde_json::Value::as_str).unwrap_or("");
+        match model_type {
+            "bert" => Ok(Architecture::Bert),
+            other => Err(Error::new(
+                ErrorKind::FeatureNotSupported,
+                format!("model_type \"{other}\" in config.json is not a supported encoder architecture"),
+            )
+            .with_hint("pgrec loads BERT-family models (model_type \"bert\")")),
+        }
+    }
+}
+
+/// Vectors for a batch of inputs, in input order, and which inputs were cut
+/// to the model's token limit.
+#[derive(Debug)]
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    pub truncated: Vec<usize>,
+}
+
+pub enum Encoder {
+    Bert(bert::Bert),
+}
+
+impl Encoder {
+    pub fn load(files: &ModelFiles) -> Result<Encoder> {
+        files.check_required("the model")?;
+        match Architecture::detect(files)? {
+            Architecture::Bert => Ok(Encoder::Bert(bert::Bert::load(files)?)),
+        }
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        match self {
+            Encoder::Bert(_) => Architecture::Bert,
+        }
+    }
+
+    /// Length of the text vectors.
+    pub fn dims(&self) -> usize {
+        match self {
+            Encoder::Bert(b) => b.dims,
+        }
+    }
+
+    pub fn tokenizer(&self) -> &text::TextTokenizer {
+        match self {
+            Encoder::Bert(b) => &b.tokenizer,
+        }
+    }
+
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Embedded> {
+        match self {
+            Encoder::Bert(b) => b.embed(texts),
+        }
+    }
+}
+
+/// A candle error while loading or running `what`: a damaged or mismatched
+/// weights file is the usual cause.
+pub(crate) fn candle_err(what: &str, e: candle_core::Error) -> Error {
+    let msg = e.to_string();
+    let first = msg.lines().next().unwrap_or("").to_lowercase();
+    Error::new(ErrorKind::InvalidBinaryRepresentation, format!("{what} could not be used: {first}"))
+        .with_hint("check that model.safetensors is complete and matches config.json")
+}
+
+#[cfg(test)]
+mod tests;

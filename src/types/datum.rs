@@ -157,8 +157,45 @@ unsafe impl BoxRet for Embedding {
     }
 }
 
+/// An `embedding[]` to return, built from new embeddings (None = NULL).
+pub struct EmbeddingArray(pub Vec<Option<Embedding>>);
+
+unsafe impl BoxRet for EmbeddingArray {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
+        // SAFETY: called by Postgres' function manager, so `flinfo` is set and
+        // names this function, whose declared result is an array of embedding;
+        // each element is a complete embedding varlena (int4-aligned, by
+        // reference, variable length, as CREATE TYPE declares it).
+        unsafe {
+            let fc = fcinfo.as_mut_ptr();
+            let elem = pg_sys::get_element_type(pg_sys::get_func_rettype((*(*fc).flinfo).fn_oid));
+            let mut nulls: Vec<bool> = self.0.iter().map(Option::is_none).collect();
+            let mut datums: Vec<pg_sys::Datum> = self
+                .0
+                .into_iter()
+                .map(|e| e.map_or(pg_sys::Datum::from(0usize), |e| pg_sys::Datum::from(e.0.as_ptr())))
+                .collect();
+            let mut dims = [datums.len() as std::ffi::c_int];
+            let mut lbs = [1 as std::ffi::c_int];
+            let arr = pg_sys::construct_md_array(
+                datums.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+                1,
+                dims.as_mut_ptr(),
+                lbs.as_mut_ptr(),
+                elem,
+                -1,
+                false,
+                b'i' as std::ffi::c_char,
+            );
+            fcinfo.return_raw_datum(pg_sys::Datum::from(arr))
+        }
+    }
+}
+
 impl_sql_translatable!(EmbeddingRef<'_>, "embedding");
 impl_sql_translatable!(Embedding, "embedding");
+impl_sql_translatable!(EmbeddingArray, "embedding[]");
 
 #[cfg(test)]
 mod tests {

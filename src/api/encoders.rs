@@ -1,0 +1,129 @@
+//! SQL functions of the encoders: `load_encoder`, `drop_encoder`,
+//! `embed_text` (one text or an array), `tokenize` and `token_count`. Models
+//! run on worker threads (`pgrec.threads`, pure `embed` code); this thread only
+//! reads the registry, reports truncation and converts the vectors.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+
+use crate::catalog::encoders;
+use crate::embed::Encoder;
+use crate::error::{Error, ErrorKind, Result};
+use crate::guc;
+use crate::sqlstate::OrRaise;
+use crate::types::datum::{Embedding, EmbeddingArray};
+
+fn required<'a, T: ?Sized>(v: Option<&'a T>, what: &str) -> Result<&'a T> {
+    v.ok_or_else(|| Error::new(ErrorKind::NullValueNotAllowed, format!("{what} must not be null")))
+}
+
+thread_local! {
+    /// The worker pool, kept while `pgrec.threads` stays the same: starting
+    /// threads on every call would cost more than embedding a short text.
+    static POOL: RefCell<Option<(usize, Rc<rayon::ThreadPool>)>> = const { RefCell::new(None) };
+}
+
+fn workers() -> Result<Rc<rayon::ThreadPool>> {
+    let n = guc::threads();
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some((k, pool)) = p.as_ref() {
+            if *k == n {
+                return Ok(pool.clone());
+            }
+        }
+        let pool = Rc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}")))?,
+        );
+        *p = Some((n, pool.clone()));
+        Ok(pool)
+    })
+}
+
+/// Embeds `texts` on the worker threads; a NOTICE names each input that was
+/// cut to the model's token limit.
+fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let pool = workers()?;
+    let out = pool.install(|| encoder.embed_texts(texts))?;
+    let limit = encoder.tokenizer().max_tokens;
+    for &k in &out.truncated {
+        let what = if texts.len() == 1 { "the input".to_string() } else { format!("input {}", k + 1) };
+        pgrx::notice!("{what} was truncated to the model's limit of {limit} tokens");
+    }
+    Ok(out.vectors)
+}
+
+#[pg_extern(sql = false)]
+fn load_encoder(
+    name: Option<&str>,
+    path: Option<&str>,
+    store_in_database: Option<bool>,
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(architecture, String),
+        name!(dims, i32),
+        name!(max_tokens, i32),
+        name!(stored, bool),
+    ),
+> {
+    let r = (|| {
+        let name = required(name, "name")?;
+        let path = required(path, "path")?;
+        encoders::register(name, path, store_in_database.unwrap_or(false))
+    })()
+    .or_raise();
+    TableIterator::once((r.name, r.architecture, r.dims, r.max_tokens, r.stored))
+}
+
+#[pg_extern(sql = false)]
+fn drop_encoder(name: &str) -> bool {
+    encoders::drop_encoder(name).or_raise();
+    true
+}
+
+#[pg_extern(sql = false)]
+fn embed_text(encoder: &str, input: &str) -> Embedding {
+    let v = (|| {
+        let enc = encoders::load(encoder)?;
+        Ok::<_, Error>(embed(&enc, &[input])?.remove(0))
+    })()
+    .or_raise();
+    Embedding::from_slice(&v)
+}
+
+/// The batch form: one forward pass per 32 texts (sorted by length, so little
+/// padding), NULL elements give NULL.
+#[pg_extern(sql = false)]
+fn embed_texts(encoder: &str, inputs: Array<'_, &str>) -> EmbeddingArray {
+    let texts: Vec<Option<&str>> = inputs.iter().collect();
+    let present: Vec<&str> = texts.iter().flatten().copied().collect();
+    let vectors = (|| {
+        let enc = encoders::load(encoder)?;
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        embed(&enc, &present)
+    })()
+    .or_raise();
+    let mut it = vectors.into_iter();
+    EmbeddingArray(
+        texts.iter().map(|t| t.and_then(|_| it.next()).map(|v| Embedding::from_slice(&v))).collect(),
+    )
+}
+
+#[pg_extern(sql = false)]
+fn tokenize(encoder: &str, input: &str) -> Vec<String> {
+    (|| encoders::load(encoder)?.tokenizer().tokens(input))().or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn token_count(encoder: &str, input: &str) -> i32 {
+    (|| encoders::load(encoder)?.tokenizer().count(input))().or_raise() as i32
+}

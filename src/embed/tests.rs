@@ -1,0 +1,122 @@
+//! The BERT encoder against sentence-transformers: the real all-MiniLM-L6-v2
+//! (fetched by `scripts/test.sh` into `target/models`, found through
+//! `PGREC_MINILM_DIR`) must reproduce the reference embeddings, tokens and
+//! token counts in `tests/fixtures/minilm/reference.json` (made by
+//! `scripts/fixtures/make-encoder-fixtures.sh`), and damaged folders must fail
+//! with the right error.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::error::ErrorKind;
+
+fn minilm_dir() -> PathBuf {
+    PathBuf::from(std::env::var("PGREC_MINILM_DIR").unwrap_or_else(|_| {
+        panic!("PGREC_MINILM_DIR is not set: run ./scripts/test.sh, which fetches all-MiniLM-L6-v2 into target/models")
+    }))
+}
+
+fn reference() -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm/reference.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    crate::kernels::dot(a, b) as f64 / ((crate::kernels::norm_squared(a) as f64).sqrt() * (crate::kernels::norm_squared(b) as f64).sqrt())
+}
+
+#[test]
+fn minilm_matches_sentence_transformers() {
+    let files = ModelFiles::from_dir(&minilm_dir()).unwrap();
+    let enc = Encoder::load(&files).unwrap();
+    assert_eq!(enc.architecture(), Architecture::Bert);
+    assert_eq!(enc.dims(), 384);
+    let r = reference();
+    assert_eq!(enc.tokenizer().max_tokens, r["max_seq_length"].as_u64().unwrap() as usize);
+    let sentences: Vec<&str> = r["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let expected: Vec<Vec<f32>> = r["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
+    // All at once (padded batches) and one at a time must both agree.
+    let batch = enc.embed_texts(&sentences).unwrap();
+    let long = sentences.len() - 1;
+    assert_eq!(batch.truncated, vec![long], "only the long sentence is cut");
+    for (k, s) in sentences.iter().enumerate() {
+        let single = enc.embed_texts(&[s]).unwrap().vectors.remove(0);
+        for (how, v) in [("batch", &batch.vectors[k]), ("single", &single)] {
+            let c = cosine(v, &expected[k]);
+            assert!(c >= 0.9999, "{how} sentence {k} {s:?}: cosine {c}");
+            let norm = crate::kernels::norm_squared(v).sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "normalised: {norm}");
+        }
+    }
+    for (k, toks) in r["tokens"].as_array().unwrap().iter().enumerate() {
+        let want: Vec<&str> = toks.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert_eq!(enc.tokenizer().tokens(sentences[k]).unwrap(), want);
+    }
+    for (k, n) in r["token_counts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(enc.tokenizer().count(sentences[k]).unwrap(), n.as_u64().unwrap() as usize, "{:?}", sentences[k]);
+    }
+    assert_eq!(enc.tokenizer().tokens(sentences[long]).unwrap().len(), 256);
+}
+
+/// A copy of the MiniLM folder in a fresh temporary folder, changed by `edit`.
+fn damaged(tag: &str, edit: impl FnOnce(&std::path::Path)) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pgrec-embed-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in files::FILES {
+        let src = minilm_dir().join(f);
+        if src.exists() {
+            std::fs::copy(&src, dir.join(f)).unwrap();
+        }
+    }
+    edit(&dir);
+    dir
+}
+
+#[test]
+fn bad_model_folders_fail_with_the_right_error() {
+    let err = |dir: &std::path::Path| match ModelFiles::from_dir(dir).and_then(|f| Encoder::load(&f)) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e,
+    };
+    let e = err(std::path::Path::new("/nonexistent/model"));
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::UndefinedFile, "model folder \"/nonexistent/model\" does not exist"));
+
+    let d = damaged("missing", |d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    let e = err(&d);
+    assert_eq!(e.kind, ErrorKind::UndefinedFile);
+    assert!(e.message.ends_with("has no tokenizer.json"), "{}", e.message);
+
+    let d = damaged("arch", |d| {
+        std::fs::write(d.join("config.json"), r#"{"model_type": "gpt2", "vocab_size": 10}"#).unwrap()
+    });
+    let e = err(&d);
+    assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
+    assert_eq!(e.message, "model_type \"gpt2\" in config.json is not a supported encoder architecture");
+
+    let d = damaged("corrupt", |d| {
+        let w = std::fs::read(d.join("model.safetensors")).unwrap();
+        std::fs::write(d.join("model.safetensors"), &w[..w.len() / 3]).unwrap();
+    });
+    let e = err(&d);
+    assert_eq!(e.kind, ErrorKind::InvalidBinaryRepresentation);
+    assert!(e.message.starts_with("model.safetensors could not be used: "), "{}", e.message);
+
+    let d = damaged("garbage", |d| std::fs::write(d.join("model.safetensors"), b"not a safetensors file").unwrap());
+    assert_eq!(err(&d).kind, ErrorKind::InvalidBinaryRepresentation);
+
+    let d = damaged("tokenizer", |d| std::fs::write(d.join("tokenizer.json"), b"{\"nope\": 1}").unwrap());
+    let e = err(&d);
+    assert_eq!(e.kind, ErrorKind::InvalidBinaryRepresentation);
+    assert!(e.message.starts_with("tokenizer.json cannot be read"), "{}", e.message);
+
+    let d = damaged("config", |d| std::fs::write(d.join("config.json"), b"{not json").unwrap());
+    let e = err(&d);
+    assert_eq!(e.kind, ErrorKind::InvalidParameterValue);
+    assert!(e.message.starts_with("config.json is not valid"), "{}", e.message);
+}

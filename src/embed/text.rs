@@ -1,0 +1,82 @@
+//! Tokenization for the text encoders: the model's own `tokenizer.json` run by
+//! the `tokenizers` crate, with truncation at the model's limit and padding of
+//! a batch to its longest member done here (the file's own padding and
+//! truncation settings are for other uses and are switched off).
+
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
+
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Clone)]
+pub struct TextTokenizer {
+    /// Truncates to `max_tokens`, special tokens included: what the model sees.
+    model_view: Tokenizer,
+    /// No truncation: for counting.
+    full: Tokenizer,
+    pub max_tokens: usize,
+}
+
+/// A batch of encoded texts padded to one length, row-major.
+pub struct Batch {
+    pub len: usize,
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+}
+
+impl TextTokenizer {
+    pub fn new(bytes: &[u8], max_tokens: usize) -> Result<TextTokenizer> {
+        let mut full = Tokenizer::from_bytes(bytes).map_err(|e| {
+            Error::new(ErrorKind::InvalidBinaryRepresentation, format!("tokenizer.json cannot be read: {e}"))
+        })?;
+        full.with_padding(None);
+        full.with_truncation(None)
+            .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("tokenizer.json: {e}")))?;
+        let mut model_view = full.clone();
+        model_view
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("tokenizer.json: {e}")))?;
+        Ok(TextTokenizer { model_view, full, max_tokens })
+    }
+
+    /// What the model sees for each text, and whether it was cut short.
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<(Encoding, bool)>> {
+        let encs = self
+            .model_view
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("could not tokenize the input: {e}")))?;
+        Ok(encs.into_iter().map(|e| {
+            let cut = !e.get_overflowing().is_empty();
+            (e, cut)
+        }).collect())
+    }
+
+    /// The tokens the model sees, special tokens included.
+    pub fn tokens(&self, text: &str) -> Result<Vec<String>> {
+        Ok(self.encode(&[text])?.remove(0).0.get_tokens().to_vec())
+    }
+
+    /// Tokens in the whole text, special tokens included, before truncation.
+    pub fn count(&self, text: &str) -> Result<usize> {
+        self.full
+            .encode(text, true)
+            .map(|e| e.len())
+            .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("could not tokenize the input: {e}")))
+    }
+
+    /// Token id of `token`, if the vocabulary has it.
+    pub fn id(&self, token: &str) -> Option<u32> {
+        self.full.token_to_id(token)
+    }
+}
+
+/// Pads `encs` (ids and attention masks) to the longest, with `pad` ids.
+pub fn pad(encs: &[&Encoding], pad: u32) -> Batch {
+    let len = encs.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
+    let mut ids = vec![pad; encs.len() * len];
+    let mut mask = vec![0u32; encs.len() * len];
+    for (r, e) in encs.iter().enumerate() {
+        ids[r * len..r * len + e.len()].copy_from_slice(e.get_ids());
+        mask[r * len..r * len + e.len()].copy_from_slice(e.get_attention_mask());
+    }
+    Batch { len, ids, mask }
+}
