@@ -49,3 +49,13 @@ CREATE FUNCTION tokenize(encoder text, input text) RETURNS text[]
     AS 'MODULE_PATHNAME', 'tokenize_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 CREATE FUNCTION token_count(encoder text, input text) RETURNS integer
     AS 'MODULE_PATHNAME', 'token_count_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
+-- Images (CLIP): decoded, preprocessed as the model's preprocessor_config.json
+-- says, embedded in the same space as CLIP's text vectors.
+CREATE FUNCTION embed_image(encoder text, image bytea) RETURNS embedding
+    AS 'MODULE_PATHNAME', 'embed_image_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+CREATE FUNCTION embed_image(encoder text, images bytea[]) RETURNS embedding[]
+    AS 'MODULE_PATHNAME', 'embed_images_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+CREATE FUNCTION zero_shot_classify(encoder text, image bytea, labels text[], template text DEFAULT 'a photo of a {}')
+    RETURNS TABLE(label text, probability real)
+    AS 'MODULE_PATHNAME', 'zero_shot_classify_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED ROWS 10;

@@ -20,6 +20,10 @@ pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// the least recently used encoder is dropped (the one in use always stays).
 pub static ENCODER_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
+/// Largest image (width × height) `embed_image` decodes; checked from the
+/// header, before decoding, so a small file cannot expand into gigabytes.
+pub static MAX_IMAGE_PIXELS: GucSetting<i32> = GucSetting::<i32>::new(50_000_000);
+
 pub fn register() {
     GucRegistry::define_int_guc(
         c"pgrec.ef_search",
@@ -61,6 +65,20 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_MB,
     );
+    GucRegistry::define_int_guc(
+        c"pgrec.max_image_pixels",
+        c"Largest image, in pixels (width times height), that embed_image decodes.",
+        c"Checked from the image header before decoding, against decompression bombs.",
+        &MAX_IMAGE_PIXELS,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+pub fn max_image_pixels() -> u64 {
+    MAX_IMAGE_PIXELS.get().max(1) as u64
 }
 
 /// `pgrec.encoder_cache_mb` in bytes.

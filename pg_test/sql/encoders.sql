@@ -81,12 +81,56 @@ DROP OWNED BY pgrec_plain_user;
 DROP ROLE pgrec_plain_user;
 SELECT name FROM pgrec.encoders;
 
+-- CLIP: a tiny random-weight model made by scripts/fixtures/encoders.py with
+-- transformers, with reference text and image vectors and zero-shot
+-- probabilities; the same code path real CLIP ViT-B/32 weights take.
+\set clip :srcdir '/../tests/fixtures/tiny-clip'
+SELECT name, architecture, dims, max_tokens FROM load_encoder('tiny_clip', :'clip');
+CREATE TABLE clip_ref AS SELECT pg_read_file(:'clip' || '/reference.json')::jsonb AS r;
+CREATE TABLE clip_images AS
+SELECT i->>'file' AS file, (i->>'exact')::boolean AS exact, (i->>'embedding')::embedding AS expected,
+       i->'probabilities' AS probabilities, pg_read_binary_file(:'clip' || '/' || (i->>'file')) AS bytes
+FROM clip_ref, jsonb_array_elements(r->'images') i;
+-- Lossless formats agree to 1e-4 per component; JPEG within decoder rounding.
+SELECT file, CASE WHEN exact THEN (SELECT max(abs(a - b)) < 1e-4 FROM unnest(embed_image('tiny_clip', bytes)::real[], expected::real[]) t(a, b))
+                  ELSE 1 - (embed_image('tiny_clip', bytes) <=> expected) > 0.99 END AS matches
+FROM clip_images ORDER BY file;
+WITH b AS (SELECT embed_image('tiny_clip', array_agg(bytes ORDER BY file)) AS v, array_agg(file ORDER BY file) AS f FROM clip_images)
+SELECT bool_and((b.v[k] <-> embed_image('tiny_clip', c.bytes)) < 1e-5) AS batch_equals_single
+FROM b, generate_subscripts(b.f, 1) k JOIN clip_images c ON true WHERE c.file = b.f[k];
+SELECT cardinality(embed_image('tiny_clip', ARRAY[NULL, NULL]::bytea[])) AS nulls, (embed_image('tiny_clip', ARRAY[NULL]::bytea[]))[1] IS NULL AS stays_null;
+SELECT t->>'text' AS text, (SELECT max(abs(a - b)) < 1e-4 FROM unnest(embed_text('tiny_clip', t->>'text')::real[], (t->>'embedding')::embedding::real[]) u(a, b)) AS matches
+FROM clip_ref, jsonb_array_elements(r->'texts') t WHERE length(t->>'text') < 40;
+-- Zero-shot labels: best first, probabilities as transformers computes them.
+SELECT z.label, round(z.probability::numeric, 3) AS probability,
+       abs(z.probability - (c.probabilities->>(array_position(ARRAY['cat', 'dog', 'red polo shirt', 'blue sky', 'bowl of fruit'], z.label) - 1))::real) < 1e-4 AS matches
+FROM clip_images c, zero_shot_classify('tiny_clip', c.bytes, ARRAY['cat', 'dog', 'red polo shirt', 'blue sky', 'bowl of fruit']) z
+WHERE c.file = 'shapes.png';
+SELECT label FROM zero_shot_classify('tiny_clip', (SELECT bytes FROM clip_images WHERE file = 'gradient.png'),
+                                     ARRAY['cat', 'dog', 'red polo shirt', 'blue sky', 'bowl of fruit'], 'a photo of a {}') LIMIT 1;
+SELECT sum(probability) BETWEEN 0.9999 AND 1.0001 AS sums_to_one
+FROM zero_shot_classify('tiny_clip', (SELECT bytes FROM clip_images WHERE file = 'noise.bmp'), ARRAY['x', 'y'], '{} and {}');
+-- Bad images and arguments.
+SELECT err($$SELECT embed_image('tiny_clip', '\x0102030405'::bytea)$$);
+SELECT err($$SELECT embed_image('tiny_clip', substring(bytes FROM 1 FOR 150)) FROM encoders_test.clip_images WHERE file = 'shapes.png'$$);
+-- A 100-megapixel BMP header is refused before decoding.
+SELECT err($$SELECT embed_image('tiny_clip', '\x424d36a3e111000000003600000028000000102700001027000001001800000000000000000000000000000000000000000000000000'::bytea)$$);
+SET pgrec.max_image_pixels = 1000;
+SELECT err($$SELECT embed_image('tiny_clip', bytes) FROM encoders_test.clip_images WHERE file = 'shapes.png'$$);
+RESET pgrec.max_image_pixels;
+SELECT err($$SELECT * FROM zero_shot_classify('tiny_clip', (SELECT bytes FROM encoders_test.clip_images LIMIT 1), ARRAY[]::text[])$$);
+SELECT err($$SELECT * FROM zero_shot_classify('tiny_clip', (SELECT bytes FROM encoders_test.clip_images LIMIT 1), ARRAY['a', NULL])$$);
+SELECT err($$SELECT * FROM zero_shot_classify('tiny_clip', (SELECT bytes FROM encoders_test.clip_images LIMIT 1), ARRAY['a'], 'a photo')$$);
+SELECT err($$SELECT embed_image('minilm', '\x00'::bytea)$$);
+SELECT err($$SELECT * FROM zero_shot_classify('minilm', '\x00'::bytea, ARRAY['a'])$$);
+SELECT drop_encoder('tiny_clip');
+
 -- Declared properties: embedding reads the registry (STABLE) and loads the
 -- model in this backend (PARALLEL RESTRICTED).
 SELECT p.proname, p.provolatile, p.proisstrict, p.proparallel, pg_get_function_result(p.oid) AS result
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
 JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'pgrec'
-WHERE p.proname IN ('load_encoder', 'drop_encoder', 'embed_text', 'tokenize', 'token_count')
+WHERE p.proname IN ('load_encoder', 'drop_encoder', 'embed_text', 'tokenize', 'token_count', 'embed_image', 'zero_shot_classify')
 ORDER BY 1, 5;
 
 DROP SCHEMA encoders_test CASCADE;

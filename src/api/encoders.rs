@@ -127,3 +127,75 @@ fn tokenize(encoder: &str, input: &str) -> Vec<String> {
 fn token_count(encoder: &str, input: &str) -> i32 {
     (|| encoders::load(encoder)?.tokenizer().count(input))().or_raise() as i32
 }
+
+fn images(encoder: &str, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+    let enc = encoders::load(encoder)?;
+    let clip = enc.clip(encoder)?;
+    let max = guc::max_image_pixels();
+    workers()?.install(|| clip.embed_images(images, max))
+}
+
+#[pg_extern(sql = false)]
+fn embed_image(encoder: &str, image: &[u8]) -> Embedding {
+    let v = images(encoder, &[image]).or_raise().remove(0);
+    Embedding::from_slice(&v)
+}
+
+/// The batch form: NULL elements give NULL.
+#[pg_extern(sql = false)]
+fn embed_images(encoder: &str, inputs: Array<'_, &[u8]>) -> EmbeddingArray {
+    let all: Vec<Option<&[u8]>> = inputs.iter().collect();
+    let present: Vec<&[u8]> = all.iter().flatten().copied().collect();
+    let vectors = if present.is_empty() {
+        encoders::load(encoder).and_then(|e| e.clip(encoder).map(|_| ())).or_raise();
+        Vec::new()
+    } else {
+        images(encoder, &present).or_raise()
+    };
+    let mut it = vectors.into_iter();
+    EmbeddingArray(all.iter().map(|t| t.and_then(|_| it.next()).map(|v| Embedding::from_slice(&v))).collect())
+}
+
+/// CLIP's zero-shot classifier: each label put into `template`, embedded, and
+/// compared with the image; probabilities by softmax, best first.
+#[pg_extern(sql = false)]
+fn zero_shot_classify(
+    encoder: &str,
+    image: &[u8],
+    labels: Array<'_, &str>,
+    template: &str,
+) -> TableIterator<'static, (name!(label, String), name!(probability, f32))> {
+    let rows = (|| {
+        let labels: Vec<&str> = labels
+            .iter()
+            .enumerate()
+            .map(|(k, l)| {
+                l.ok_or_else(|| {
+                    Error::new(ErrorKind::NullValueNotAllowed, format!("labels must not contain nulls (element {} is null)", k + 1))
+                })
+            })
+            .collect::<Result<_>>()?;
+        if labels.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidParameterValue, "labels must not be empty")
+                .with_hint("pass the candidate labels, e.g. ARRAY['cat', 'dog']"));
+        }
+        if !template.contains("{}") {
+            return Err(Error::new(ErrorKind::InvalidParameterValue, format!("template \"{template}\" has no {{}} for the label"))
+                .with_hint("write the template with {} where the label goes, e.g. 'a photo of a {}'"));
+        }
+        let enc = encoders::load(encoder)?;
+        let clip = enc.clip(encoder)?;
+        let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let max = guc::max_image_pixels();
+        let (img, texts) = workers()?.install(|| {
+            Ok::<_, Error>((clip.embed_images(&[image], max)?.remove(0), clip.embed_texts(&refs)?.vectors))
+        })?;
+        let probs = clip.zero_shot(&img, &texts);
+        let mut rows: Vec<(String, f32)> = labels.iter().map(|l| l.to_string()).zip(probs).collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(rows)
+    })()
+    .or_raise();
+    TableIterator::new(rows)
+}

@@ -3,7 +3,9 @@
 //! out. The architecture comes from `config.json`'s `model_type`.
 
 pub mod bert;
+pub mod clip;
 pub mod files;
+pub mod image;
 pub mod text;
 
 pub use files::ModelFiles;
@@ -13,12 +15,14 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Architecture {
     Bert,
+    Clip,
 }
 
 impl Architecture {
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Bert => "bert",
+            Architecture::Clip => "clip",
         }
     }
 
@@ -28,11 +32,12 @@ impl Architecture {
         let model_type = config.get("model_type").and_then(serde_json::Value::as_str).unwrap_or("");
         match model_type {
             "bert" => Ok(Architecture::Bert),
+            "clip" => Ok(Architecture::Clip),
             other => Err(Error::new(
                 ErrorKind::FeatureNotSupported,
                 format!("model_type \"{other}\" in config.json is not a supported encoder architecture"),
             )
-            .with_hint("pgrec loads BERT-family models (model_type \"bert\")")),
+            .with_hint("pgrec loads BERT-family models (model_type \"bert\") and CLIP (\"clip\")")),
         }
     }
 }
@@ -47,6 +52,7 @@ pub struct Embedded {
 
 pub enum Encoder {
     Bert(bert::Bert),
+    Clip(clip::Clip),
 }
 
 impl Encoder {
@@ -54,12 +60,14 @@ impl Encoder {
         files.check_required("the model")?;
         match Architecture::detect(files)? {
             Architecture::Bert => Ok(Encoder::Bert(bert::Bert::load(files)?)),
+            Architecture::Clip => Ok(Encoder::Clip(clip::Clip::load(files)?)),
         }
     }
 
     pub fn architecture(&self) -> Architecture {
         match self {
             Encoder::Bert(_) => Architecture::Bert,
+            Encoder::Clip(_) => Architecture::Clip,
         }
     }
 
@@ -67,18 +75,33 @@ impl Encoder {
     pub fn dims(&self) -> usize {
         match self {
             Encoder::Bert(b) => b.dims,
+            Encoder::Clip(c) => c.dims,
         }
     }
 
     pub fn tokenizer(&self) -> &text::TextTokenizer {
         match self {
             Encoder::Bert(b) => &b.tokenizer,
+            Encoder::Clip(c) => &c.tokenizer,
         }
     }
 
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Embedded> {
         match self {
             Encoder::Bert(b) => b.embed(texts),
+            Encoder::Clip(c) => c.embed_texts(texts),
+        }
+    }
+
+    /// The CLIP model, for what only it can do (images, zero-shot labels).
+    pub fn clip(&self, name: &str) -> Result<&clip::Clip> {
+        match self {
+            Encoder::Clip(c) => Ok(c),
+            other => Err(Error::new(
+                ErrorKind::FeatureNotSupported,
+                format!("encoder \"{name}\" is a {} text encoder and cannot embed images", other.architecture().name()),
+            )
+            .with_hint("load a CLIP model folder for images")),
         }
     }
 }

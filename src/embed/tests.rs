@@ -120,3 +120,113 @@ fn bad_model_folders_fail_with_the_right_error() {
     assert_eq!(e.kind, ErrorKind::InvalidParameterValue);
     assert!(e.message.starts_with("config.json is not valid"), "{}", e.message);
 }
+
+fn tiny_clip_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip")
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// A BMP header announcing `w` × `h` pixels, with no pixel data after it.
+pub fn bmp_header(w: u32, h: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"BM");
+    b.extend_from_slice(&(54 + w * h * 3).to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&54u32.to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&w.to_le_bytes());
+    b.extend_from_slice(&h.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    b.extend_from_slice(&[0; 24]);
+    b
+}
+
+#[test]
+fn tiny_clip_matches_transformers() {
+    let files = ModelFiles::from_dir(&tiny_clip_dir()).unwrap();
+    let enc = Encoder::load(&files).unwrap();
+    assert_eq!(enc.architecture(), Architecture::Clip);
+    assert_eq!(enc.dims(), 16);
+    let clip = enc.clip("tiny").unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tiny_clip_dir().join("reference.json")).unwrap()).unwrap();
+    assert!((clip.logit_scale - r["logit_scale"].as_f64().unwrap() as f32).abs() < 1e-4);
+    let texts: Vec<&str> = r["texts"].as_array().unwrap().iter().map(|t| t["text"].as_str().unwrap()).collect();
+    let batch = enc.embed_texts(&texts).unwrap();
+    assert_eq!(batch.truncated, vec![texts.len() - 1], "only the long text is cut");
+    for (k, t) in r["texts"].as_array().unwrap().iter().enumerate() {
+        let ids: Vec<u32> = t["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let (e, _) = enc.tokenizer().encode(&[texts[k]]).unwrap().remove(0);
+        assert_eq!(e.get_ids(), ids.as_slice(), "token ids of {:?}", texts[k]);
+        let single = enc.embed_texts(&[texts[k]]).unwrap().vectors.remove(0);
+        let want = floats(&t["embedding"]);
+        for (how, v) in [("batch", &batch.vectors[k]), ("single", &single)] {
+            let d = max_abs_diff(v, &want);
+            assert!(d < 1e-4, "{how} text {k} {:?}: max difference {d}", texts[k]);
+        }
+    }
+    let labels: Vec<String> = r["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| r["template"].as_str().unwrap().replace("{}", l.as_str().unwrap()))
+        .collect();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let label_vecs = enc.embed_texts(&label_refs).unwrap().vectors;
+    let imgs = r["images"].as_array().unwrap();
+    let bytes: Vec<Vec<u8>> = imgs.iter().map(|i| std::fs::read(tiny_clip_dir().join(i["file"].as_str().unwrap())).unwrap()).collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let all = clip.embed_images(&refs, 1 << 24).unwrap();
+    for (k, i) in imgs.iter().enumerate() {
+        let name = i["file"].as_str().unwrap();
+        let want = floats(&i["embedding"]);
+        let single = clip.embed_images(&[refs[k]], 1 << 24).unwrap().remove(0);
+        assert!(max_abs_diff(&single, &all[k]) < 1e-6, "{name}: batch and single agree");
+        let probs = clip.zero_shot(&all[k], &label_vecs);
+        if i["exact"].as_bool().unwrap() {
+            let d = max_abs_diff(&all[k], &want);
+            assert!(d < 1e-4, "{name}: max difference {d}");
+            let d = max_abs_diff(&probs, &floats(&i["probabilities"]));
+            assert!(d < 1e-4, "{name}: probabilities differ by {d}");
+        } else {
+            // Lossy formats: decoders may round differently.
+            let c = cosine(&all[k], &want);
+            assert!(c > 0.99, "{name}: cosine {c}");
+        }
+    }
+}
+
+#[test]
+fn bad_images_fail_with_the_right_error() {
+    let enc = Encoder::load(&ModelFiles::from_dir(&tiny_clip_dir()).unwrap()).unwrap();
+    let clip = enc.clip("tiny").unwrap();
+    let err = |b: &[u8], max: u64| clip.embed_images(&[b], max).unwrap_err();
+    let e = err(b"definitely not an image", 1 << 24);
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidBinaryRepresentation, "the bytes are not an image in a supported format"));
+    let png = std::fs::read(tiny_clip_dir().join("shapes.png")).unwrap();
+    let e = err(&png[..png.len() / 2], 1 << 24);
+    assert_eq!(e.kind, ErrorKind::InvalidBinaryRepresentation);
+    assert!(e.message.starts_with("the image cannot be decoded"), "{}", e.message);
+    // A 100-megapixel header is refused before any pixel is decoded.
+    let e = err(&bmp_header(10_000, 10_000), 50_000_000);
+    assert_eq!(e.kind, ErrorKind::ProgramLimitExceeded);
+    assert_eq!(e.message, "image of 10000 x 10000 pixels exceeds pgrec.max_image_pixels (50000000)");
+    // The limit is the setting, not a constant.
+    let e = err(&png, 40 * 90 - 1);
+    assert_eq!(e.message, "image of 40 x 90 pixels exceeds pgrec.max_image_pixels (3599)");
+    assert!(clip.embed_images(&[&png], 40 * 90).is_ok());
+    // A text encoder cannot embed images.
+    let bert = Encoder::load(&ModelFiles::from_dir(&minilm_dir()).unwrap()).unwrap();
+    let e = bert.clip("minilm").err().unwrap();
+    assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
+    assert_eq!(e.message, "encoder \"minilm\" is a bert text encoder and cannot embed images");
+}
