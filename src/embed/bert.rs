@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 
 use super::files::{parse_json, ModelFiles};
-use super::text::{pad, TextTokenizer};
+use super::text::{embed_in_batches, pad, TextTokenizer};
 use super::{candle_err, Embedded};
 use crate::error::Result;
 
@@ -77,19 +77,7 @@ impl Bert {
 
     /// One vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Embedded> {
-        let encs = self.tokenizer.encode(texts)?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&k| std::cmp::Reverse(encs[k].0.len()));
-        let mut vectors = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<_> = chunk.iter().map(|&k| &encs[k].0).collect();
-            let out = self.forward(&batch).map_err(|e| candle_err("the model", e))?;
-            for (&k, v) in chunk.iter().zip(out) {
-                vectors[k] = v;
-            }
-        }
-        let truncated = encs.iter().enumerate().filter(|(_, e)| e.1).map(|(k, _)| k).collect();
-        Ok(Embedded { vectors, truncated })
+        embed_in_batches(&self.tokenizer, texts, BATCH, |b| self.forward(b))
     }
 
     fn forward(&self, batch: &[&tokenizers::Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::bert::l2_normalize;
 use super::files::{parse_json, ModelFiles};
 use super::image::Preprocess;
-use super::text::{pad, TextTokenizer};
+use super::text::{embed_in_batches, pad, TextTokenizer};
 use super::{candle_err, Embedded};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -192,19 +192,7 @@ impl Clip {
 
     /// Unit-length text vectors, in order.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Embedded> {
-        let encs = self.tokenizer.encode(texts)?;
-        let mut vectors = vec![Vec::new(); texts.len()];
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&k| std::cmp::Reverse(encs[k].0.len()));
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<_> = chunk.iter().map(|&k| &encs[k].0).collect();
-            let out = self.text_forward(&batch).map_err(|e| candle_err("the model", e))?;
-            for (&k, v) in chunk.iter().zip(out) {
-                vectors[k] = v;
-            }
-        }
-        let truncated = encs.iter().enumerate().filter(|(_, e)| e.1).map(|(k, _)| k).collect();
-        Ok(Embedded { vectors, truncated })
+        embed_in_batches(&self.tokenizer, texts, BATCH, |b| self.text_forward(b))
     }
 
     fn text_forward(&self, batch: &[&tokenizers::Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {

@@ -69,6 +69,30 @@ impl TextTokenizer {
     }
 }
 
+/// Vectors for `texts` from `forward`, which runs the model on up to `batch`
+/// encoded texts at a time. Texts are sorted by length first, so a batch pads
+/// little; results come back in input order, with the truncated inputs.
+pub fn embed_in_batches(
+    tok: &TextTokenizer,
+    texts: &[&str],
+    batch: usize,
+    forward: impl Fn(&[&Encoding]) -> candle_core::Result<Vec<Vec<f32>>>,
+) -> Result<super::Embedded> {
+    let encs = tok.encode(texts)?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(encs[k].0.len()));
+    let mut vectors = vec![Vec::new(); texts.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let b: Vec<&Encoding> = chunk.iter().map(|&k| &encs[k].0).collect();
+        let out = forward(&b).map_err(|e| super::candle_err("the model", e))?;
+        for (&k, v) in chunk.iter().zip(out) {
+            vectors[k] = v;
+        }
+    }
+    let truncated = encs.iter().enumerate().filter(|(_, e)| e.1).map(|(k, _)| k).collect();
+    Ok(super::Embedded { vectors, truncated })
+}
+
 /// Pads `encs` (ids and attention masks) to the longest, with `pad` ids.
 pub fn pad(encs: &[&Encoding], pad: u32) -> Batch {
     let len = encs.iter().map(|e| e.len()).max().unwrap_or(0).max(1);

@@ -73,7 +73,7 @@ pub fn train(
                         shuffle(&mut pos, &mut rng);
                         for &i in &pos {
                             let draw = |rng: &mut Rng| loop {
-                                let c = (rng.next_u64() % n_items as u64) as u32;
+                                let c = rng.below(n_items as u64) as u32;
                                 if seen.binary_search(&c).is_err() {
                                     break c;
                                 }

@@ -328,24 +328,9 @@ impl Scorer for Model {
     }
 
     fn score_users(&self, users: &[u32], out: &mut [f32]) {
-        let n = self.n_items();
-        for (b, &u) in users.iter().enumerate() {
-            let base = self.global + self.user_bias.get(u as usize).copied().unwrap_or(0.0);
-            let row = &mut out[b * n..(b + 1) * n];
-            if self.item_bias.is_empty() {
-                row.fill(base);
-            } else {
-                row.iter_mut().zip(&self.item_bias).for_each(|(o, &ib)| *o = base + ib);
-            }
-        }
-        if self.factors() > 0 {
-            let idx: Vec<usize> = users.iter().map(|&u| u as usize).collect();
-            let us = self.user_factors.select(ndarray::Axis(0), &idx);
-            // Accumulate the products straight into `out` (beta = 1 keeps the biases).
-            if let Ok(mut view) = ndarray::ArrayViewMut2::from_shape((users.len(), n), out) {
-                ndarray::linalg::general_mat_mul(1.0, &us, &self.item_factors.t(), 1.0, &mut view);
-            }
-        }
+        let idx: Vec<usize> = users.iter().map(|&u| u as usize).collect();
+        let us = self.user_factors.select(ndarray::Axis(0), &idx);
+        self.score_block(users, &us, 0..self.n_items(), out);
     }
 }
 
