@@ -118,4 +118,32 @@ mod tests {
         let want = text("SELECT string_agg(id::text, ',') FROM (SELECT i AS id FROM generate_series(1, 1000) i ORDER BY 1 - cos(i - 17) LIMIT 3) s");
         assert_eq!(got, want);
     }
+
+    /// The per-backend encoder cache: one load per connection, reloaded after
+    /// re-registration, and bounded by pgrec.encoder_cache_mb (the encoder in
+    /// use always stays).
+    #[pg_test]
+    fn encoder_cache_is_bounded_and_follows_the_registry() {
+        use crate::catalog::encoders::cached_names;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-clip");
+        for name in ["clip_a", "clip_b"] {
+            Spi::run(&format!("SELECT * FROM load_encoder('{name}', '{dir}')")).unwrap();
+        }
+        let embed = |name: &str| {
+            Spi::get_one::<i32>(&format!("SELECT dims(embed_text('{name}', 'a photo of a cat'))")).unwrap()
+        };
+        assert_eq!(embed("clip_a"), Some(16));
+        assert_eq!(embed("clip_b"), Some(16));
+        assert_eq!(cached_names(), vec!["clip_a", "clip_b"], "1 GB holds both");
+        assert_eq!(embed("clip_a"), Some(16));
+        assert_eq!(cached_names(), vec!["clip_b", "clip_a"], "most recently used last");
+        // The tiny model is 0.2 MB: a 0 MB cap keeps only the encoder in use.
+        Spi::run("SET pgrec.encoder_cache_mb = 0").unwrap();
+        assert_eq!(embed("clip_b"), Some(16));
+        assert_eq!(cached_names(), vec!["clip_b"]);
+        // Re-registering under the same name drops the loaded copy.
+        Spi::run(&format!("SELECT * FROM load_encoder('clip_b', '{dir}')")).unwrap();
+        assert!(cached_names().is_empty());
+        Spi::run("SELECT drop_encoder('clip_a'), drop_encoder('clip_b')").unwrap();
+    }
 }

@@ -146,6 +146,7 @@ pub fn load(name: &str) -> Result<Rc<Encoder>> {
         let e = c.remove(at);
         let enc = e.encoder.clone();
         c.push(e);
+        evict(&mut c);
         Some(enc)
     });
     if let Some(enc) = hit {
@@ -158,13 +159,19 @@ pub fn load(name: &str) -> Result<Rc<Encoder>> {
         let mut c = c.borrow_mut();
         c.retain(|e| e.name != name);
         c.push(Cached { name: name.to_string(), revision, bytes, encoder: encoder.clone() });
-        // Oldest out until the cache fits; the one just loaded always stays.
-        let cap = guc::encoder_cache_bytes();
-        while c.len() > 1 && c.iter().map(|e| e.bytes).sum::<usize>() > cap {
-            c.remove(0);
-        }
+        evict(&mut c);
     });
     Ok(encoder)
+}
+
+/// Least recently used out until the cache fits `pgrec.encoder_cache_mb`
+/// (checked on every use, so lowering the setting takes effect at once); the
+/// encoder in use, the last, always stays.
+fn evict(c: &mut Vec<Cached>) {
+    let cap = guc::encoder_cache_bytes();
+    while c.len() > 1 && c.iter().map(|e| e.bytes).sum::<usize>() > cap {
+        c.remove(0);
+    }
 }
 
 fn stored_files(name: &str) -> Result<ModelFiles> {
@@ -184,4 +191,10 @@ fn stored_files(name: &str) -> Result<ModelFiles> {
     })?;
     files.check_required(&format!("stored in the database for encoder \"{name}\""))?;
     Ok(files)
+}
+
+/// Encoders this backend holds loaded, least recently used first (for tests).
+#[cfg(any(test, feature = "pg_test"))]
+pub fn cached_names() -> Vec<String> {
+    CACHE.with(|c| c.borrow().iter().map(|e| e.name.clone()).collect())
 }
