@@ -26,7 +26,10 @@ pub const SHORT: [&str; 8] = [
 
 /// About 128 word pieces once tokenized.
 fn long_text(k: usize) -> String {
-    (0..12).map(|i| format!("item {k} review part {i}: sturdy, comfortable and good value")).collect::<Vec<_>>().join(" ")
+    (0..12)
+        .map(|i| format!("item {k} review part {i}: sturdy, comfortable and good value"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `f` (which processes `per_call` inputs) for about `secs` seconds.

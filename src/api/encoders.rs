@@ -34,12 +34,10 @@ fn workers() -> Result<Rc<rayon::ThreadPool>> {
                 return Ok(pool.clone());
             }
         }
-        let pool = Rc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}")))?,
-        );
+        let pool =
+            Rc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
+                Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}"))
+            })?);
         *p = Some((n, pool.clone()));
         Ok(pool)
     })
@@ -65,13 +63,7 @@ fn load_encoder(
     store_in_database: Option<bool>,
 ) -> TableIterator<
     'static,
-    (
-        name!(name, String),
-        name!(architecture, String),
-        name!(dims, i32),
-        name!(max_tokens, i32),
-        name!(stored, bool),
-    ),
+    (name!(name, String), name!(architecture, String), name!(dims, i32), name!(max_tokens, i32), name!(stored, bool)),
 > {
     let r = (|| {
         let name = required(name, "name")?;
@@ -113,9 +105,7 @@ fn embed_texts(encoder: &str, inputs: Array<'_, &str>) -> EmbeddingArray {
     })()
     .or_raise();
     let mut it = vectors.into_iter();
-    EmbeddingArray(
-        texts.iter().map(|t| t.and_then(|_| it.next()).map(|v| Embedding::from_slice(&v))).collect(),
-    )
+    EmbeddingArray(texts.iter().map(|t| t.and_then(|_| it.next()).map(|v| Embedding::from_slice(&v))).collect())
 }
 
 #[pg_extern(sql = false)]
@@ -171,7 +161,10 @@ fn zero_shot_classify(
             .enumerate()
             .map(|(k, l)| {
                 l.ok_or_else(|| {
-                    Error::new(ErrorKind::NullValueNotAllowed, format!("labels must not contain nulls (element {} is null)", k + 1))
+                    Error::new(
+                        ErrorKind::NullValueNotAllowed,
+                        format!("labels must not contain nulls (element {} is null)", k + 1),
+                    )
                 })
             })
             .collect::<Result<_>>()?;
@@ -180,8 +173,11 @@ fn zero_shot_classify(
                 .with_hint("pass the candidate labels, e.g. ARRAY['cat', 'dog']"));
         }
         if !template.contains("{}") {
-            return Err(Error::new(ErrorKind::InvalidParameterValue, format!("template \"{template}\" has no {{}} for the label"))
-                .with_hint("write the template with {} where the label goes, e.g. 'a photo of a {}'"));
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("template \"{template}\" has no {{}} for the label"),
+            )
+            .with_hint("write the template with {} where the label goes, e.g. 'a photo of a {}'"));
         }
         let enc = encoders::load(encoder)?;
         let clip = enc.clip(encoder)?;

@@ -24,8 +24,9 @@ pub struct Registered {
 }
 
 fn unknown_encoder(name: &str) -> Error {
-    Error::new(ErrorKind::UndefinedObject, format!("encoder \"{name}\" does not exist"))
-        .with_hint("load one with SELECT * FROM load_encoder('name', '/path/to/model/folder'); pgrec.encoders lists them")
+    Error::new(ErrorKind::UndefinedObject, format!("encoder \"{name}\" does not exist")).with_hint(
+        "load one with SELECT * FROM load_encoder('name', '/path/to/model/folder'); pgrec.encoders lists them",
+    )
 }
 
 /// Reading a path on the server is for superusers and members of
@@ -37,8 +38,11 @@ fn check_may_read_files() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::new(ErrorKind::InsufficientPrivilege, "permission denied to load an encoder from a file on the server")
-            .with_hint("only superusers and members of pg_read_server_files may load encoders from a path"))
+        Err(Error::new(
+            ErrorKind::InsufficientPrivilege,
+            "permission denied to load an encoder from a file on the server",
+        )
+        .with_hint("only superusers and members of pg_read_server_files may load encoders from a path"))
     }
 }
 
@@ -79,9 +83,7 @@ pub fn register(name: &str, path: &str, store: bool) -> Result<Registered> {
                 ],
             )
             .map_err(spi_error)?;
-        client
-            .update("DELETE FROM pgrec.encoder_files WHERE encoder = $1", None, &[name.into()])
-            .map_err(spi_error)?;
+        client.update("DELETE FROM pgrec.encoder_files WHERE encoder = $1", None, &[name.into()]).map_err(spi_error)?;
         if store {
             for (file, bytes) in &files.files {
                 client
@@ -127,7 +129,11 @@ thread_local! {
 pub fn load(name: &str) -> Result<Rc<Encoder>> {
     let row: Option<(i64, String, bool)> = Spi::connect(|client| {
         let t = client
-            .select("SELECT revision, path, stored FROM pgrec.encoder_registry WHERE name = $1", Some(1), &[name.into()])
+            .select(
+                "SELECT revision, path, stored FROM pgrec.encoder_registry WHERE name = $1",
+                Some(1),
+                &[name.into()],
+            )
             .map_err(spi_error)?;
         if t.is_empty() {
             return Ok(None);

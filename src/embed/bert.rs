@@ -65,14 +65,7 @@ impl Bert {
         let vb = VarBuilder::from_slice_safetensors(files.need("model.safetensors")?, DType::F32, &Device::Cpu)
             .map_err(|e| candle_err("model.safetensors", e))?;
         let model = BertModel::load(vb, &config).map_err(|e| candle_err("model.safetensors", e))?;
-        Ok(Bert {
-            model,
-            tokenizer,
-            pooling,
-            normalize,
-            dims: config.hidden_size,
-            pad_id: config.pad_token_id as u32,
-        })
+        Ok(Bert { model, tokenizer, pooling, normalize, dims: config.hidden_size, pad_id: config.pad_token_id as u32 })
     }
 
     /// One vector per text, in order.

@@ -101,7 +101,10 @@ fn check_supported(tower: &str, act: &str, eps: f64) -> Result<()> {
         ));
     }
     if (eps - 1e-5).abs() > 1e-12 {
-        return Err(Error::new(ErrorKind::FeatureNotSupported, format!("{tower}.layer_norm_eps {eps} is not supported (1e-5 is)")));
+        return Err(Error::new(
+            ErrorKind::FeatureNotSupported,
+            format!("{tower}.layer_norm_eps {eps} is not supported (1e-5 is)"),
+        ));
     }
     Ok(())
 }
@@ -158,7 +161,8 @@ impl Clip {
         };
         let tokenizer = TextTokenizer::new(files.need("tokenizer.json")?, c.text_config.max_position_embeddings)?;
         let w = |e| candle_err("model.safetensors", e);
-        let vb = VarBuilder::from_slice_safetensors(files.need("model.safetensors")?, DType::F32, &Device::Cpu).map_err(w)?;
+        let vb = VarBuilder::from_slice_safetensors(files.need("model.safetensors")?, DType::F32, &Device::Cpu)
+            .map_err(w)?;
         // Without it candle would invent a random class embedding.
         if !vb.contains_tensor("vision_model.embeddings.class_embedding") {
             return Err(Error::new(
@@ -173,11 +177,7 @@ impl Clip {
             candle_nn::linear_no_bias(text_cfg.embed_dim, c.projection_dim, vb.pp("text_projection")).map_err(w)?;
         let visual_projection =
             candle_nn::linear_no_bias(vision_cfg.embed_dim, c.projection_dim, vb.pp("visual_projection")).map_err(w)?;
-        let logit_scale = vb
-            .get((), "logit_scale")
-            .and_then(|t| t.to_scalar::<f32>())
-            .map_err(w)?
-            .exp();
+        let logit_scale = vb.get((), "logit_scale").and_then(|t| t.to_scalar::<f32>()).map_err(w)?.exp();
         Ok(Clip {
             text,
             vision,

@@ -93,7 +93,9 @@ impl Preprocess {
             r => {
                 return Err(Error::new(
                     ErrorKind::FeatureNotSupported,
-                    format!("preprocessor_config.json: resample {r} is not supported (2, bilinear, and 3, bicubic, are)"),
+                    format!(
+                        "preprocessor_config.json: resample {r} is not supported (2, bilinear, and 3, bicubic, are)"
+                    ),
                 ))
             }
         };

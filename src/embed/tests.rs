@@ -22,7 +22,8 @@ fn reference() -> serde_json::Value {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    crate::kernels::dot(a, b) as f64 / ((crate::kernels::norm_squared(a) as f64).sqrt() * (crate::kernels::norm_squared(b) as f64).sqrt())
+    crate::kernels::dot(a, b) as f64
+        / ((crate::kernels::norm_squared(a) as f64).sqrt() * (crate::kernels::norm_squared(b) as f64).sqrt())
 }
 
 #[test]
@@ -85,7 +86,10 @@ fn bad_model_folders_fail_with_the_right_error() {
         Err(e) => e,
     };
     let e = err(std::path::Path::new("/nonexistent/model"));
-    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::UndefinedFile, "model folder \"/nonexistent/model\" does not exist"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::UndefinedFile, "model folder \"/nonexistent/model\" does not exist")
+    );
 
     let d = damaged("missing", |d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
     let e = err(&d);
@@ -183,7 +187,8 @@ fn tiny_clip_matches_transformers() {
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let label_vecs = enc.embed_texts(&label_refs).unwrap().vectors;
     let imgs = r["images"].as_array().unwrap();
-    let bytes: Vec<Vec<u8>> = imgs.iter().map(|i| std::fs::read(tiny_clip_dir().join(i["file"].as_str().unwrap())).unwrap()).collect();
+    let bytes: Vec<Vec<u8>> =
+        imgs.iter().map(|i| std::fs::read(tiny_clip_dir().join(i["file"].as_str().unwrap())).unwrap()).collect();
     let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
     let all = clip.embed_images(&refs, 1 << 24).unwrap();
     for (k, i) in imgs.iter().enumerate() {
@@ -211,7 +216,10 @@ fn bad_images_fail_with_the_right_error() {
     let clip = enc.clip("tiny").unwrap();
     let err = |b: &[u8], max: u64| clip.embed_images(&[b], max).unwrap_err();
     let e = err(b"definitely not an image", 1 << 24);
-    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidBinaryRepresentation, "the bytes are not an image in a supported format"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::InvalidBinaryRepresentation, "the bytes are not an image in a supported format")
+    );
     let png = std::fs::read(tiny_clip_dir().join("shapes.png")).unwrap();
     let e = err(&png[..png.len() / 2], 1 << 24);
     assert_eq!(e.kind, ErrorKind::InvalidBinaryRepresentation);

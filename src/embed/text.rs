@@ -44,10 +44,13 @@ impl TextTokenizer {
             .model_view
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("could not tokenize the input: {e}")))?;
-        Ok(encs.into_iter().map(|e| {
-            let cut = !e.get_overflowing().is_empty();
-            (e, cut)
-        }).collect())
+        Ok(encs
+            .into_iter()
+            .map(|e| {
+                let cut = !e.get_overflowing().is_empty();
+                (e, cut)
+            })
+            .collect())
     }
 
     /// The tokens the model sees, special tokens included.

@@ -196,4 +196,3 @@ fn batch_recommendations_equal_one_user_at_a_time_across_item_blocks() {
         }
     }
 }
-
