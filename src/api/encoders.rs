@@ -3,45 +3,15 @@
 //! run on worker threads (`pgrec.threads`, pure `embed` code); this thread only
 //! reads the registry, reports truncation and converts the vectors.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use pgrx::prelude::*;
 
+use super::{required, workers};
 use crate::catalog::encoders;
 use crate::embed::Encoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 use crate::sqlstate::OrRaise;
 use crate::types::datum::{Embedding, EmbeddingArray};
-
-fn required<'a, T: ?Sized>(v: Option<&'a T>, what: &str) -> Result<&'a T> {
-    v.ok_or_else(|| Error::new(ErrorKind::NullValueNotAllowed, format!("{what} must not be null")))
-}
-
-thread_local! {
-    /// The worker pool, kept while `pgrec.threads` stays the same: starting
-    /// threads on every call would cost more than embedding a short text.
-    static POOL: RefCell<Option<(usize, Rc<rayon::ThreadPool>)>> = const { RefCell::new(None) };
-}
-
-fn workers() -> Result<Rc<rayon::ThreadPool>> {
-    let n = guc::threads();
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if let Some((k, pool)) = p.as_ref() {
-            if *k == n {
-                return Ok(pool.clone());
-            }
-        }
-        let pool =
-            Rc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
-                Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}"))
-            })?);
-        *p = Some((n, pool.clone()));
-        Ok(pool)
-    })
-}
 
 /// Embeds `texts` on the worker threads; a NOTICE names each input that was
 /// cut to the model's token limit.

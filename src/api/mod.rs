@@ -5,3 +5,40 @@
 mod embedding;
 mod encoders;
 mod recsys;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::guc;
+
+/// `v`, or the error naming `what` as a NULL that is not allowed.
+fn required<'a, T: ?Sized>(v: Option<&'a T>, what: &str) -> Result<&'a T> {
+    v.ok_or_else(|| Error::new(ErrorKind::NullValueNotAllowed, format!("{what} must not be null")))
+}
+
+thread_local! {
+    /// The worker pool, kept while `pgrec.threads` stays the same: starting
+    /// threads on every call would cost more than embedding a short text or
+    /// scoring one batch.
+    static POOL: RefCell<Option<(usize, Rc<rayon::ThreadPool>)>> = const { RefCell::new(None) };
+}
+
+/// Worker threads for a call's pure-core work (`pgrec.threads` of them).
+fn workers() -> Result<Rc<rayon::ThreadPool>> {
+    let n = guc::threads();
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if let Some((k, pool)) = p.as_ref() {
+            if *k == n {
+                return Ok(pool.clone());
+            }
+        }
+        let pool =
+            Rc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
+                Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}"))
+            })?);
+        *p = Some((n, pool.clone()));
+        Ok(pool)
+    })
+}

@@ -10,6 +10,7 @@ use std::time::Instant;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use super::{required, workers};
 use crate::catalog::interactions::{self, Source};
 use crate::catalog::models::{self, Served};
 use crate::error::{Error, ErrorKind, Result};
@@ -18,22 +19,11 @@ use crate::recsys::{self, metrics, Algorithm, Dataset, Params};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
 
-fn required<'a>(v: Option<&'a str>, what: &str) -> Result<&'a str> {
-    v.ok_or_else(|| Error::new(ErrorKind::NullValueNotAllowed, format!("{what} must not be null")))
-}
-
 fn check_k(k: Option<i32>) -> Result<usize> {
     match k.unwrap_or(10) {
         k if k >= 1 => Ok(k as usize),
         k => Err(Error::new(ErrorKind::InvalidParameterValue, format!("k must be at least 1, got {k}"))),
     }
-}
-
-fn pool() -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(guc::threads())
-        .build()
-        .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("cannot start worker threads: {e}")))
 }
 
 fn item_rows(s: &Served, recs: Vec<(u32, f32)>) -> Vec<(i64, f32)> {
@@ -167,7 +157,7 @@ fn recommend_batch(
             );
         }
         let exclude = exclude_seen.unwrap_or(true);
-        let workers = self::pool()?;
+        let workers = workers()?;
         let m = &s.model;
         let mut recs = workers.install(|| m.recommend_many(&known, k, exclude, pool.as_deref())).into_iter();
         let popular = s.model.popular_items(k, &[], pool.as_deref());
@@ -320,7 +310,7 @@ fn evaluate(
         }
         let test = recsys::Csr::from_triples(m.n_users(), m.n_items(), known.into_iter());
         let pool = candidate_pool(&s, candidates);
-        let workers = self::pool()?;
+        let workers = workers()?;
         let ks = if k == 10 { vec![10] } else { vec![10, k] };
         let metrics = workers.install(|| metrics::evaluate(m, &m.seen, &test, pool.as_deref(), &ks));
         Ok(JsonB(models::metrics_json(&metrics)))
