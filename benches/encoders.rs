@@ -46,6 +46,7 @@ fn rate(secs: f64, per_call: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    pgrec::embed::use_threads(threads);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
     // Matrix multiply ceiling: 1024³ f32 through candle, as the models run.
     let n = 1024;

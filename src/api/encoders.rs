@@ -13,10 +13,16 @@ use crate::guc;
 use crate::sqlstate::OrRaise;
 use crate::types::datum::{Embedding, EmbeddingArray};
 
+/// The worker pool, with candle told to split its work over the same threads.
+fn model_workers() -> Result<std::rc::Rc<rayon::ThreadPool>> {
+    crate::embed::use_threads(guc::threads());
+    workers()
+}
+
 /// Embeds `texts` on the worker threads; a NOTICE names each input that was
 /// cut to the model's token limit.
 fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-    let pool = workers()?;
+    let pool = model_workers()?;
     let out = pool.install(|| encoder.embed_texts(texts))?;
     let limit = encoder.tokenizer().max_tokens;
     for &k in &out.truncated {
@@ -92,7 +98,7 @@ fn images(encoder: &str, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
     let enc = encoders::load(encoder)?;
     let clip = enc.clip(encoder)?;
     let max = guc::max_image_pixels();
-    workers()?.install(|| clip.embed_images(images, max))
+    model_workers()?.install(|| clip.embed_images(images, max))
 }
 
 #[pg_extern(sql = false)]
@@ -154,7 +160,7 @@ fn zero_shot_classify(
         let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let max = guc::max_image_pixels();
-        let (img, texts) = workers()?.install(|| {
+        let (img, texts) = model_workers()?.install(|| {
             Ok::<_, Error>((clip.embed_images(&[image], max)?.remove(0), clip.embed_texts(&refs)?.vectors))
         })?;
         let probs = clip.zero_shot(&img, &texts);

@@ -1,4 +1,4 @@
-//! BERT-family sentence encoders (candle's BERT): token embeddings pooled and
+//! BERT-family sentence encoders (the `transformer` forward pass): token embeddings pooled and
 //! normalised as the model folder's sentence-transformers configuration says
 //! (`1_Pooling/config.json`, a `Normalize` module in `modules.json`, the
 //! `max_seq_length` of `sentence_bert_config.json`); a plain BERT folder gets
@@ -6,10 +6,11 @@
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 
 use super::files::{parse_json, ModelFiles};
-use super::text::{embed_in_batches, pad, TextTokenizer};
+use super::text::{embed_in_batches, pad, TextTokenizer, BATCH_TOKENS};
+use super::transformer::BertEncoder;
 use super::{candle_err, Embedded};
 use crate::error::Result;
 
@@ -22,7 +23,7 @@ pub enum Pooling {
 }
 
 pub struct Bert {
-    model: BertModel,
+    model: BertEncoder,
     pub tokenizer: TextTokenizer,
     pub pooling: Pooling,
     pub normalize: bool,
@@ -64,13 +65,13 @@ impl Bert {
         let tokenizer = TextTokenizer::new(files.need("tokenizer.json")?, max_tokens)?;
         let vb = VarBuilder::from_slice_safetensors(files.need("model.safetensors")?, DType::F32, &Device::Cpu)
             .map_err(|e| candle_err("model.safetensors", e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| candle_err("model.safetensors", e))?;
+        let model = BertEncoder::load(vb, &config).map_err(|e| candle_err("model.safetensors", e))?;
         Ok(Bert { model, tokenizer, pooling, normalize, dims: config.hidden_size, pad_id: config.pad_token_id as u32 })
     }
 
     /// One vector per text, in order.
     pub fn embed(&self, texts: &[&str]) -> Result<Embedded> {
-        embed_in_batches(&self.tokenizer, texts, BATCH, |b| self.forward(b))
+        embed_in_batches(&self.tokenizer, texts, BATCH, BATCH_TOKENS, |b| self.forward(b))
     }
 
     fn forward(&self, batch: &[&tokenizers::Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
@@ -78,8 +79,7 @@ impl Bert {
         let n = batch.len();
         let ids = Tensor::from_vec(b.ids, (n, b.len), &Device::Cpu)?;
         let mask = Tensor::from_vec(b.mask, (n, b.len), &Device::Cpu)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &mask)?;
         let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,

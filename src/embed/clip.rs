@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::bert::l2_normalize;
 use super::files::{parse_json, ModelFiles};
 use super::image::Preprocess;
-use super::text::{embed_in_batches, pad, TextTokenizer};
+use super::text::{embed_in_batches, pad, TextTokenizer, BATCH_TOKENS};
 use super::{candle_err, Embedded};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -192,7 +192,7 @@ impl Clip {
 
     /// Unit-length text vectors, in order.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Embedded> {
-        embed_in_batches(&self.tokenizer, texts, BATCH, |b| self.text_forward(b))
+        embed_in_batches(&self.tokenizer, texts, BATCH, BATCH_TOKENS, |b| self.text_forward(b))
     }
 
     fn text_forward(&self, batch: &[&tokenizers::Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {

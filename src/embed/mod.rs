@@ -7,10 +7,51 @@ pub mod clip;
 pub mod files;
 pub mod image;
 pub mod text;
+pub mod transformer;
 
 pub use files::ModelFiles;
 
 use crate::error::{Error, ErrorKind, Result};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Thread count candle was last told, so the environment is written only when
+/// `pgrec.threads` changes.
+static CANDLE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Tells candle how many threads its matrix multiplies may split into, before
+/// a forward pass runs on a pool of `n` threads. Candle reads that count from
+/// `RAYON_NUM_THREADS` at every multiply and, without it, re-reads the CPU
+/// list from /proc and sysfs each time (a measurable share of a short
+/// sentence's time).
+///
+/// Must be called on the backend's own thread while no forward pass runs:
+/// the environment is process-wide and only candle reads these names, from
+/// inside a forward pass.
+pub fn use_threads(n: usize) {
+    single_threaded_elementwise();
+    let n = n.max(1);
+    if CANDLE_THREADS.swap(n, Ordering::Relaxed) != n {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+/// Candle's element-wise ops run on a separate spinning barrier pool, sized
+/// once, by the first op of the process, from `CANDLE_NUM_THREADS`. With two
+/// cores its spinning thread competes with the matrix multiplies for a core
+/// (a fifth of the CPU time of a 146-token forward pass through SQL); the
+/// heavy element-wise work (GELU, softmax) runs on pgrec's own pool instead.
+/// So it gets one thread (no spinner) unless the server's environment says
+/// otherwise. Called before any candle op: from [`Encoder::load`] and
+/// [`use_threads`].
+fn single_threaded_elementwise() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+    });
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Architecture {
@@ -57,6 +98,7 @@ pub enum Encoder {
 
 impl Encoder {
     pub fn load(files: &ModelFiles) -> Result<Encoder> {
+        single_threaded_elementwise();
         files.check_required("the model")?;
         match Architecture::detect(files)? {
             Architecture::Bert => Ok(Encoder::Bert(bert::Bert::load(files)?)),

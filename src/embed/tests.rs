@@ -238,3 +238,49 @@ fn bad_images_fail_with_the_right_error() {
     assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
     assert_eq!(e.message, "encoder \"minilm\" is a bert text encoder and cannot embed images");
 }
+
+/// pgrec's BERT forward pass must compute what candle-transformers'
+/// `BertModel` computes, for each activation, with and without the `bert.`
+/// weight prefix, on a padded batch whose attention groups split it.
+#[test]
+fn transformer_matches_candle_bert() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    use candle_transformers::models::bert::{BertModel, Config};
+
+    for (act, prefixed) in [("gelu", false), ("geluapproximate", true), ("relu", false)] {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 24, "hidden_act": act, "hidden_dropout_prob": 0.0,
+            "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+            "layer_norm_eps": 1e-12, "pad_token_id": 0, "model_type": "bert"
+        }))
+        .unwrap();
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        let vb = if prefixed { vb.pp("bert") } else { vb };
+        let reference = BertModel::load(vb, &config).unwrap();
+        // Random weights of the reference's size are drawn on first use; give
+        // the biases and norms values too, so none of them is a no-op.
+        for (k, v) in vars.data().lock().unwrap().iter() {
+            if k.ends_with("bias") || k.ends_with("weight") && v.as_tensor().rank() == 1 {
+                v.set(&v.as_tensor().randn_like(0.5, 0.3).unwrap()).unwrap();
+            }
+        }
+        let ours =
+            transformer::BertEncoder::load(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu), &config).unwrap();
+
+        // 40 sequences of 48 tokens, the second half padded after 20: more
+        // than one attention group.
+        let (b, s) = (40usize, 48usize);
+        let ids: Vec<u32> = (0..b * s).map(|i| (i * 7 % 49 + 1) as u32).collect();
+        let mask: Vec<u32> = (0..b * s).map(|i| u32::from(i / s < b / 2 || i % s < 20)).collect();
+        let ids = Tensor::from_vec(ids, (b, s), &Device::Cpu).unwrap();
+        let mask = Tensor::from_vec(mask, (b, s), &Device::Cpu).unwrap();
+        let want = reference.forward(&ids, &ids.zeros_like().unwrap(), Some(&mask)).unwrap();
+        let got = ours.forward(&ids, &mask).unwrap();
+        let diff = (want - got).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4, "{act}: largest difference {diff}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Distance kernels over `f32` slices: dot product, squared L2, L1 and the fused
-//! dot-and-norms pass used by cosine distance.
+//! dot-and-norms pass used by cosine distance (and, in `activation`, the
+//! element-wise activations of transformer inference).
 //!
 //! Every kernel has a portable version and, where the CPU offers it, a SIMD one
 //! (AVX2+FMA on x86-64, NEON on aarch64). The SIMD set is chosen once at run time,
@@ -9,6 +10,7 @@
 
 use std::sync::OnceLock;
 
+pub mod activation;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
