@@ -169,7 +169,7 @@ fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 impl Epilogue {
     fn run(&self, y: &[f32], shape: &Shape, bias: &[f32], residual: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
         let width = bias.len();
-        if width == 0 || y.len() % width != 0 || residual.is_some_and(|r| r.len() != y.len()) {
+        if width == 0 || !y.len().is_multiple_of(width) || residual.is_some_and(|r| r.len() != y.len()) {
             candle_core::bail!("dense epilogue: shapes do not match");
         }
         let rows = (16 * 1024 / width).max(1);

@@ -11,6 +11,7 @@
 pub mod als;
 pub mod bpr;
 pub mod data;
+pub mod kgat;
 pub mod metrics;
 pub mod mf;
 pub mod model;
