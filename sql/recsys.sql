@@ -38,7 +38,8 @@ FROM pgrec.model_versions ORDER BY name, version;
 
 CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb DEFAULT '{}',
                       user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',
-                      weight_column text DEFAULT NULL, ts_column text DEFAULT NULL)
+                      weight_column text DEFAULT NULL, ts_column text DEFAULT NULL,
+                      relations text DEFAULT NULL, item_entities text DEFAULT NULL)
     RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, metrics jsonb)
     AS 'MODULE_PATHNAME', 'train_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 

@@ -11,10 +11,12 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::{required, workers};
+use crate::catalog::graph;
 use crate::catalog::interactions::{self, Source};
 use crate::catalog::models::{self, Served};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
+use crate::recsys::kgat::KnowledgeGraph;
 use crate::recsys::{self, metrics, Algorithm, Dataset, Params};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
@@ -45,6 +47,8 @@ fn train(
     item_column: Option<&str>,
     weight_column: Option<&str>,
     ts_column: Option<&str>,
+    relations: Option<&str>,
+    item_entities: Option<&str>,
 ) -> TableIterator<
     'static,
     (name!(name, String), name!(version, i32), name!(algorithm, String), name!(deployed, bool), name!(metrics, JsonB)),
@@ -68,6 +72,38 @@ fn train(
         })?;
         let ds = Dataset::from_rows(&rows)?;
         drop(rows);
+        let graph = if algorithm == Algorithm::Kgat {
+            let r = relations.ok_or_else(|| {
+                Error::new(ErrorKind::InvalidParameterValue, "kgat needs relations").with_hint(
+                    "pass relations => 'SELECT head, relation, tail FROM ...'; for interactions alone train 'bpr'",
+                )
+            })?;
+            let pairs = item_entities.map(graph::read_item_entities).transpose()?;
+            let g = KnowledgeGraph::build(&ds.item_ids, &graph::read_triples(r)?, pairs.as_deref())?;
+            if g.duplicates + g.self_loops + g.unknown_items > 0 {
+                pgrx::notice!(
+                    "knowledge graph: {} duplicate triples merged, {} self-loops dropped, {} item_entities rows name items without interactions",
+                    g.duplicates,
+                    g.self_loops,
+                    g.unknown_items
+                );
+            }
+            pgrx::notice!(
+                "knowledge graph: {} triples, {} relations, {} entities ({} of them items)",
+                g.triples.len(),
+                g.relations.len(),
+                g.n_entities,
+                ds.n_items()
+            );
+            Some(g)
+        } else if relations.is_some() || item_entities.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("relations and item_entities apply to kgat only, not {}", algorithm.name()),
+            ));
+        } else {
+            None
+        };
         pgrx::notice!(
             "training {} \"{name}\" on {} interactions of {} users and {} items",
             algorithm.name(),
@@ -76,20 +112,32 @@ fn train(
             ds.n_items()
         );
         let label = if algorithm == Algorithm::Als { "iteration" } else { "epoch" };
-        let t = recsys::fit(&ds, algorithm, &p, guc::threads(), &mut |pr| {
-            pgrx::check_for_interrupts!();
-            let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
-            pgrx::notice!(
-                "{} {label} {}/{}: loss {:.5}, {:.1} s elapsed, about {:.0} s left",
-                algorithm.name(),
-                pr.iteration,
-                pr.of,
-                pr.loss,
-                pr.elapsed,
-                eta
-            );
-            Ok(())
-        })?;
+        let pretrained = p.pretrain.as_deref().map(|m| models::load(Some(m))).transpose()?;
+        let t = recsys::fit_with_graph(
+            &ds,
+            algorithm,
+            &p,
+            graph.as_ref(),
+            pretrained.as_ref().map(|s| &s.model),
+            guc::threads(),
+            &mut |pr| {
+                pgrx::check_for_interrupts!();
+                if pr.checkpoint {
+                    return Ok(());
+                }
+                let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
+                pgrx::notice!(
+                    "{} {label} {}/{}: loss {:.5}, {:.1} s elapsed, about {:.0} s left",
+                    algorithm.name(),
+                    pr.iteration,
+                    pr.of,
+                    pr.loss,
+                    pr.elapsed,
+                    eta
+                );
+                Ok(())
+            },
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         let saved = models::save(name, &json, &t, ds.len(), seconds)?;
         let metrics = models::metrics_json(&t.metrics);

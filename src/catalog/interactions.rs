@@ -30,7 +30,7 @@ fn quote_ident(s: &str) -> String {
 
 /// The FROM item for `relation`: a parenthesised query, or a relation name
 /// checked to exist and re-quoted by Postgres.
-fn from_item(client: &SpiClient<'_>, relation: &str) -> Result<String> {
+pub(super) fn from_item(client: &SpiClient<'_>, relation: &str) -> Result<String> {
     let t = relation.trim_start().to_ascii_lowercase();
     if ["select", "with", "values", "table"]
         .iter()

@@ -146,7 +146,13 @@ pub fn train(
             half_step(&mut y, &x, &iu, p);
             loss(&x, &y, ui, p)
         });
-        on_iteration(&Progress { iteration: it, of: p.iterations, loss: l, elapsed: start.elapsed().as_secs_f64() })?;
+        on_iteration(&Progress {
+            iteration: it,
+            of: p.iterations,
+            loss: l,
+            elapsed: start.elapsed().as_secs_f64(),
+            checkpoint: false,
+        })?;
     }
     Ok((x, y))
 }

@@ -124,7 +124,13 @@ pub fn train(
                 .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
         });
         let loss = loss_sum / samples.max(1) as f64;
-        on_iteration(&Progress { iteration: epoch, of: p.iterations, loss, elapsed: start.elapsed().as_secs_f64() })?;
+        on_iteration(&Progress {
+            iteration: epoch,
+            of: p.iterations,
+            loss,
+            elapsed: start.elapsed().as_secs_f64(),
+            checkpoint: false,
+        })?;
     }
     let x = users.into_array(ui.n_rows);
     let all = items.into_array(n_items);

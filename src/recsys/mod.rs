@@ -36,6 +36,9 @@ pub struct Progress {
     pub of: usize,
     pub loss: f64,
     pub elapsed: f64,
+    /// No iteration finished: a chance between batches of a long iteration
+    /// for the caller to cancel (nothing to report).
+    pub checkpoint: bool,
 }
 
 /// Factors drawn from N(0, scale²), reproducible for a seed.
@@ -66,6 +69,21 @@ pub fn fit(
     ds: &Dataset,
     algorithm: Algorithm,
     p: &Params,
+    threads: usize,
+    on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
+) -> Result<Trained> {
+    fit_with_graph(ds, algorithm, p, None, None, threads, on_iteration)
+}
+
+/// [`fit`], with the knowledge graph that `kgat` needs (its entity indices
+/// below `ds.n_items()` are the dataset's items) and optionally a trained
+/// factor model to start its embeddings from.
+pub fn fit_with_graph(
+    ds: &Dataset,
+    algorithm: Algorithm,
+    p: &Params,
+    graph: Option<&kgat::KnowledgeGraph>,
+    pretrain: Option<&Model>,
     threads: usize,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Trained> {
@@ -101,7 +119,7 @@ pub fn fit(
             parts.train.iter().for_each(|&k| train_counts[ds.items[k] as usize] += 1.0);
             let max = train_counts.iter().copied().fold(1.0, f32::max);
             model.item_bias = train_counts.into_iter().map(|c| c / max).collect();
-            on_iteration(&Progress { iteration: 1, of: 1, loss: 0.0, elapsed: 0.0 })?;
+            on_iteration(&Progress { iteration: 1, of: 1, loss: 0.0, elapsed: 0.0, checkpoint: false })?;
         }
         Algorithm::Als => {
             let (x, y) = als::train(&train, p, &pool, on_iteration)?;
@@ -113,6 +131,26 @@ pub fn fit(
             model.user_factors = x;
             model.item_factors = y;
             model.item_bias = b;
+        }
+        Algorithm::Kgat => {
+            let g = graph.ok_or_else(|| {
+                Error::new(ErrorKind::InvalidParameterValue, "kgat needs a knowledge graph")
+                    .with_hint("pass relations => 'SELECT head, relation, tail FROM ...'")
+            })?;
+            let init =
+                pretrain.map(|m| kgat::Init::from_model(m, &ds.user_ids, &ds.item_ids, p.factors)).transpose()?;
+            let f = kgat::train(
+                &train,
+                &g.triples,
+                g.n_entities,
+                g.relations.len(),
+                &p.kgat(),
+                init.as_ref(),
+                &pool,
+                on_iteration,
+            )?;
+            model.user_factors = f.users;
+            model.item_factors = f.items;
         }
         Algorithm::Mf => {
             let m = mf::train(&train, p, &pool, on_iteration)?;

@@ -18,6 +18,7 @@ pub enum Algorithm {
     Als,
     Bpr,
     Mf,
+    Kgat,
 }
 
 impl Algorithm {
@@ -27,8 +28,9 @@ impl Algorithm {
             "als" => Ok(Algorithm::Als),
             "bpr" => Ok(Algorithm::Bpr),
             "mf" => Ok(Algorithm::Mf),
+            "kgat" => Ok(Algorithm::Kgat),
             other => Err(Error::new(ErrorKind::InvalidParameterValue, format!("unknown algorithm \"{other}\""))
-                .with_hint("use one of als, bpr, mf, popular")),
+                .with_hint("use one of als, bpr, kgat, mf, popular")),
         }
     }
 
@@ -38,6 +40,7 @@ impl Algorithm {
             Algorithm::Als => "als",
             Algorithm::Bpr => "bpr",
             Algorithm::Mf => "mf",
+            Algorithm::Kgat => "kgat",
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use serde::Deserialize;
 
+use super::kgat::propagate::Aggregator;
+use super::kgat::KgatParams;
 use super::model::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -20,6 +22,14 @@ struct Raw {
     negatives: Option<i64>,
     test_fraction: Option<f64>,
     seed: Option<i64>,
+    layers: Option<Vec<i64>>,
+    aggregator: Option<String>,
+    relation_dim: Option<i64>,
+    kg_regularization: Option<f64>,
+    batch_size: Option<i64>,
+    kg_batch_size: Option<i64>,
+    dropout: Option<f64>,
+    pretrain: Option<String>,
 }
 
 /// Parameters with every default filled in.
@@ -38,6 +48,19 @@ pub struct Params {
     pub negatives: Option<usize>,
     pub test_fraction: f64,
     pub seed: u64,
+    /// KGAT only: propagation layer sizes, aggregator, TransR space, KG-loss
+    /// L2, CF and KG batch sizes, message dropout (`factors` is the layer-0
+    /// embedding size, `regularization` the CF L2).
+    pub layers: Vec<usize>,
+    pub aggregator: Aggregator,
+    pub relation_dim: usize,
+    pub kg_regularization: f32,
+    pub batch_size: usize,
+    pub kg_batch_size: usize,
+    pub dropout: f32,
+    /// KGAT only: the name of a trained model whose factors start the
+    /// user and item embeddings.
+    pub pretrain: Option<String>,
 }
 
 fn invalid(key: &str, value: impl std::fmt::Display, rule: &str) -> Error {
@@ -56,12 +79,41 @@ impl Params {
             negatives: None,
             test_fraction: 0.2,
             seed: 42,
+            layers: vec![64, 32, 16],
+            aggregator: Aggregator::Bi,
+            relation_dim: 64,
+            kg_regularization: 1e-5,
+            batch_size: 1024,
+            kg_batch_size: 2048,
+            dropout: 0.1,
+            pretrain: None,
         };
         match algorithm {
             Algorithm::Als => Params { iterations: 15, regularization: 10.0, alpha: 80.0, ..base },
             Algorithm::Bpr => Params { iterations: 80, regularization: 0.05, learning_rate: 0.05, ..base },
             Algorithm::Mf => Params { factors: 32, iterations: 30, regularization: 0.05, learning_rate: 0.01, ..base },
             Algorithm::Popular => Params { factors: 0, iterations: 1, ..base },
+            // The paper's settings (Adam at 1e-4, L2 1e-5); its runs train for
+            // hundreds of epochs.
+            Algorithm::Kgat => Params { iterations: 400, regularization: 1e-5, learning_rate: 1e-4, ..base },
+        }
+    }
+
+    /// The KGAT training settings these params describe.
+    pub fn kgat(&self) -> KgatParams {
+        KgatParams {
+            embedding: self.factors,
+            layers: self.layers.clone(),
+            aggregator: self.aggregator,
+            relation_dim: self.relation_dim,
+            learning_rate: self.learning_rate,
+            cf_regularization: self.regularization,
+            kg_regularization: self.kg_regularization,
+            cf_batch: self.batch_size,
+            kg_batch: self.kg_batch_size,
+            dropout: self.dropout,
+            epochs: self.iterations,
+            seed: self.seed,
         }
     }
 
@@ -77,7 +129,7 @@ impl Params {
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
         let raw: Raw = serde_json::from_str(json).map_err(|e| {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed")
+                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain)")
         })?;
         let mut p = Params::defaults(algorithm);
         if let Some(v) = raw.factors {
@@ -134,6 +186,65 @@ impl Params {
         if let Some(v) = raw.seed {
             p.seed = v as u64;
         }
+        let kgat_only = |key: &str| -> Result<()> {
+            if algorithm == Algorithm::Kgat {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("param \"{key}\" applies to kgat only, not {}", algorithm.name()),
+                ))
+            }
+        };
+        if let Some(v) = raw.layers {
+            kgat_only("layers")?;
+            if v.is_empty() || v.len() > 8 || v.iter().any(|&d| !(1..=1024).contains(&d)) {
+                let shown = v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+                return Err(invalid("layers", format!("[{shown}]"), "must be 1 to 8 sizes, each between 1 and 1024"));
+            }
+            p.layers = v.into_iter().map(|d| d as usize).collect();
+        }
+        if let Some(v) = raw.aggregator {
+            kgat_only("aggregator")?;
+            p.aggregator = match v.as_str() {
+                "bi" => Aggregator::Bi,
+                "gcn" => Aggregator::Gcn,
+                "graphsage" => Aggregator::GraphSage,
+                _ => return Err(invalid("aggregator", format!("\"{v}\""), "must be bi, gcn or graphsage")),
+            };
+        }
+        let count = |key: &str, v: i64, max: i64| -> Result<usize> {
+            kgat_only(key)?;
+            if (1..=max).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(invalid(key, v, &format!("must be between 1 and {max}")))
+            }
+        };
+        if let Some(v) = raw.relation_dim {
+            p.relation_dim = count("relation_dim", v, 1024)?;
+        }
+        if let Some(v) = raw.batch_size {
+            p.batch_size = count("batch_size", v, 1 << 20)?;
+        }
+        if let Some(v) = raw.kg_batch_size {
+            p.kg_batch_size = count("kg_batch_size", v, 1 << 20)?;
+        }
+        if let Some(v) = raw.kg_regularization {
+            kgat_only("kg_regularization")?;
+            p.kg_regularization = positive("kg_regularization", v)?;
+        }
+        if let Some(v) = raw.dropout {
+            kgat_only("dropout")?;
+            if !(0.0..1.0).contains(&v) {
+                return Err(invalid("dropout", v, "must be ≥ 0 and < 1"));
+            }
+            p.dropout = v as f32;
+        }
+        if let Some(v) = raw.pretrain {
+            kgat_only("pretrain")?;
+            p.pretrain = Some(v);
+        }
         Ok(p)
     }
 }
@@ -165,5 +276,23 @@ mod tests {
         );
         assert!(msg(r#"{"factors": "many"}"#).starts_with("invalid params: invalid type"));
         assert!(msg("[1]").starts_with("invalid params"));
+        assert_eq!(msg(r#"{"layers": [8]}"#), "param \"layers\" applies to kgat only, not als");
+        let kgat = |j: &str| Params::parse(Algorithm::Kgat, j).unwrap_err().message;
+        assert_eq!(
+            kgat(r#"{"layers": [64, 0]}"#),
+            "invalid value [64, 0] for param \"layers\": must be 1 to 8 sizes, each between 1 and 1024"
+        );
+        assert_eq!(
+            kgat(r#"{"aggregator": "max"}"#),
+            "invalid value \"max\" for param \"aggregator\": must be bi, gcn or graphsage"
+        );
+        assert_eq!(kgat(r#"{"dropout": 1}"#), "invalid value 1 for param \"dropout\": must be ≥ 0 and < 1");
+        assert_eq!(
+            kgat(r#"{"batch_size": 0}"#),
+            "invalid value 0 for param \"batch_size\": must be between 1 and 1048576"
+        );
+        let p = Params::parse(Algorithm::Kgat, r#"{"layers": [16, 8], "aggregator": "gcn", "factors": 16}"#).unwrap();
+        let k = p.kgat();
+        assert_eq!((k.embedding, k.layers, k.aggregator, k.learning_rate), (16, vec![16, 8], Aggregator::Gcn, 1e-4));
     }
 }

@@ -4,6 +4,7 @@
 //! `graph` builds the collaborative knowledge graph, `transr` holds the KG
 //! loss and the attention, `propagate` the layers (forward and backward),
 //! `cf` the BPR loss on the final representations, `train` the training loop.
+//! Here: the knowledge graph as the user gives it, mapped onto item indices.
 
 pub mod cf;
 pub mod graph;
@@ -11,4 +12,128 @@ pub mod propagate;
 pub mod train;
 pub mod transr;
 
-pub use train::{train, KgatFactors, KgatParams};
+use std::collections::{BTreeSet, HashMap};
+
+pub use train::{train, Init, KgatFactors, KgatParams};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Triples over entity indices, where entity i < n_items is item i.
+#[derive(Clone, Debug, Default)]
+pub struct KnowledgeGraph {
+    pub triples: Vec<(u32, u16, u32)>,
+    pub n_entities: usize,
+    /// Relation names by id.
+    pub relations: Vec<String>,
+    pub duplicates: usize,
+    pub self_loops: usize,
+    /// `item_entities` rows naming an item that has no interactions.
+    pub unknown_items: usize,
+}
+
+impl KnowledgeGraph {
+    /// Maps (head, relation, tail) rows with the user's entity ids onto item
+    /// indices: an entity is the item that `item_entities` (item id, entity
+    /// id) maps to it, or without that map, the item with the same id; other
+    /// entities get indices after the items. Self-loops are dropped and
+    /// duplicates merged (both counted); an empty result is an error.
+    pub fn build(
+        item_ids: &[i64],
+        rows: &[(i64, String, i64)],
+        item_entities: Option<&[(i64, i64)]>,
+    ) -> Result<KnowledgeGraph> {
+        let item_index: HashMap<i64, u32> = item_ids.iter().enumerate().map(|(k, &id)| (id, k as u32)).collect();
+        let mut g = KnowledgeGraph::default();
+        let mut entity: HashMap<i64, u32> = HashMap::new();
+        match item_entities {
+            Some(pairs) => {
+                for &(item, e) in pairs {
+                    match item_index.get(&item) {
+                        Some(&k) => {
+                            entity.insert(e, k);
+                        }
+                        None => g.unknown_items += 1,
+                    }
+                }
+            }
+            None => entity.extend(item_index.iter().map(|(&id, &k)| (id, k))),
+        }
+        let names: BTreeSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        if names.len() > (u16::MAX as usize - 3) / 2 {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "the knowledge graph has {} relations; at most {} are supported",
+                    names.len(),
+                    (u16::MAX - 3) / 2
+                ),
+            ));
+        }
+        g.relations = names.iter().map(|s| s.to_string()).collect();
+        let rel: HashMap<&str, u16> = names.iter().enumerate().map(|(k, &s)| (s, k as u16)).collect();
+        let mut next = item_ids.len() as u32;
+        let mut index = |e: i64| -> u32 {
+            *entity.entry(e).or_insert_with(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        let mut triples = Vec::with_capacity(rows.len());
+        for (h, r, t) in rows {
+            if h == t {
+                g.self_loops += 1;
+                continue;
+            }
+            triples.push((index(*h), rel[r.as_str()], index(*t)));
+        }
+        let before = triples.len();
+        triples.sort_unstable();
+        triples.dedup();
+        g.duplicates = before - triples.len();
+        if triples.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidParameterValue, "the knowledge graph has no triples")
+                .with_hint("kgat needs relations => 'SELECT head, relation, tail FROM ...' with at least one triple between different entities; for interactions alone train 'bpr'"));
+        }
+        g.n_entities = next as usize;
+        g.triples = triples;
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(h: i64, r: &str, t: i64) -> (i64, String, i64) {
+        (h, r.to_string(), t)
+    }
+
+    #[test]
+    fn entities_map_onto_items_and_bad_triples_are_counted() {
+        let items = [10, 20, 30];
+        let rows = [
+            row(10, "genre", 900),
+            row(20, "genre", 900),
+            row(10, "genre", 900),
+            row(30, "by", 30),
+            row(30, "by", 901),
+        ];
+        let g = KnowledgeGraph::build(&items, &rows, None).unwrap();
+        assert_eq!(g.relations, vec!["by", "genre"]);
+        // Items keep their indices; 900 and 901 follow them.
+        assert_eq!(g.triples, vec![(0, 1, 3), (1, 1, 3), (2, 0, 4)]);
+        assert_eq!((g.n_entities, g.duplicates, g.self_loops), (5, 1, 1));
+
+        let map = [(10, 7), (30, 8), (99, 5)];
+        let g = KnowledgeGraph::build(&items, &[row(7, "r", 8), row(10, "r", 7)], Some(&map)).unwrap();
+        // Entity 7 is item 10 (index 0), 8 is item 30 (index 2); id 10 is now
+        // an ordinary entity.
+        assert_eq!(g.triples, vec![(0, 0, 2), (3, 0, 0)]);
+        assert_eq!(g.unknown_items, 1);
+
+        let e = KnowledgeGraph::build(&items, &[row(10, "r", 10)], None).unwrap_err();
+        assert_eq!(e.message, "the knowledge graph has no triples");
+        assert!(e.hint.unwrap().contains("train 'bpr'"));
+        assert!(KnowledgeGraph::build(&items, &[], None).is_err());
+    }
+}

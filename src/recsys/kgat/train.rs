@@ -83,6 +83,47 @@ fn xavier(rows: usize, cols: usize, rng: &mut Rng) -> Array2<f32> {
     Array2::from_shape_fn((rows, cols), |_| (rng.normal() * scale) as f32)
 }
 
+/// Layer-0 embeddings to start from (the paper initialises from a trained
+/// BPR-MF): rows per user and item of the dataset, with whether each was
+/// known to the model they came from (unknown rows keep their random start).
+pub struct Init {
+    pub users: Array2<f32>,
+    pub items: Array2<f32>,
+    pub user_known: Vec<bool>,
+    pub item_known: Vec<bool>,
+}
+
+impl Init {
+    /// From a trained factor model, matched to the dataset by external id.
+    pub fn from_model(m: &crate::recsys::Model, user_ids: &[i64], item_ids: &[i64], factors: usize) -> Result<Init> {
+        if m.factors() != factors {
+            return Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidParameterValue,
+                format!("the pretrained model has {} factors but kgat's factors is {factors}", m.factors()),
+            )
+            .with_hint(format!("set \"factors\": {} or pretrain with {factors} factors", m.factors())));
+        }
+        let index = |ids: &[i64]| -> std::collections::HashMap<i64, usize> {
+            ids.iter().enumerate().map(|(k, &id)| (id, k)).collect()
+        };
+        let (mu, mi) = (index(&m.user_ids), index(&m.item_ids));
+        let pick = |ids: &[i64], map: &std::collections::HashMap<i64, usize>, from: &Array2<f32>| {
+            let mut out = Array2::zeros((ids.len(), factors));
+            let mut known = vec![false; ids.len()];
+            for (k, id) in ids.iter().enumerate() {
+                if let Some(&r) = map.get(id) {
+                    out.row_mut(k).assign(&from.row(r));
+                    known[k] = true;
+                }
+            }
+            (out, known)
+        };
+        let (users, user_known) = pick(user_ids, &mu, &m.user_factors);
+        let (items, item_known) = pick(item_ids, &mi, &m.item_factors);
+        Ok(Init { users, items, user_known, item_known })
+    }
+}
+
 /// The trained final representations: (users, items).
 pub struct KgatFactors {
     pub users: Array2<f32>,
@@ -91,14 +132,17 @@ pub struct KgatFactors {
 
 /// Trains KGAT on interactions `ui` (users × items) and KG `triples` over
 /// `n_entities` entity ids (items are entities 0..n_items), `n_kg_relations`
-/// relation ids. `on_epoch` runs on the caller's thread after every epoch;
-/// its loss is the CF loss plus the KG loss.
+/// relation ids. `on_epoch` runs on the caller's thread after every epoch
+/// (its loss is the CF loss plus the KG loss) and, as a `checkpoint`, after
+/// every batch.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     ui: &Csr,
     triples: &[(u32, u16, u32)],
     n_entities: usize,
     n_kg_relations: usize,
     p: &KgatParams,
+    init: Option<&Init>,
     pool: &rayon::ThreadPool,
     on_epoch: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<KgatFactors> {
@@ -107,6 +151,18 @@ pub fn train(
     let n_items = ui.n_cols;
     let mut rng = Rng::new(p.seed);
     let mut e0 = xavier(n, p.embedding, &mut rng);
+    if let Some(init) = init {
+        for (u, known) in init.user_known.iter().enumerate() {
+            if *known {
+                e0.row_mut(n_entities + u).assign(&init.users.row(u));
+            }
+        }
+        for (i, known) in init.item_known.iter().enumerate() {
+            if *known {
+                e0.row_mut(i).assign(&init.items.row(i));
+            }
+        }
+    }
     let mut dims = vec![p.embedding];
     dims.extend_from_slice(&p.layers);
     let mut layers: Vec<LayerWeights> = dims
@@ -125,7 +181,10 @@ pub fn train(
         w: (0..ckg.n_relations).map(|_| xavier(p.embedding, p.relation_dim, &mut rng)).collect(),
         e: xavier(ckg.n_relations, p.relation_dim, &mut rng),
     };
+    // Separate Adam states for the two losses, as in the authors' code: the
+    // KG phase's sparse row updates do not feed the CF phase's moments.
     let mut adam_e0 = Adam::new(&e0);
+    let mut adam_e0_kg = Adam::new(&e0);
     let mut adam_layers: Vec<[Adam<ndarray::Ix2>; 2]> =
         layers.iter().map(|w| [Adam::new(&w.w1), Adam::new(&w.w2)]).collect();
     let mut adam_bias: Vec<[Adam<ndarray::Ix1>; 2]> =
@@ -142,76 +201,89 @@ pub fn train(
     let start = std::time::Instant::now();
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
-        pool.install(|| -> Result<()> {
+        // Batches are drawn here and computed on the pool; between them the
+        // caller may cancel (an epoch on a large graph takes minutes).
+        let checkpoint = |loss| Progress { iteration: epoch, of: p.epochs, loss, elapsed: 0.0, checkpoint: true };
+        let a_t = pool.install(|| {
             transr::attention(&mut ckg, &e0, &rel);
-            let a_t = ckg.adjacency.transpose();
-            for _ in 0..cf_batches {
-                let batch: Vec<(u32, u32, u32)> = (0..p.cf_batch)
-                    .map(|_| {
-                        let u = users[rng.below(users.len() as u64) as usize];
-                        let seen = ui.row(u as usize).0;
-                        let i = seen[rng.below(seen.len() as u64) as usize];
-                        let j = loop {
-                            let j = rng.below(n_items as u64) as u32;
-                            if seen.binary_search(&j).is_err() || seen.len() >= n_items {
-                                break j;
-                            }
-                        };
-                        (u, i, j)
+            ckg.adjacency.transpose()
+        });
+        for _ in 0..cf_batches {
+            let batch: Vec<(u32, u32, u32)> = (0..p.cf_batch)
+                .map(|_| {
+                    let u = users[rng.below(users.len() as u64) as usize];
+                    let seen = ui.row(u as usize).0;
+                    let i = seen[rng.below(seen.len() as u64) as usize];
+                    let j = loop {
+                        let j = rng.below(n_items as u64) as u32;
+                        if seen.binary_search(&j).is_err() || seen.len() >= n_items {
+                            break j;
+                        }
+                    };
+                    (u, i, j)
+                })
+                .collect();
+            let keep: Vec<Array2<f32>> = if p.dropout > 0.0 {
+                let scale = 1.0 / (1.0 - p.dropout);
+                p.layers
+                    .iter()
+                    .map(|&d| {
+                        Array2::from_shape_fn((n, d), |_| if rng.uniform() < p.dropout as f64 { 0.0 } else { scale })
                     })
-                    .collect();
-                let keep: Vec<Array2<f32>> = if p.dropout > 0.0 {
-                    let scale = 1.0 / (1.0 - p.dropout);
-                    p.layers
-                        .iter()
-                        .map(|&d| {
-                            Array2::from_shape_fn(
-                                (n, d),
-                                |_| if rng.uniform() < p.dropout as f64 { 0.0 } else { scale },
-                            )
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            t_cf += 1;
+            cf_loss += pool.install(|| {
                 let (finals, caches) = propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, keep);
                 let mut d_final = Array2::zeros(finals.raw_dim());
-                cf_loss += cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final);
+                let loss = cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final);
                 let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &caches, &d_final);
-                t_cf += 1;
-                adam_e0.step(&mut e0, &d_e0, p.learning_rate, t_cf + t_kg);
+                adam_e0.step(&mut e0, &d_e0, p.learning_rate, t_cf);
                 for (l, dw) in dws.iter().enumerate() {
                     adam_layers[l][0].step(&mut layers[l].w1, &dw.w1, p.learning_rate, t_cf);
                     adam_layers[l][1].step(&mut layers[l].w2, &dw.w2, p.learning_rate, t_cf);
                     adam_bias[l][0].step(&mut layers[l].b1, &dw.b1, p.learning_rate, t_cf);
                     adam_bias[l][1].step(&mut layers[l].b2, &dw.b2, p.learning_rate, t_cf);
                 }
-            }
-            for _ in 0..kg_batches {
-                let adj = &ckg.adjacency;
-                let batch: Vec<(u32, u16, u32, u32)> = (0..p.kg_batch)
-                    .map(|_| {
-                        let h = heads[rng.below(heads.len() as u64) as usize];
-                        let (from, to) = (adj.indptr[h as usize], adj.indptr[h as usize + 1]);
-                        let k = from + rng.below((to - from) as u64) as usize;
-                        let tail = rng.below(n as u64) as u32;
-                        (h, ckg.relation[k], adj.indices[k], tail)
-                    })
-                    .collect();
+                loss
+            });
+            on_epoch(&checkpoint(cf_loss))?;
+        }
+        for _ in 0..kg_batches {
+            let adj = &ckg.adjacency;
+            let batch: Vec<(u32, u16, u32, u32)> = (0..p.kg_batch)
+                .map(|_| {
+                    let h = heads[rng.below(heads.len() as u64) as usize];
+                    let (from, to) = (adj.indptr[h as usize], adj.indptr[h as usize + 1]);
+                    let k = from + rng.below((to - from) as u64) as usize;
+                    let tail = rng.below(n as u64) as u32;
+                    (h, ckg.relation[k], adj.indices[k], tail)
+                })
+                .collect();
+            t_kg += 1;
+            kg_loss += pool.install(|| {
                 let mut d_ent = Array2::zeros(e0.raw_dim());
                 let mut d_rel = rel.zeros_like();
-                kg_loss += transr::kg_loss(&e0, &rel, &batch, p.kg_regularization, &mut d_ent, &mut d_rel);
-                t_kg += 1;
-                adam_e0.step(&mut e0, &d_ent, p.learning_rate, t_cf + t_kg);
+                let loss = transr::kg_loss(&e0, &rel, &batch, p.kg_regularization, &mut d_ent, &mut d_rel);
+                adam_e0_kg.step(&mut e0, &d_ent, p.learning_rate, t_kg);
                 for (r, dw) in d_rel.w.iter().enumerate() {
                     adam_rel_w[r].step(&mut rel.w[r], dw, p.learning_rate, t_kg);
                 }
                 adam_rel_e.step(&mut rel.e, &d_rel.e, p.learning_rate, t_kg);
-            }
-            Ok(())
-        })?;
+                loss
+            });
+            on_epoch(&checkpoint(kg_loss))?;
+        }
         let loss = cf_loss / cf_batches as f64 + kg_loss / kg_batches as f64;
-        on_epoch(&Progress { iteration: epoch, of: p.epochs, loss, elapsed: start.elapsed().as_secs_f64() })?;
+        on_epoch(&Progress {
+            iteration: epoch,
+            of: p.epochs,
+            loss,
+            elapsed: start.elapsed().as_secs_f64(),
+            checkpoint: false,
+        })?;
     }
     let (finals, _) = pool.install(|| {
         transr::attention(&mut ckg, &e0, &rel);
@@ -287,8 +359,10 @@ mod tests {
             ..KgatParams::default()
         };
         let mut losses = Vec::new();
-        let kgat = train(&train_ui, &triples, 168, 1, &p, &pool, &mut |pr| {
-            losses.push(pr.loss);
+        let kgat = train(&train_ui, &triples, 168, 1, &p, None, &pool, &mut |pr| {
+            if !pr.checkpoint {
+                losses.push(pr.loss);
+            }
             Ok(())
         })
         .unwrap();

@@ -1,0 +1,135 @@
+//! KGAT against BPR and popularity on the knowledge-graph sets of
+//! `../shared/data`, in the pure core: seconds per epoch, Recall@20, standard
+//! NDCG@20 and the KGAT code's NDCG@20, all items ranked, training items
+//! excluded, peak memory of the process.
+//! - `music`: music-kgcn (Last.FM + Satori KG; the listened artists of
+//!   `ratings_final.txt`), a random 20% of each user's artists held out.
+//! - `ml1m`: ml-1m-kgat with its DBpedia KG and its own train/test files.
+//!
+//! Run: cargo bench --bench kgat -- [music|ml1m] [KGAT_PARAMS_JSON] [BPR_PARAMS_JSON]
+//! (`"pretrain": "bpr"` in the KGAT params starts it from the BPR model of the same run)
+//! (not part of CI; skips, saying so, when the data is absent)
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use pgrec::recsys::kgat::KnowledgeGraph;
+use pgrec::recsys::{data::Csr, fit_with_graph, metrics, Algorithm, Dataset, Params, Row};
+
+fn ints(path: &Path) -> Vec<Vec<i64>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse::<i64>().expect("integer")).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// Training pairs, test pairs (empty: split in `fit`), KG triples.
+type Loaded = (Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, String, i64)>);
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let set = args.first().map_or("music", String::as_str);
+    let kgat_json = args.get(1).cloned().unwrap_or_else(|| "{}".into());
+    let bpr_json = args.get(2).cloned().unwrap_or_else(|| "{}".into());
+    let (train, test, kg): Loaded = match set {
+        "music" => {
+            let dir = data.join("music-kgcn/preprocessed");
+            if !dir.join("ratings_final.txt").exists() {
+                println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
+                return;
+            }
+            let pos = ints(&dir.join("ratings_final.txt")).into_iter().filter(|r| r[2] == 1).map(|r| (r[0], r[1]));
+            let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
+            (pos.collect(), Vec::new(), kg)
+        }
+        "ml1m" => {
+            let dir = data.join("ml-1m-kgat/dbpedia");
+            if !dir.join("train.txt").exists() {
+                println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
+                return;
+            }
+            let pairs = |f: &str| -> Vec<(i64, i64)> {
+                ints(&dir.join(f))
+                    .into_iter()
+                    .flat_map(|r| r[1..].iter().map(|&i| (r[0], i)).collect::<Vec<_>>())
+                    .collect()
+            };
+            let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
+            (pairs("train.txt"), pairs("test.txt"), kg)
+        }
+        other => panic!("unknown set {other}: use music or ml1m"),
+    };
+    let rows: Vec<Row> = train.iter().map(|&(user, item)| Row { user, item, weight: 1.0, ts: None }).collect();
+    let ds = Dataset::from_rows(&rows).expect("dataset");
+    let graph = KnowledgeGraph::build(&ds.item_ids, &kg, None).expect("graph");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    println!(
+        "{set}: {} users, {} items, {} interactions; KG {} triples, {} relations, {} entities; {threads} threads",
+        ds.n_users(),
+        ds.n_items(),
+        ds.len(),
+        graph.triples.len(),
+        graph.relations.len(),
+        graph.n_entities
+    );
+    // A fixed test file (ml1m) is evaluated here; otherwise fit's own split.
+    let fixed = !test.is_empty();
+    let test_csr = fixed.then(|| {
+        let uidx: HashMap<i64, u32> = ds.user_ids.iter().enumerate().map(|(k, &u)| (u, k as u32)).collect();
+        let iidx: HashMap<i64, u32> = ds.item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();
+        Csr::from_triples(
+            ds.n_users(),
+            ds.n_items(),
+            test.iter().filter_map(|(u, i)| Some((*uidx.get(u)?, *iidx.get(i)?, 1.0))),
+        )
+    });
+    // `"pretrain"` in the KGAT params (any name) starts KGAT from the BPR
+    // model trained just before it.
+    let mut bpr_model = None;
+    for (algorithm, json) in [(Algorithm::Popular, "{}"), (Algorithm::Bpr, &*bpr_json), (Algorithm::Kgat, &*kgat_json)]
+    {
+        let mut p = Params::parse(algorithm, json).expect("params");
+        if fixed {
+            p.test_fraction = 0.0;
+        }
+        let mut epochs = Vec::new();
+        let pretrain = if p.pretrain.is_some() { bpr_model.as_ref() } else { None };
+        let t = fit_with_graph(&ds, algorithm, &p, Some(&graph), pretrain, threads, &mut |pr| {
+            if !pr.checkpoint {
+                epochs.push(pr.elapsed);
+            }
+            Ok(())
+        })
+        .expect("training");
+        let per_epoch = epochs.last().copied().unwrap_or(0.0) / epochs.len().max(1) as f64;
+        let m = match &test_csr {
+            Some(test) => metrics::evaluate(&t.model, &ds.user_items(None), test, None, &[20]),
+            None => t.metrics.clone(),
+        };
+        println!(
+            "pgrec {:<8} {:>4} epochs {:>8.3} s/epoch  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  peak RSS {:.0} MiB  params {json}",
+            algorithm.name(),
+            p.iterations,
+            per_epoch,
+            m["recall@20"],
+            m["ndcg@20"],
+            m["ndcg_kgat@20"],
+            peak_rss_mib()
+        );
+        if algorithm == Algorithm::Bpr {
+            bpr_model = Some(t.model);
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Reads the knowledge graph of a `kgat` training: the `relations` query's
+//! (head, relation, tail) rows — its first three columns, whatever their
+//! names; ids of any integer type, the relation as text or an integer — and
+//! the optional `item_entities` (item id, entity id) pairs.
+
+use pgrx::prelude::*;
+
+use super::interactions::from_item;
+use super::spi_error;
+use crate::error::{Error, ErrorKind, Result};
+
+fn null(what: &str, row: usize, source: &str) -> Error {
+    Error::new(ErrorKind::NullValueNotAllowed, format!("{what} is null in {source} row {row}"))
+        .with_hint(format!("filter out rows with NULLs from the {source}"))
+}
+
+/// The (head, relation, tail) triples of `relations`.
+pub fn read_triples(relations: &str) -> Result<Vec<(i64, String, i64)>> {
+    Spi::connect(|client| {
+        let from = from_item(client, relations)?;
+        let sql = format!("SELECT q.h::int8, q.r::text, q.t::int8 FROM {from} AS q(h, r, t)");
+        let table = client.select(&sql, None, &[]).map_err(spi_error)?;
+        let mut rows = Vec::with_capacity(table.len());
+        for (k, r) in table.enumerate() {
+            let head: i64 = r.get(1).map_err(spi_error)?.ok_or_else(|| null("the head", k + 1, "relations"))?;
+            let rel: String = r.get(2).map_err(spi_error)?.ok_or_else(|| null("the relation", k + 1, "relations"))?;
+            let tail: i64 = r.get(3).map_err(spi_error)?.ok_or_else(|| null("the tail", k + 1, "relations"))?;
+            rows.push((head, rel, tail));
+        }
+        Ok(rows)
+    })
+}
+
+/// The (item id, entity id) pairs of `item_entities`.
+pub fn read_item_entities(item_entities: &str) -> Result<Vec<(i64, i64)>> {
+    Spi::connect(|client| {
+        let from = from_item(client, item_entities)?;
+        let sql = format!("SELECT q.i::int8, q.e::int8 FROM {from} AS q(i, e)");
+        let table = client.select(&sql, None, &[]).map_err(spi_error)?;
+        let mut rows = Vec::with_capacity(table.len());
+        for (k, r) in table.enumerate() {
+            let item: i64 = r.get(1).map_err(spi_error)?.ok_or_else(|| null("the item", k + 1, "item_entities"))?;
+            let entity: i64 = r.get(2).map_err(spi_error)?.ok_or_else(|| null("the entity", k + 1, "item_entities"))?;
+            rows.push((item, entity));
+        }
+        Ok(rows)
+    })
+}
