@@ -12,6 +12,7 @@
 //! - each layer's output enters the final representation L2-normalised, and
 //!   the final representation is [E₀, norm(H₁), …, norm(H_L)].
 
+use ndarray::linalg::general_mat_mul;
 use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
 
@@ -64,31 +65,68 @@ pub struct LayerCache {
 /// y = A·x for a CSR `a` with weights in `data`, rows in parallel.
 pub fn spmm(a: &Csr, x: ArrayView2<f32>) -> Array2<f32> {
     let d = x.ncols();
-    let mut y = Array2::<f32>::zeros((a.n_rows, d));
-    y.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(r, mut row)| {
-        let (cols, vals) = a.row(r);
-        for (&c, &v) in cols.iter().zip(vals) {
-            let src = x.row(c as usize);
-            for (o, s) in row.iter_mut().zip(src.iter()) {
-                *o += v * s;
+    // Plain slices, so the inner loop vectorises (a standard-layout copy of
+    // `x` when it is not one already).
+    let x = x.as_standard_layout();
+    let src = x.as_slice().unwrap_or(&[]);
+    let mut y = vec![0f32; a.n_rows * d];
+    if d > 0 && src.len() == x.len() {
+        y.par_chunks_mut(d).enumerate().with_min_len(64).for_each(|(r, row)| {
+            let (cols, vals) = a.row(r);
+            for (&c, &v) in cols.iter().zip(vals) {
+                let from = &src[c as usize * d..(c as usize + 1) * d];
+                for (o, s) in row.iter_mut().zip(from) {
+                    *o += v * s;
+                }
             }
-        }
-    });
-    y
+        });
+    }
+    Array2::from_shape_vec((a.n_rows, d), y).unwrap_or_else(|_| Array2::zeros((a.n_rows, d)))
+}
+
+/// Rows per parallel task of the dense products below.
+const ROWS: usize = 512;
+
+/// x·w, row blocks in parallel (ndarray's own product is single-threaded).
+fn mm(x: ArrayView2<f32>, w: ArrayView2<f32>) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros((x.nrows(), w.ncols()));
+    out.axis_chunks_iter_mut(Axis(0), ROWS)
+        .into_par_iter()
+        .zip(x.axis_chunks_iter(Axis(0), ROWS))
+        .for_each(|(mut o, xc)| general_mat_mul(1.0, &xc, &w, 0.0, &mut o));
+    out
+}
+
+/// xᵀ·y, summed over row blocks computed in parallel.
+fn mm_t(x: ArrayView2<f32>, y: ArrayView2<f32>) -> Array2<f32> {
+    x.axis_chunks_iter(Axis(0), ROWS)
+        .into_par_iter()
+        .zip(y.axis_chunks_iter(Axis(0), ROWS))
+        .map(|(xc, yc)| xc.t().dot(&yc))
+        .reduce(|| Array2::zeros((x.ncols(), y.ncols())), |a, b| a + b)
+}
+
+fn add(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+    Zip::from(a).and(b).par_map_collect(|x, y| x + y)
+}
+
+fn mul(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+    Zip::from(a).and(b).par_map_collect(|x, y| x * y)
+}
+
+/// x·w + b.
+fn affine(x: &Array2<f32>, w: &Array2<f32>, b: &Array1<f32>) -> Array2<f32> {
+    let mut z = mm(x.view(), w.view());
+    z.axis_chunks_iter_mut(Axis(0), ROWS).into_par_iter().for_each(|mut c| c += b);
+    z
 }
 
 fn leaky(z: &Array2<f32>) -> Array2<f32> {
-    z.mapv(|v| if v > 0.0 { v } else { LEAKY * v })
+    Zip::from(z).par_map_collect(|&v| if v > 0.0 { v } else { LEAKY * v })
 }
 
 fn leaky_back(z: &Array2<f32>, g: &Array2<f32>) -> Array2<f32> {
-    let mut out = g.clone();
-    Zip::from(&mut out).and(z).for_each(|o, &z| {
-        if z <= 0.0 {
-            *o *= LEAKY;
-        }
-    });
-    out
+    Zip::from(g).and(z).par_map_collect(|&g, &z| if z > 0.0 { g } else { LEAKY * g })
 }
 
 /// One layer forward. `keep` is the dropout scale (empty for none).
@@ -101,13 +139,17 @@ pub fn layer_forward(
 ) -> (Array2<f32>, LayerCache) {
     let neighbours = spmm(a, input.view());
     let (z1, z2) = match agg {
-        Aggregator::Bi => ((&input + &neighbours).dot(&w.w1) + &w.b1, (&input * &neighbours).dot(&w.w2) + &w.b2),
-        Aggregator::Gcn => ((&input + &neighbours).dot(&w.w1) + &w.b1, Array2::zeros((0, 0))),
-        Aggregator::GraphSage => (concatenate![Axis(1), input, neighbours].dot(&w.w1) + &w.b1, Array2::zeros((0, 0))),
+        Aggregator::Bi => {
+            (affine(&add(&input, &neighbours), &w.w1, &w.b1), affine(&mul(&input, &neighbours), &w.w2, &w.b2))
+        }
+        Aggregator::Gcn => (affine(&add(&input, &neighbours), &w.w1, &w.b1), Array2::zeros((0, 0))),
+        Aggregator::GraphSage => {
+            (affine(&concatenate![Axis(1), input, neighbours], &w.w1, &w.b1), Array2::zeros((0, 0)))
+        }
     };
     let mut out = leaky(&z1);
     if agg == Aggregator::Bi {
-        out += &leaky(&z2);
+        Zip::from(&mut out).and(&z2).par_for_each(|o, &z| *o += if z > 0.0 { z } else { LEAKY * z });
     }
     if !keep.is_empty() {
         out *= &keep;
@@ -144,27 +186,27 @@ pub fn layer_backward(
     let dz1 = leaky_back(&c.z1, &dh);
     let (mut d_in, d_nb) = match agg {
         Aggregator::Bi | Aggregator::Gcn => {
-            let s = &c.input + &c.neighbours;
-            dw.w1 += &s.t().dot(&dz1);
+            let s = add(&c.input, &c.neighbours);
+            dw.w1 += &mm_t(s.view(), dz1.view());
             dw.b1 += &dz1.sum_axis(Axis(0));
-            let ds = dz1.dot(&w.w1.t());
+            let ds = mm(dz1.view(), w.w1.t());
             let (mut d_in, mut d_nb) = (ds.clone(), ds);
             if agg == Aggregator::Bi {
                 let dz2 = leaky_back(&c.z2, &dh);
-                let p = &c.input * &c.neighbours;
-                dw.w2 += &p.t().dot(&dz2);
+                let p = mul(&c.input, &c.neighbours);
+                dw.w2 += &mm_t(p.view(), dz2.view());
                 dw.b2 += &dz2.sum_axis(Axis(0));
-                let dp = dz2.dot(&w.w2.t());
-                d_in += &(&dp * &c.neighbours);
-                d_nb += &(&dp * &c.input);
+                let dp = mm(dz2.view(), w.w2.t());
+                Zip::from(&mut d_in).and(&dp).and(&c.neighbours).par_for_each(|d, &g, &x| *d += g * x);
+                Zip::from(&mut d_nb).and(&dp).and(&c.input).par_for_each(|d, &g, &x| *d += g * x);
             }
             (d_in, d_nb)
         }
         Aggregator::GraphSage => {
             let cat = concatenate![Axis(1), c.input, c.neighbours];
-            dw.w1 += &cat.t().dot(&dz1);
+            dw.w1 += &mm_t(cat.view(), dz1.view());
             dw.b1 += &dz1.sum_axis(Axis(0));
-            let dc = dz1.dot(&w.w1.t());
+            let dc = mm(dz1.view(), w.w1.t());
             let d = c.input.ncols();
             (dc.slice(s![.., ..d]).to_owned(), dc.slice(s![.., d..]).to_owned())
         }

@@ -208,6 +208,7 @@ pub fn train(
             transr::attention(&mut ckg, &e0, &rel);
             ckg.adjacency.transpose()
         });
+        let tcf = std::time::Instant::now();
         for _ in 0..cf_batches {
             let batch: Vec<(u32, u32, u32)> = (0..p.cf_batch)
                 .map(|_| {
@@ -251,6 +252,8 @@ pub fn train(
             });
             on_epoch(&checkpoint(cf_loss))?;
         }
+        eprintln!("cf {:.3}", tcf.elapsed().as_secs_f64());
+        let tkg = std::time::Instant::now();
         for _ in 0..kg_batches {
             let adj = &ckg.adjacency;
             let batch: Vec<(u32, u16, u32, u32)> = (0..p.kg_batch)
@@ -276,6 +279,7 @@ pub fn train(
             });
             on_epoch(&checkpoint(kg_loss))?;
         }
+        eprintln!("kg {:.3}", tkg.elapsed().as_secs_f64());
         let loss = cf_loss / cf_batches as f64 + kg_loss / kg_batches as f64;
         on_epoch(&Progress {
             iteration: epoch,

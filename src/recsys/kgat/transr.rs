@@ -39,7 +39,8 @@ fn sigmoid(x: f64) -> f64 {
 /// Mean KG loss of `batch` (head, relation, true tail, corrupted tail) plus
 /// `reg` × the mean of ½(|h·W|² + |e_r|² + |t·W|² + |t'·W|²), as in the
 /// authors' code. Adds the gradients to `d_ent` (rows of the entity
-/// embeddings) and `d_rel`.
+/// embeddings) and `d_rel`. The batch is worked a relation at a time, as
+/// matrix products over that relation's triples, relations in parallel.
 pub fn kg_loss(
     ent: &Array2<f32>,
     rel: &Relations,
@@ -49,42 +50,65 @@ pub fn kg_loss(
     d_rel: &mut Relations,
 ) -> f64 {
     let scale = 1.0 / batch.len().max(1) as f32;
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); rel.w.len()];
+    for (k, t) in batch.iter().enumerate() {
+        groups[t.1 as usize].push(k);
+    }
+    let parts: Vec<(usize, Vec<usize>, f64, Array2<f32>, Array1<f32>, [Array2<f32>; 3])> = groups
+        .into_par_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(r, g)| {
+            let w = &rel.w[r];
+            let er = rel.e.row(r);
+            let rows = |pick: fn(&(u32, u16, u32, u32)) -> u32| -> Vec<usize> {
+                g.iter().map(|&k| pick(&batch[k]) as usize).collect()
+            };
+            let idx = [rows(|t| t.0), rows(|t| t.2), rows(|t| t.3)];
+            let [h, t, n] = [0, 1, 2].map(|k| ent.select(Axis(0), &idx[k]));
+            let (ph, pt, pn) = (h.dot(w), t.dot(w), n.dot(w));
+            let a = &ph - &pt + &er;
+            let b = &ph - &pn + &er;
+            let e2 = er.dot(&er);
+            let rs = reg * scale;
+            let mut loss = 0.0;
+            let mut ga = Array1::<f32>::zeros(g.len());
+            for r in 0..g.len() {
+                let (pos, neg) = (a.row(r).dot(&a.row(r)) as f64, b.row(r).dot(&b.row(r)) as f64);
+                let x = neg - pos;
+                let sq = |m: &Array2<f32>| m.row(r).dot(&m.row(r));
+                loss += softplus(-x) + reg as f64 * 0.5 * (sq(&ph) + e2 + sq(&pt) + sq(&pn)) as f64;
+                // d/dx softplus(−x) = −σ(−x); pos enters x with −1, neg with +1.
+                ga[r] = (-sigmoid(-x)) as f32 * scale;
+            }
+            let gcol = ga.insert_axis(Axis(1));
+            let da = &a * &gcol * -2.0;
+            let db = &b * &gcol * 2.0;
+            let d_ph = &da + &db + &ph * rs;
+            let d_pt = &pt * rs - &da;
+            let d_pn = &pn * rs - &db;
+            let de = (&da + &db).sum_axis(Axis(0)) + &er * (rs * g.len() as f32);
+            // p = e·W: dW = eᵀ·dp, de = dp·Wᵀ.
+            let dw = h.t().dot(&d_ph) + t.t().dot(&d_pt) + n.t().dot(&d_pn);
+            let wt = w.t();
+            (r, g, loss, dw, de, [d_ph.dot(&wt), d_pt.dot(&wt), d_pn.dot(&wt)])
+        })
+        .collect();
     let mut total = 0.0;
-    for &(h, r, t, n) in batch {
-        let (r, w) = (r as usize, &rel.w[r as usize]);
-        let (eh, et, en) = (ent.row(h as usize), ent.row(t as usize), ent.row(n as usize));
-        let (ph, pt, pn) = (eh.dot(w), et.dot(w), en.dot(w));
-        let er = rel.e.row(r);
-        let a = &ph + &er - &pt;
-        let b = &ph + &er - &pn;
-        let (pos, neg) = (a.dot(&a) as f64, b.dot(&b) as f64);
-        let x = neg - pos;
-        let reg_term = 0.5 * (ph.dot(&ph) + er.dot(&er) + pt.dot(&pt) + pn.dot(&pn)) as f64;
-        total += softplus(-x) + reg as f64 * reg_term;
-        // d/dx softplus(−x) = −σ(−x); pos enters x with −1, neg with +1.
-        let g = (-sigmoid(-x)) as f32 * scale;
-        let da: Array1<f32> = &a * (-2.0 * g);
-        let db: Array1<f32> = &b * (2.0 * g);
-        let rs = reg * scale;
-        let d_ph = &da + &db + &ph * rs;
-        let d_pt = -&da + &pt * rs;
-        let d_pn = -&db + &pn * rs;
-        let mut de = d_rel.e.row_mut(r);
-        de += &(&da + &db + &er * rs);
-        // p = e·W: dW += eᵀ dp, de = W dp.
-        let dw = &mut d_rel.w[r];
-        for (e, dp) in [(eh, &d_ph), (et, &d_pt), (en, &d_pn)] {
-            dw.zip_mut_with(&outer(e.to_owned(), dp), |x, y| *x += y);
+    for (r, g, loss, dw, de, d_rows) in parts {
+        total += loss;
+        d_rel.w[r] += &dw;
+        let mut row = d_rel.e.row_mut(r);
+        row += &de;
+        for (j, &k) in g.iter().enumerate() {
+            let (h, _, t, n) = batch[k];
+            for (node, d) in [(h, &d_rows[0]), (t, &d_rows[1]), (n, &d_rows[2])] {
+                let mut target = d_ent.row_mut(node as usize);
+                target += &d.row(j);
+            }
         }
-        d_ent.row_mut(h as usize).scaled_add(1.0, &w.dot(&d_ph));
-        d_ent.row_mut(t as usize).scaled_add(1.0, &w.dot(&d_pt));
-        d_ent.row_mut(n as usize).scaled_add(1.0, &w.dot(&d_pn));
     }
     total * scale as f64
-}
-
-fn outer(a: Array1<f32>, b: &Array1<f32>) -> Array2<f32> {
-    a.insert_axis(Axis(1)).dot(&b.view().insert_axis(Axis(0)))
 }
 
 /// Recomputes the attention weights of every CKG edge from node embeddings
