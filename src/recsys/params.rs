@@ -30,6 +30,8 @@ struct Raw {
     kg_batch_size: Option<i64>,
     dropout: Option<f64>,
     pretrain: Option<String>,
+    eval_every: Option<i64>,
+    patience: Option<i64>,
 }
 
 /// Parameters with every default filled in.
@@ -61,6 +63,10 @@ pub struct Params {
     /// KGAT only: the name of a trained model whose factors start the
     /// user and item embeddings.
     pub pretrain: Option<String>,
+    /// KGAT only: early stopping on a validation part of the training data
+    /// (see [`KgatParams`]); `patience` 0 turns it off.
+    pub eval_every: usize,
+    pub patience: usize,
 }
 
 fn invalid(key: &str, value: impl std::fmt::Display, rule: &str) -> Error {
@@ -87,6 +93,8 @@ impl Params {
             kg_batch_size: 2048,
             dropout: 0.1,
             pretrain: None,
+            eval_every: 10,
+            patience: 10,
         };
         match algorithm {
             Algorithm::Als => Params { iterations: 15, regularization: 10.0, alpha: 80.0, ..base },
@@ -113,6 +121,8 @@ impl Params {
             kg_batch: self.kg_batch_size,
             dropout: self.dropout,
             epochs: self.iterations,
+            eval_every: self.eval_every,
+            patience: self.patience,
             seed: self.seed,
         }
     }
@@ -129,7 +139,7 @@ impl Params {
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
         let raw: Raw = serde_json::from_str(json).map_err(|e| {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain)")
+                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience)")
         })?;
         let mut p = Params::defaults(algorithm);
         if let Some(v) = raw.factors {
@@ -240,6 +250,16 @@ impl Params {
                 return Err(invalid("dropout", v, "must be ≥ 0 and < 1"));
             }
             p.dropout = v as f32;
+        }
+        if let Some(v) = raw.eval_every {
+            p.eval_every = count("eval_every", v, 10_000)?;
+        }
+        if let Some(v) = raw.patience {
+            kgat_only("patience")?;
+            if !(0..=10_000).contains(&v) {
+                return Err(invalid("patience", v, "must be between 0 (no early stopping) and 10000"));
+            }
+            p.patience = v as usize;
         }
         if let Some(v) = raw.pretrain {
             kgat_only("pretrain")?;

@@ -33,6 +33,12 @@ pub struct KgatParams {
     /// Message dropout per layer output.
     pub dropout: f32,
     pub epochs: usize,
+    /// Early stopping: every `eval_every` epochs, Recall@20 on a validation
+    /// part of the training interactions (a tenth of each user's, for users
+    /// with at least 3); training stops after `patience` evaluations without
+    /// improvement and returns the best evaluated model. 0 turns it off.
+    pub eval_every: usize,
+    pub patience: usize,
     pub seed: u64,
 }
 
@@ -51,6 +57,8 @@ impl Default for KgatParams {
             kg_batch: 2048,
             dropout: 0.1,
             epochs: 400,
+            eval_every: 10,
+            patience: 10,
             seed: 42,
         }
     }
@@ -130,6 +138,43 @@ pub struct KgatFactors {
     pub items: Array2<f32>,
 }
 
+impl crate::recsys::metrics::Scorer for KgatFactors {
+    fn n_items(&self) -> usize {
+        self.items.nrows()
+    }
+
+    fn score_users(&self, users: &[u32], out: &mut [f32]) {
+        let n = self.items.nrows();
+        for (b, &u) in users.iter().enumerate() {
+            let x = self.users.row(u as usize);
+            for (i, o) in out[b * n..(b + 1) * n].iter_mut().enumerate() {
+                *o = x.dot(&self.items.row(i));
+            }
+        }
+    }
+}
+
+/// Moves a tenth of each user's interactions (at least one, for users with 3
+/// or more) out of `ui` into a validation set: (training, validation).
+fn validation_split(ui: &Csr, seed: u64) -> (Csr, Csr) {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let (mut keep, mut held) = (Vec::new(), Vec::new());
+    for u in 0..ui.n_rows {
+        let items = ui.row(u).0;
+        let n_held = if items.len() >= 3 { (items.len() / 10).max(1) } else { 0 };
+        let mut order: Vec<u32> = items.to_vec();
+        for k in (1..order.len()).rev() {
+            order.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        held.extend(order[..n_held].iter().map(|&i| (u as u32, i, 1.0)));
+        keep.extend(order[n_held..].iter().map(|&i| (u as u32, i, 1.0)));
+    }
+    (
+        Csr::from_triples(ui.n_rows, ui.n_cols, keep.into_iter()),
+        Csr::from_triples(ui.n_rows, ui.n_cols, held.into_iter()),
+    )
+}
+
 /// Trains KGAT on interactions `ui` (users × items) and KG `triples` over
 /// `n_entities` entity ids (items are entities 0..n_items), `n_kg_relations`
 /// relation ids. `on_epoch` runs on the caller's thread after every epoch
@@ -146,6 +191,13 @@ pub fn train(
     pool: &rayon::ThreadPool,
     on_epoch: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<KgatFactors> {
+    let (ui, validation) = if p.patience > 0 && p.eval_every > 0 {
+        let (t, v) = validation_split(ui, p.seed);
+        (t, (v.nnz() > 0).then_some(v))
+    } else {
+        (ui.clone(), None)
+    };
+    let ui = &ui;
     let mut ckg = Ckg::new(ui, triples, n_entities, n_kg_relations);
     let n = ckg.n_nodes();
     let n_items = ui.n_cols;
@@ -199,6 +251,20 @@ pub fn train(
     let cf_batches = ui.nnz().div_ceil(p.cf_batch.max(1)).max(1);
     let kg_batches = ckg.adjacency.nnz().div_ceil(p.kg_batch.max(1)).max(1);
     let start = std::time::Instant::now();
+    // The final representations: attention from the current parameters,
+    // then every layer without dropout.
+    let finish = |ckg: &mut Ckg, e0: &Array2<f32>, rel: &Relations, layers: &[LayerWeights]| {
+        pool.install(|| {
+            transr::attention(ckg, e0, rel);
+            let (finals, _) = propagate::forward(p.aggregator, &ckg.adjacency, layers, e0, Vec::new());
+            KgatFactors {
+                users: finals.slice(ndarray::s![n_entities.., ..]).to_owned(),
+                items: finals.slice(ndarray::s![..n_items, ..]).to_owned(),
+            }
+        })
+    };
+    let mut best: Option<(f64, KgatFactors)> = None;
+    let mut stale = 0;
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
         // Batches are drawn here and computed on the pool; between them the
@@ -288,14 +354,25 @@ pub fn train(
             elapsed: start.elapsed().as_secs_f64(),
             checkpoint: false,
         })?;
+        if let Some(v) = &validation {
+            if epoch % p.eval_every == 0 {
+                let f = finish(&mut ckg, &e0, &rel, &layers);
+                let recall = pool.install(|| crate::recsys::metrics::evaluate(&f, ui, v, None, &[20]))["recall@20"];
+                if best.as_ref().is_none_or(|b| recall > b.0) {
+                    best = Some((recall, f));
+                    stale = 0;
+                } else {
+                    stale += 1;
+                    if stale >= p.patience {
+                        break;
+                    }
+                }
+            }
+        }
     }
-    let (finals, _) = pool.install(|| {
-        transr::attention(&mut ckg, &e0, &rel);
-        propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, Vec::new())
-    });
-    Ok(KgatFactors {
-        users: finals.slice(ndarray::s![n_entities.., ..]).to_owned(),
-        items: finals.slice(ndarray::s![..n_items, ..]).to_owned(),
+    Ok(match best {
+        Some((_, f)) => f,
+        None => finish(&mut ckg, &e0, &rel, &layers),
     })
 }
 
@@ -360,6 +437,7 @@ mod tests {
             cf_batch: 128,
             kg_batch: 128,
             epochs: 40,
+            patience: 0,
             ..KgatParams::default()
         };
         let mut losses = Vec::new();
@@ -379,5 +457,32 @@ mod tests {
         let (rk, rb) = (k["recall@20"], m["recall@20"]);
         // 20 of the 157 unseen items: chance is about 0.13.
         assert!(rk > 0.5 && rk > rb + 0.2, "KGAT recall@20 {rk} vs BPR {rb}");
+    }
+
+    #[test]
+    fn early_stopping_ends_training_once_validation_recall_stops_rising() {
+        let (train_ui, _, triples) = fixture();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let p = KgatParams {
+            embedding: 8,
+            layers: vec![8],
+            relation_dim: 8,
+            learning_rate: 0.01,
+            cf_batch: 128,
+            kg_batch: 128,
+            epochs: 300,
+            eval_every: 2,
+            patience: 3,
+            ..KgatParams::default()
+        };
+        let mut epochs = 0;
+        let f = train(&train_ui, &triples, 168, 1, &p, None, &pool, &mut |pr| {
+            epochs += usize::from(!pr.checkpoint);
+            Ok(())
+        })
+        .unwrap();
+        assert!(epochs < 300, "stopped early, after {epochs} epochs");
+        assert!(epochs >= 8, "three evaluations without a gain follow a first one: {epochs}");
+        assert_eq!((f.users.nrows(), f.items.nrows(), f.items.ncols()), (96, 160, 16));
     }
 }
