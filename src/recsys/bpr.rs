@@ -49,7 +49,7 @@ pub fn train(
         let lr = p.learning_rate;
         let reg = p.regularization;
         let mut order: Vec<u32> = (0..ui.n_rows as u32).collect();
-        shuffle(&mut order, &mut Rng::new(p.seed ^ (epoch as u64) << 32));
+        Rng::new(p.seed ^ (epoch as u64) << 32).shuffle(&mut order);
         let chunk = order.len().div_ceil(workers).max(1);
         let (loss_sum, samples) = pool.install(|| {
             order
@@ -70,7 +70,7 @@ pub fn train(
                         users.load(u, &mut xu);
                         pos.clear();
                         pos.extend_from_slice(seen);
-                        shuffle(&mut pos, &mut rng);
+                        rng.shuffle(&mut pos);
                         for &i in &pos {
                             let draw = |rng: &mut Rng| loop {
                                 let c = rng.below(n_items as u64) as u32;
@@ -137,11 +137,4 @@ pub fn train(
     let y = all.slice(ndarray::s![.., ..f]).to_owned();
     let bias = all.column(f).to_vec();
     Ok((x, y, bias))
-}
-
-/// Fisher–Yates with the crate's seeded generator.
-fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
-    for k in (1..v.len()).rev() {
-        v.swap(k, (rng.next_u64() % (k as u64 + 1)) as usize);
-    }
 }

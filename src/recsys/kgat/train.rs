@@ -163,9 +163,7 @@ fn validation_split(ui: &Csr, seed: u64) -> (Csr, Csr) {
         let items = ui.row(u).0;
         let n_held = if items.len() >= 3 { (items.len() / 10).max(1) } else { 0 };
         let mut order: Vec<u32> = items.to_vec();
-        for k in (1..order.len()).rev() {
-            order.swap(k, rng.below(k as u64 + 1) as usize);
-        }
+        rng.shuffle(&mut order);
         held.extend(order[..n_held].iter().map(|&i| (u as u32, i, 1.0)));
         keep.extend(order[n_held..].iter().map(|&i| (u as u32, i, 1.0)));
     }
