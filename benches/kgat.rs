@@ -73,7 +73,7 @@ fn main() {
     };
     let rows: Vec<Row> = train.iter().map(|&(user, item)| Row { user, item, weight: 1.0, ts: None }).collect();
     let ds = Dataset::from_rows(&rows).expect("dataset");
-    let graph = KnowledgeGraph::build(&ds.item_ids, &kg, None).expect("graph");
+    let graph = KnowledgeGraph::build(&ds.item_ids, &kg, None, &ds.user_ids, &[]).expect("graph");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!(
         "{set}: {} users, {} items, {} interactions; KG {} triples, {} relations, {} entities; {threads} threads",

@@ -21,9 +21,12 @@ CREATE TABLE pgrec.model_versions (
     created_at    timestamptz NOT NULL DEFAULT now(),
     deployed      boolean NOT NULL DEFAULT false,
     data          bytea NOT NULL,
+    graph         bytea,
     PRIMARY KEY (name, version)
 );
 ALTER TABLE pgrec.model_versions ALTER COLUMN data SET STORAGE external;
+ALTER TABLE pgrec.model_versions ALTER COLUMN graph SET STORAGE external;
+COMMENT ON COLUMN pgrec.model_versions.graph IS 'kgat: the attention-weighted knowledge graph that explain() reads';
 CREATE UNIQUE INDEX model_versions_deployed ON pgrec.model_versions (name) WHERE deployed;
 COMMENT ON TABLE pgrec.model_versions IS 'every trained pgrec model version, with its parameters in data';
 SELECT pg_catalog.pg_extension_config_dump('pgrec.model_versions', '');
@@ -33,13 +36,14 @@ SELECT name, version, algorithm, deployed,
        round((metrics->>'recall@20')::numeric, 4) AS recall_20,
        round((metrics->>'ndcg@20')::numeric, 4) AS ndcg_20,
        users, items, interactions, round(train_seconds::numeric, 1) AS train_seconds,
-       pg_size_pretty(octet_length(data)::bigint) AS size, created_at, params, metrics
+       pg_size_pretty(octet_length(data)::bigint + coalesce(octet_length(graph), 0)) AS size, created_at, params, metrics
 FROM pgrec.model_versions ORDER BY name, version;
 
 CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb DEFAULT '{}',
                       user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',
                       weight_column text DEFAULT NULL, ts_column text DEFAULT NULL,
-                      relations text DEFAULT NULL, item_entities text DEFAULT NULL)
+                      relations text DEFAULT NULL, item_entities text DEFAULT NULL,
+                      user_relations text DEFAULT NULL)
     RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, metrics jsonb)
     AS 'MODULE_PATHNAME', 'train_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
@@ -73,3 +77,9 @@ CREATE FUNCTION evaluate(model text, test text, k integer DEFAULT 20, candidates
                          user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id')
     RETURNS jsonb
     AS 'MODULE_PATHNAME', 'evaluate_wrapper' LANGUAGE C STABLE PARALLEL UNSAFE;
+
+CREATE FUNCTION explain(model text, user_id bigint, item_id bigint, k integer DEFAULT 3)
+    RETURNS TABLE(rank integer, weight real, hops integer, path text)
+    AS 'MODULE_PATHNAME', 'explain_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION explain(text, bigint, bigint, integer) IS
+    'kgat: the k paths of up to three hops from the user to the item with the highest attention products';

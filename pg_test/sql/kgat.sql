@@ -37,6 +37,29 @@ FROM recommend(3, 10, 'g_kgat');
 SELECT count(*) FILTER (WHERE (item_id - 1) / 20 = 0) >= 2 AS same_genre_at_least_2 FROM similar_items(5, 5, 'g_kgat');
 SELECT dims(item_embedding('g_kgat', 5)) AS final_dims;
 
+-- explain: the highest-attention paths from user 3 to an unseen item of its
+-- genre (62). Ranks run from 1 with weights falling; every path starts at the
+-- user and ends at the item, and one goes through the genre.
+CREATE TABLE why AS SELECT * FROM explain('g_kgat', 3, 62, 50);
+SELECT count(*) > 0 AS has_paths, min(rank) AS first, max(rank) = count(*) AS ranks_dense,
+       bool_and(hops BETWEEN 1 AND 3) AS up_to_3_hops,
+       bool_and(path ~ '^user 3 -\[interacts\]-> ' AND path ~ ' item 62$') AS user_to_item,
+       bool_or(path ~ '^user 3 -\[interacts\]-> item \d+ -\[genre\]-> entity 1003 <-\[genre\]- item 62$') AS via_genre
+FROM why;
+SELECT bool_and(w.weight >= n.weight) AS weights_fall FROM why w JOIN why n ON n.rank = w.rank + 1;
+-- Item 62 has no training interactions: it is reached through the genre alone.
+SELECT rank, hops, path FROM explain('g_kgat', 3, 62);
+
+-- User-user relations (a social graph) join the graph too: user 3 follows
+-- user 11 (same genre), so user 11's items are two hops away.
+SELECT name, version FROM train('g_social', 'kgat', 'likes',
+    '{"factors": 8, "layers": [8], "relation_dim": 8, "iterations": 2, "test_fraction": 0}',
+    relations => 'SELECT item_id, ''genre'', 1000 + genre FROM item_genre',
+    user_relations => 'SELECT u, ''follows'', u + 8 FROM generate_series(0, 87) u');
+SELECT path FROM explain('g_social', 3, (SELECT min(item_id) FROM likes WHERE user_id = 11
+    AND item_id NOT IN (SELECT item_id FROM likes WHERE user_id = 3)), 50)
+WHERE path ~ 'follows' AND hops = 2;
+
 -- Relation ids may be integers; an item_entities map names items by other ids.
 CREATE TABLE item_links AS SELECT item_id, 5000 + item_id AS entity FROM item_genre;
 SELECT name, version FROM train('g_kgat', 'kgat', 'likes',
@@ -53,7 +76,15 @@ SELECT * FROM train('bad', 'kgat', 'likes', relations => 'SELECT item_id, NULL::
 SELECT * FROM train('bad', 'kgat', 'likes', relations => 'no_such_graph');
 SELECT * FROM train('bad', 'kgat', 'likes', '{"aggregator": "max"}', relations => 'item_genre');
 SELECT * FROM train('bad', 'bpr', 'likes', '{"layers": [8]}');
+SELECT * FROM train('bad', 'kgat', 'likes', relations => 'item_genre',
+    user_relations => 'SELECT user_id, NULL::text, user_id + 1 FROM likes');
+SELECT * FROM train('bad', 'als', 'likes', user_relations => 'SELECT 1, 2, 3');
+SELECT * FROM explain('g_bpr', 3, 62);
+SELECT * FROM explain('g_kgat', 999, 75);
+SELECT * FROM explain('g_kgat', 3, 9999);
+SELECT * FROM explain('g_kgat', 3, 62, 0);
+SELECT * FROM explain(NULL, 3, 75);
 SELECT count(*) AS bad_models FROM pgrec.model_versions WHERE name = 'bad';
 
 DROP SCHEMA kgat_test CASCADE;
-SELECT drop_model('g_bpr') + drop_model('g_kgat') AS dropped_versions;
+SELECT drop_model('g_bpr') + drop_model('g_kgat') + drop_model('g_social') AS dropped_versions;

@@ -1,6 +1,7 @@
 //! SQL functions of the recommenders: `train`, `deploy`, `drop_model`,
 //! `recommend` (one user or many), `recommend_for_items`, `similar_items`,
-//! `user_embedding` / `item_embedding`, `export_item_embeddings` and `evaluate`.
+//! `user_embedding` / `item_embedding`, `export_item_embeddings`, `evaluate`
+//! and KGAT's `explain`.
 //! Training and batch scoring run on worker threads (pure `recsys` code); this
 //! thread reads and writes through SPI, reports progress and checks for Ctrl-C
 //! between iterations.
@@ -16,6 +17,7 @@ use crate::catalog::interactions::{self, Source};
 use crate::catalog::models::{self, Served};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
+use crate::recsys::kgat::explain::Node;
 use crate::recsys::kgat::KnowledgeGraph;
 use crate::recsys::{self, metrics, Algorithm, Dataset, Params};
 use crate::sqlstate::OrRaise;
@@ -49,6 +51,7 @@ fn train(
     ts_column: Option<&str>,
     relations: Option<&str>,
     item_entities: Option<&str>,
+    user_relations: Option<&str>,
 ) -> TableIterator<
     'static,
     (name!(name, String), name!(version, i32), name!(algorithm, String), name!(deployed, bool), name!(metrics, JsonB)),
@@ -79,27 +82,36 @@ fn train(
                 )
             })?;
             let pairs = item_entities.map(graph::read_item_entities).transpose()?;
-            let g = KnowledgeGraph::build(&ds.item_ids, &graph::read_triples(r)?, pairs.as_deref())?;
-            if g.duplicates + g.self_loops + g.unknown_items > 0 {
+            let social = user_relations.map(|q| graph::read_triples(q, "user_relations")).transpose()?;
+            let g = KnowledgeGraph::build(
+                &ds.item_ids,
+                &graph::read_triples(r, "relations")?,
+                pairs.as_deref(),
+                &ds.user_ids,
+                social.as_deref().unwrap_or_default(),
+            )?;
+            if g.duplicates + g.self_loops + g.unknown_items + g.unknown_users > 0 {
                 pgrx::notice!(
-                    "knowledge graph: {} duplicate triples merged, {} self-loops dropped, {} item_entities rows name items without interactions",
+                    "knowledge graph: {} duplicate triples merged, {} self-loops dropped, {} item_entities rows name items without interactions, {} user_relations rows name users without interactions",
                     g.duplicates,
                     g.self_loops,
-                    g.unknown_items
+                    g.unknown_items,
+                    g.unknown_users
                 );
             }
             pgrx::notice!(
-                "knowledge graph: {} triples, {} relations, {} entities ({} of them items)",
+                "knowledge graph: {} triples, {} user-user triples, {} relations, {} entities ({} of them items)",
                 g.triples.len(),
+                g.user_triples.len(),
                 g.relations.len(),
                 g.n_entities,
                 ds.n_items()
             );
             Some(g)
-        } else if relations.is_some() || item_entities.is_some() {
+        } else if relations.is_some() || item_entities.is_some() || user_relations.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
-                format!("relations and item_entities apply to kgat only, not {}", algorithm.name()),
+                format!("relations, item_entities and user_relations apply to kgat only, not {}", algorithm.name()),
             ));
         } else {
             None
@@ -126,8 +138,11 @@ fn train(
                     return Ok(());
                 }
                 let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
+                let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
+                let validation =
+                    pr.validation_recall.map_or(String::new(), |r| format!(", validation recall@20 {r:.4}"));
                 pgrx::notice!(
-                    "{} {label} {}/{}: loss {:.5}, {:.1} s elapsed, about {:.0} s left",
+                    "{} {label} {}/{}: loss {:.5}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
                     algorithm.name(),
                     pr.iteration,
                     pr.of,
@@ -364,6 +379,49 @@ fn evaluate(
         Ok(JsonB(models::metrics_json(&metrics)))
     };
     run().or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn explain(
+    model: Option<&str>,
+    user_id: Option<i64>,
+    item_id: Option<i64>,
+    k: Option<i32>,
+) -> TableIterator<'static, (name!(rank, i32), name!(weight, f32), name!(hops, i32), name!(path, String))> {
+    let run = || -> Result<_> {
+        let k = check_k(k.or(Some(3)))?;
+        let s = models::load(Some(required(model, "model")?))?;
+        let g = models::load_graph(&s)?;
+        let user = *required(user_id.as_ref(), "user_id")?;
+        let item = *required(item_id.as_ref(), "item_id")?;
+        let u = *s.users.get(&user).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("user {user} is not in model \"{}\"", s.name))
+        })?;
+        let i = *s.items.get(&item).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("item {item} is not in model \"{}\"", s.name))
+        })?;
+        let m = &s.model;
+        let name = |n: Node| match n {
+            Node::User(x) => format!("user {}", m.user_ids[x as usize]),
+            Node::Item(x) => format!("item {}", m.item_ids[x as usize]),
+            Node::Entity(x) => format!("entity {}", g.entity_ids.get(x as usize).copied().unwrap_or_default()),
+        };
+        Ok(g.paths(u, i, k)
+            .into_iter()
+            .enumerate()
+            .map(|(rank, p)| {
+                let mut text = name(p.nodes[0]);
+                for (&r, &n) in p.relations.iter().zip(&p.nodes[1..]) {
+                    let (rel, inverse) = g.relation_name(r);
+                    let hop = if inverse { format!(" <-[{rel}]- ") } else { format!(" -[{rel}]-> ") };
+                    text.push_str(&hop);
+                    text.push_str(&name(n));
+                }
+                (rank as i32 + 1, p.weight, p.relations.len() as i32, text)
+            })
+            .collect::<Vec<_>>())
+    };
+    TableIterator::new(run().or_raise())
 }
 
 trait OrRaiseSpi<T> {

@@ -1,7 +1,8 @@
 //! Reads the knowledge graph of a `kgat` training: the `relations` query's
 //! (head, relation, tail) rows — its first three columns, whatever their
-//! names; ids of any integer type, the relation as text or an integer — and
-//! the optional `item_entities` (item id, entity id) pairs.
+//! names; ids of any integer type, the relation as text or an integer — the
+//! same from `user_relations` between users, and the optional
+//! `item_entities` (item id, entity id) pairs.
 
 use pgrx::prelude::*;
 
@@ -14,17 +15,18 @@ fn null(what: &str, row: usize, source: &str) -> Error {
         .with_hint(format!("filter out rows with NULLs from the {source}"))
 }
 
-/// The (head, relation, tail) triples of `relations`.
-pub fn read_triples(relations: &str) -> Result<Vec<(i64, String, i64)>> {
+/// The (head, relation, tail) triples of the query or table `relations`,
+/// named `source` in errors.
+pub fn read_triples(relations: &str, source: &str) -> Result<Vec<(i64, String, i64)>> {
     Spi::connect(|client| {
         let from = from_item(client, relations)?;
         let sql = format!("SELECT q.h::int8, q.r::text, q.t::int8 FROM {from} AS q(h, r, t)");
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
         let mut rows = Vec::with_capacity(table.len());
         for (k, r) in table.enumerate() {
-            let head: i64 = r.get(1).map_err(spi_error)?.ok_or_else(|| null("the head", k + 1, "relations"))?;
-            let rel: String = r.get(2).map_err(spi_error)?.ok_or_else(|| null("the relation", k + 1, "relations"))?;
-            let tail: i64 = r.get(3).map_err(spi_error)?.ok_or_else(|| null("the tail", k + 1, "relations"))?;
+            let head: i64 = r.get(1).map_err(spi_error)?.ok_or_else(|| null("the head", k + 1, source))?;
+            let rel: String = r.get(2).map_err(spi_error)?.ok_or_else(|| null("the relation", k + 1, source))?;
+            let tail: i64 = r.get(3).map_err(spi_error)?.ok_or_else(|| null("the tail", k + 1, source))?;
             rows.push((head, rel, tail));
         }
         Ok(rows)

@@ -1,7 +1,7 @@
 //! The model registry `pgrec.model_versions`: saving a trained model as a new
 //! version (with the auto-deploy rule), deploying, dropping, and loading the
 //! model a query names, through a per-backend cache that notices when another
-//! version gets deployed.
+//! version gets deployed; and a KGAT model's explanation graph.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use pgrx::JsonB;
 
 use super::spi_error;
 use crate::error::{Error, ErrorKind, Result};
+use crate::recsys::kgat::explain::ExplainGraph;
 use crate::recsys::{Algorithm, Metrics, Model, Trained};
 
 /// The metric that decides auto-deploys, and whether lower is better.
@@ -39,6 +40,7 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
     let algorithm = t.model.algorithm;
     let metrics = metrics_json(&t.metrics);
     let data = t.model.to_bytes();
+    let graph = t.explain.as_ref().map(|g| g.to_bytes());
     Spi::connect_mut(|client| {
         // Concurrent trainings of one name queue here, so each gets its own version.
         client
@@ -72,8 +74,8 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
         client
             .update(
                 "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
-                     train_rows, test_rows, train_seconds, deployed, data)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     train_rows, test_rows, train_seconds, deployed, data, graph)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 None,
                 &[
                     name.into(),
@@ -89,6 +91,7 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
                     seconds.into(),
                     better.into(),
                     data.as_slice().into(),
+                    graph.as_deref().into(),
                 ],
             )
             .map_err(spi_error)?;
@@ -155,6 +158,7 @@ pub fn drop_model(name: &str) -> Result<i64> {
 /// A model as served: with its external ids indexed.
 pub struct Served {
     pub name: String,
+    pub version: i32,
     pub model: Model,
     pub users: HashMap<i64, u32>,
     pub items: HashMap<i64, u32>,
@@ -225,9 +229,39 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
     let model = Model::from_bytes(&bytes)?;
     let users = model.user_ids.iter().enumerate().map(|(k, &u)| (u, k as u32)).collect();
     let items = model.item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();
-    let served = Rc::new(Served { name: name.clone(), model, users, items });
+    let served = Rc::new(Served { name: name.clone(), version, model, users, items });
     CACHE.with(|c| c.borrow_mut().insert(name, (version, served.clone())));
     Ok(served)
+}
+
+thread_local! {
+    /// The last explanation graph read, by (name, version): explain() is
+    /// called for one model many times in a row.
+    static GRAPH: RefCell<Option<(String, i32, Rc<ExplainGraph>)>> = const { RefCell::new(None) };
+}
+
+/// The explanation graph stored with version `s.version` of model `s.name`.
+pub fn load_graph(s: &Served) -> Result<Rc<ExplainGraph>> {
+    let hit = GRAPH
+        .with(|c| c.borrow().as_ref().filter(|(n, v, _)| *n == s.name && *v == s.version).map(|(_, _, g)| g.clone()));
+    if let Some(g) = hit {
+        return Ok(g);
+    }
+    let bytes: Option<Vec<u8>> = Spi::get_one_with_args(
+        "SELECT graph FROM pgrec.model_versions WHERE name = $1 AND version = $2",
+        &[s.name.as_str().into(), s.version.into()],
+    )
+    .map_err(spi_error)?;
+    let bytes = bytes.ok_or_else(|| {
+        Error::new(
+            ErrorKind::FeatureNotSupported,
+            format!("model \"{}\" is a {} model: only kgat models can explain", s.name, s.model.algorithm.name()),
+        )
+        .with_hint("train one with SELECT * FROM train('name', 'kgat', 'interactions', relations => '...')")
+    })?;
+    let g = Rc::new(ExplainGraph::from_bytes(&bytes)?);
+    GRAPH.with(|c| *c.borrow_mut() = Some((s.name.clone(), s.version, g.clone())));
+    Ok(g)
 }
 
 /// The metrics as a JSON object, keys sorted; `users` (a count) as an integer.

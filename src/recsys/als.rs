@@ -151,7 +151,7 @@ pub fn train(
             of: p.iterations,
             loss: l,
             elapsed: start.elapsed().as_secs_f64(),
-            checkpoint: false,
+            ..Progress::default()
         })?;
     }
     Ok((x, y))

@@ -129,7 +129,7 @@ pub fn train(
             of: p.iterations,
             loss,
             elapsed: start.elapsed().as_secs_f64(),
-            checkpoint: false,
+            ..Progress::default()
         })?;
     }
     let x = users.into_array(ui.n_rows);

@@ -77,7 +77,7 @@ pub fn train(
             of: p.iterations,
             loss: rmse,
             elapsed: start.elapsed().as_secs_f64(),
-            checkpoint: false,
+            ..Progress::default()
         })?;
     }
     let (u, i) = (users.into_array(ui.n_rows), items.into_array(ui.n_cols));

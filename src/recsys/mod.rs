@@ -1,6 +1,7 @@
 //! Recommenders independent of Postgres: interaction data (`data`), held-out
 //! splits (`split`), ranking metrics (`metrics`), training parameters
-//! (`params`), the algorithms (`als`, `bpr`, `mf`; popularity is a count), and
+//! (`params`), the algorithms (`als`, `bpr`, `mf`, `kgat`; popularity is a
+//! count), the byte form models are stored in (`codec`), and
 //! the trained [`Model`] every one of them produces. [`fit`] runs the whole
 //! protocol: split, train, evaluate on the held-out part.
 //!
@@ -10,6 +11,7 @@
 
 pub mod als;
 pub mod bpr;
+mod codec;
 pub mod data;
 pub mod kgat;
 pub mod metrics;
@@ -30,7 +32,7 @@ use crate::ann::synth::Rng;
 use crate::error::{Error, ErrorKind, Result};
 
 /// What a trainer reports after each iteration (epoch).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Progress {
     pub iteration: usize,
     pub of: usize,
@@ -39,6 +41,10 @@ pub struct Progress {
     /// No iteration finished: a chance between batches of a long iteration
     /// for the caller to cancel (nothing to report).
     pub checkpoint: bool,
+    /// KGAT: the loss's CF (BPR) and KG (TransR) parts.
+    pub cf_kg: Option<(f64, f64)>,
+    /// Recall@20 on the validation part, when this iteration evaluated it.
+    pub validation_recall: Option<f64>,
 }
 
 /// Factors drawn from N(0, scale²), reproducible for a seed.
@@ -60,6 +66,8 @@ pub struct Trained {
     pub metrics: Metrics,
     pub train_rows: usize,
     pub test_rows: usize,
+    /// KGAT: the attention-weighted graph behind `explain`.
+    pub explain: Option<kgat::explain::ExplainGraph>,
 }
 
 /// Splits `ds`, trains `algorithm` on the training part, evaluates on the rest
@@ -113,13 +121,14 @@ pub fn fit_with_graph(
         regularization: p.regularization,
         alpha: p.alpha,
     };
+    let mut explain = None;
     match algorithm {
         Algorithm::Popular => {
             let mut train_counts = vec![0f32; n_items];
             parts.train.iter().for_each(|&k| train_counts[ds.items[k] as usize] += 1.0);
             let max = train_counts.iter().copied().fold(1.0, f32::max);
             model.item_bias = train_counts.into_iter().map(|c| c / max).collect();
-            on_iteration(&Progress { iteration: 1, of: 1, loss: 0.0, elapsed: 0.0, checkpoint: false })?;
+            on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
         }
         Algorithm::Als => {
             let (x, y) = als::train(&train, p, &pool, on_iteration)?;
@@ -139,18 +148,10 @@ pub fn fit_with_graph(
             })?;
             let init =
                 pretrain.map(|m| kgat::Init::from_model(m, &ds.user_ids, &ds.item_ids, p.factors)).transpose()?;
-            let f = kgat::train(
-                &train,
-                &g.triples,
-                g.n_entities,
-                g.relations.len(),
-                &p.kgat(),
-                init.as_ref(),
-                &pool,
-                on_iteration,
-            )?;
+            let f = kgat::train(&train, g, &p.kgat(), init.as_ref(), &pool, on_iteration)?;
             model.user_factors = f.users;
             model.item_factors = f.items;
+            explain = f.graph.map(|c| kgat::explain::ExplainGraph::new(c, g, n_items));
         }
         Algorithm::Mf => {
             let m = mf::train(&train, p, &pool, on_iteration)?;
@@ -170,7 +171,7 @@ pub fn fit_with_graph(
             metrics.insert("mae".into(), mae);
         }
     }
-    Ok(Trained { model, metrics, train_rows: parts.train.len(), test_rows: parts.test.len() })
+    Ok(Trained { model, metrics, train_rows: parts.train.len(), test_rows: parts.test.len(), explain })
 }
 
 #[cfg(test)]

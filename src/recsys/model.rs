@@ -7,6 +7,7 @@
 use ndarray::{Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
 
+use super::codec::{corrupt, Reader, Writer};
 use super::data::Csr;
 use super::metrics::{top_k, Scorer, TopK};
 use crate::error::{Error, ErrorKind, Result};
@@ -277,7 +278,7 @@ impl Model {
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Model> {
-        let mut r = Reader { b, at: 0 };
+        let mut r = Reader::new(b);
         if r.take(MAGIC.len())? != MAGIC {
             return Err(corrupt("wrong magic"));
         }
@@ -339,70 +340,3 @@ impl Scorer for Model {
 
 const MAGIC: &[u8] = b"pgrecmdl";
 const FORMAT: u32 = 1;
-
-fn corrupt(what: &str) -> Error {
-    Error::new(ErrorKind::DataCorrupted, format!("stored model is not valid: {what}"))
-        .with_hint("train the model again")
-}
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn bytes(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(b);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn str(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.bytes(s.as_bytes());
-    }
-    fn i64s(&mut self, v: &[i64]) {
-        self.u32(v.len() as u32);
-        v.iter().for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
-    }
-    fn u32s(&mut self, v: &[u32]) {
-        self.u32(v.len() as u32);
-        v.iter().for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
-    }
-    fn f32s(&mut self, v: &[f32]) {
-        self.u32(v.len() as u32);
-        v.iter().for_each(|x| self.0.extend_from_slice(&x.to_le_bytes()));
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| corrupt("truncated"))?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-    fn u32(&mut self) -> Result<u32> {
-        let s = self.take(4)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn str(&mut self) -> Result<String> {
-        let n = self.u32()? as usize;
-        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
-    }
-    fn vec<T>(&mut self, size: usize, f: impl Fn(&[u8]) -> T) -> Result<Vec<T>> {
-        let n = self.u32()? as usize;
-        Ok(self.take(n.checked_mul(size).ok_or_else(|| corrupt("size overflow"))?)?.chunks_exact(size).map(f).collect())
-    }
-    fn i64s(&mut self) -> Result<Vec<i64>> {
-        self.vec(8, |c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-    }
-    fn u32s(&mut self) -> Result<Vec<u32>> {
-        self.vec(4, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-    }
-    fn f32s(&mut self) -> Result<Vec<f32>> {
-        self.vec(4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-    }
-}

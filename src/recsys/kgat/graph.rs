@@ -2,8 +2,10 @@
 //! share one id space (an item's entity id is its item index), users follow
 //! them, and every edge exists in both directions, each direction its own
 //! relation: 0 user → item ("interacts"), 1 item → user, and for KG relation
-//! k, 2 + 2k head → tail and 3 + 2k tail → head. Attention weights per edge
-//! are computed by `transr::attention` and live in the adjacency's `data`.
+//! k, 2 + 2k head → tail and 3 + 2k tail → head; user–user relations (a
+//! social graph) take relation ids the same way, between user nodes.
+//! Attention weights per edge are computed by `transr::attention` and live in
+//! the adjacency's `data`.
 
 use super::super::data::Csr;
 
@@ -24,20 +26,28 @@ pub struct Ckg {
 }
 
 impl Ckg {
-    /// Builds the CKG from user→item interactions (`ui`, users as rows) and
-    /// KG triples (head, relation, tail) over entity ids < `n_entities`, with
-    /// `n_kg_relations` relation ids. Duplicate triples must already be gone.
-    pub fn new(ui: &Csr, triples: &[(u32, u16, u32)], n_entities: usize, n_kg_relations: usize) -> Ckg {
+    /// Builds the CKG from user→item interactions (`ui`, users as rows), KG
+    /// triples (head, relation, tail) over entity ids < `n_entities` and
+    /// user–user triples over user indices, with `n_kg_relations` relation
+    /// ids shared by both. Duplicate triples must already be gone.
+    pub fn new(
+        ui: &Csr,
+        triples: &[(u32, u16, u32)],
+        user_triples: &[(u32, u16, u32)],
+        n_entities: usize,
+        n_kg_relations: usize,
+    ) -> Ckg {
         let n_users = ui.n_rows;
         let user = |u: usize| (n_entities + u) as u32;
-        let mut edges: Vec<(u32, u32, u16)> = Vec::with_capacity(2 * (ui.nnz() + triples.len()));
+        let mut edges: Vec<(u32, u32, u16)> = Vec::with_capacity(2 * (ui.nnz() + triples.len() + user_triples.len()));
         for u in 0..n_users {
             for &i in ui.row(u).0 {
                 edges.push((user(u), i, 0));
                 edges.push((i, user(u), 1));
             }
         }
-        for &(h, r, t) in triples {
+        let user_edges = user_triples.iter().map(|&(a, r, b)| (user(a as usize), r, user(b as usize)));
+        for (h, r, t) in triples.iter().copied().chain(user_edges) {
             edges.push((h, t, 2 + 2 * r));
             edges.push((t, h, 3 + 2 * r));
         }

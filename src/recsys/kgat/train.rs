@@ -11,6 +11,7 @@ use super::cf;
 use super::graph::Ckg;
 use super::propagate::{self, Aggregator, LayerWeights};
 use super::transr::{self, Relations};
+use super::KnowledgeGraph;
 use crate::ann::synth::Rng;
 use crate::error::Result;
 use crate::recsys::data::Csr;
@@ -132,10 +133,12 @@ impl Init {
     }
 }
 
-/// The trained final representations: (users, items).
+/// The trained final representations (users, items), and the collaborative
+/// knowledge graph with the attention of every edge, for explanations.
 pub struct KgatFactors {
     pub users: Array2<f32>,
     pub items: Array2<f32>,
+    pub graph: Option<Ckg>,
 }
 
 impl crate::recsys::metrics::Scorer for KgatFactors {
@@ -173,22 +176,19 @@ fn validation_split(ui: &Csr, seed: u64) -> (Csr, Csr) {
     )
 }
 
-/// Trains KGAT on interactions `ui` (users × items) and KG `triples` over
-/// `n_entities` entity ids (items are entities 0..n_items), `n_kg_relations`
-/// relation ids. `on_epoch` runs on the caller's thread after every epoch
-/// (its loss is the CF loss plus the KG loss) and, as a `checkpoint`, after
-/// every batch.
-#[allow(clippy::too_many_arguments)]
+/// Trains KGAT on interactions `ui` (users × items) and the knowledge graph
+/// `g` (items are its entities 0..n_items). `on_epoch` runs on the caller's
+/// thread after every epoch (its loss is the CF loss plus the KG loss) and, as
+/// a `checkpoint`, after every batch.
 pub fn train(
     ui: &Csr,
-    triples: &[(u32, u16, u32)],
-    n_entities: usize,
-    n_kg_relations: usize,
+    g: &KnowledgeGraph,
     p: &KgatParams,
     init: Option<&Init>,
     pool: &rayon::ThreadPool,
     on_epoch: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<KgatFactors> {
+    let full = ui;
     let (ui, validation) = if p.patience > 0 && p.eval_every > 0 {
         let (t, v) = validation_split(ui, p.seed);
         (t, (v.nnz() > 0).then_some(v))
@@ -196,7 +196,8 @@ pub fn train(
         (ui.clone(), None)
     };
     let ui = &ui;
-    let mut ckg = Ckg::new(ui, triples, n_entities, n_kg_relations);
+    let n_entities = g.n_entities;
+    let mut ckg = Ckg::new(ui, &g.triples, &g.user_triples, n_entities, g.relations.len());
     let n = ckg.n_nodes();
     let n_items = ui.n_cols;
     let mut rng = Rng::new(p.seed);
@@ -255,24 +256,32 @@ pub fn train(
         pool.install(|| {
             transr::attention(ckg, e0, rel);
             let (finals, _) = propagate::forward(p.aggregator, &ckg.adjacency, layers, e0, Vec::new());
-            KgatFactors {
-                users: finals.slice(ndarray::s![n_entities.., ..]).to_owned(),
-                items: finals.slice(ndarray::s![..n_items, ..]).to_owned(),
-            }
+            (
+                finals.slice(ndarray::s![n_entities.., ..]).to_owned(),
+                finals.slice(ndarray::s![..n_items, ..]).to_owned(),
+            )
         })
     };
-    let mut best: Option<(f64, KgatFactors)> = None;
+    // The best evaluated representations, with the layer-0 embeddings and
+    // relations that gave them (for the explanation graph's attention).
+    struct Best {
+        recall: f64,
+        finals: (Array2<f32>, Array2<f32>),
+        e0: Array2<f32>,
+        rel: Relations,
+    }
+    let mut best: Option<Best> = None;
     let mut stale = 0;
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
         // Batches are drawn here and computed on the pool; between them the
         // caller may cancel (an epoch on a large graph takes minutes).
-        let checkpoint = |loss| Progress { iteration: epoch, of: p.epochs, loss, elapsed: 0.0, checkpoint: true };
+        let checkpoint =
+            |loss| Progress { iteration: epoch, of: p.epochs, loss, checkpoint: true, ..Progress::default() };
         let a_t = pool.install(|| {
             transr::attention(&mut ckg, &e0, &rel);
             ckg.adjacency.transpose()
         });
-        let tcf = std::time::Instant::now();
         for _ in 0..cf_batches {
             let batch: Vec<(u32, u32, u32)> = (0..p.cf_batch)
                 .map(|_| {
@@ -316,8 +325,6 @@ pub fn train(
             });
             on_epoch(&checkpoint(cf_loss))?;
         }
-        eprintln!("cf {:.3}", tcf.elapsed().as_secs_f64());
-        let tkg = std::time::Instant::now();
         for _ in 0..kg_batches {
             let adj = &ckg.adjacency;
             let batch: Vec<(u32, u16, u32, u32)> = (0..p.kg_batch)
@@ -343,40 +350,48 @@ pub fn train(
             });
             on_epoch(&checkpoint(kg_loss))?;
         }
-        eprintln!("kg {:.3}", tkg.elapsed().as_secs_f64());
-        let loss = cf_loss / cf_batches as f64 + kg_loss / kg_batches as f64;
+        let mut validation_recall = None;
+        if let Some(v) = validation.as_ref().filter(|_| epoch % p.eval_every == 0) {
+            let f = finish(&mut ckg, &e0, &rel, &layers);
+            let scorer = KgatFactors { users: f.0, items: f.1, graph: None };
+            let recall = pool.install(|| crate::recsys::metrics::evaluate(&scorer, ui, v, None, &[20]))["recall@20"];
+            validation_recall = Some(recall);
+            if best.as_ref().is_none_or(|b| recall > b.recall) {
+                best = Some(Best { recall, finals: (scorer.users, scorer.items), e0: e0.clone(), rel: rel.clone() });
+                stale = 0;
+            } else {
+                stale += 1;
+            }
+        }
+        let (cf, kg) = (cf_loss / cf_batches as f64, kg_loss / kg_batches as f64);
         on_epoch(&Progress {
             iteration: epoch,
             of: p.epochs,
-            loss,
+            loss: cf + kg,
             elapsed: start.elapsed().as_secs_f64(),
             checkpoint: false,
+            cf_kg: Some((cf, kg)),
+            validation_recall,
         })?;
-        if let Some(v) = &validation {
-            if epoch % p.eval_every == 0 {
-                let f = finish(&mut ckg, &e0, &rel, &layers);
-                let recall = pool.install(|| crate::recsys::metrics::evaluate(&f, ui, v, None, &[20]))["recall@20"];
-                if best.as_ref().is_none_or(|b| recall > b.0) {
-                    best = Some((recall, f));
-                    stale = 0;
-                } else {
-                    stale += 1;
-                    if stale >= p.patience {
-                        break;
-                    }
-                }
-            }
+        if validation.is_some() && stale >= p.patience {
+            break;
         }
     }
-    Ok(match best {
-        Some((_, f)) => f,
-        None => finish(&mut ckg, &e0, &rel, &layers),
-    })
+    let (factors, e0, rel) = match best {
+        Some(b) => (b.finals, b.e0, b.rel),
+        None => (finish(&mut ckg, &e0, &rel, &layers), e0, rel),
+    };
+    // The explanation graph: every training interaction (the validation part
+    // included), weighted by the attention of the returned model.
+    let mut graph = Ckg::new(full, &g.triples, &g.user_triples, n_entities, g.relations.len());
+    pool.install(|| transr::attention(&mut graph, &e0, &rel));
+    Ok(KgatFactors { users: factors.0, items: factors.1, graph: Some(graph) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recsys::kgat::explain::{ExplainGraph, Node};
     use crate::recsys::metrics::{evaluate, Scorer};
     use crate::recsys::params::Params;
     use crate::recsys::{bpr, Algorithm};
@@ -402,7 +417,7 @@ mod tests {
     /// and up to 3 test items from it, so each item has under two training
     /// interactions: too few for BPR to learn the genres from co-occurrence,
     /// while the knowledge graph (item → genre) states them.
-    fn fixture() -> (Csr, Csr, Vec<(u32, u16, u32)>) {
+    fn fixture() -> (Csr, Csr, KnowledgeGraph) {
         let (genres, per, users) = (8u32, 20u32, 96u32);
         let mut rng = Rng::new(9);
         let (mut train, mut test) = (Vec::new(), Vec::new());
@@ -416,16 +431,23 @@ mod tests {
         }
         let n_items = (genres * per) as usize;
         let triples: Vec<(u32, u16, u32)> = (0..genres * per).map(|i| (i, 0, genres * per + i / per)).collect();
+        let g = KnowledgeGraph {
+            triples,
+            n_entities: n_items + genres as usize,
+            entity_ids: (0..genres as i64).map(|g| 1000 + g).collect(),
+            relations: vec!["genre".into()],
+            ..KnowledgeGraph::default()
+        };
         (
             Csr::from_triples(users as usize, n_items, train.into_iter()),
             Csr::from_triples(users as usize, n_items, test.into_iter()),
-            triples,
+            g,
         )
     }
 
     #[test]
     fn kgat_uses_the_knowledge_graph_where_bpr_cannot() {
-        let (train_ui, test_ui, triples) = fixture();
+        let (train_ui, test_ui, graph) = fixture();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let p = KgatParams {
             embedding: 16,
@@ -439,7 +461,7 @@ mod tests {
             ..KgatParams::default()
         };
         let mut losses = Vec::new();
-        let kgat = train(&train_ui, &triples, 168, 1, &p, None, &pool, &mut |pr| {
+        let kgat = train(&train_ui, &graph, &p, None, &pool, &mut |pr| {
             if !pr.checkpoint {
                 losses.push(pr.loss);
             }
@@ -455,11 +477,46 @@ mod tests {
         let (rk, rb) = (k["recall@20"], m["recall@20"]);
         // 20 of the 157 unseen items: chance is about 0.13.
         assert!(rk > 0.5 && rk > rb + 0.2, "KGAT recall@20 {rk} vs BPR {rb}");
+
+        // Explanations run over the trained attention: every path's weight is
+        // the product of its edges' attention, best first, and each user's
+        // held-out items are reached through their genre.
+        let g = ExplainGraph::new(kgat.graph.unwrap(), &graph, 160);
+        let adj = &g.adjacency;
+        let index = |n: Node| match n {
+            Node::Item(i) => i,
+            Node::Entity(e) => 160 + e,
+            Node::User(u) => 168 + u,
+        };
+        let attention = |h: u32, r: u16, t: u32| {
+            (adj.indptr[h as usize]..adj.indptr[h as usize + 1])
+                .find(|&k| adj.indices[k] == t && g.relation[k] == r)
+                .map(|k| adj.data[k])
+                .unwrap()
+        };
+        for u in 0..96u32 {
+            let t = test_ui.row(u as usize).0[0];
+            let paths = g.paths(u, t, 500);
+            for w in paths.windows(2) {
+                assert!(w[0].weight >= w[1].weight);
+            }
+            for p in &paths {
+                let product: f32 = (0..p.relations.len())
+                    .map(|h| attention(index(p.nodes[h]), p.relations[h], index(p.nodes[h + 1])))
+                    .product();
+                assert!((product - p.weight).abs() <= 1e-6 * product.max(1e-3), "{p:?}");
+            }
+            let genre = Node::Entity(u % 8);
+            assert!(
+                paths.iter().any(|p| p.nodes.len() == 4 && p.nodes[2] == genre && p.relations == [0, 2, 3]),
+                "user {u}, item {t}: {paths:?}"
+            );
+        }
     }
 
     #[test]
     fn early_stopping_ends_training_once_validation_recall_stops_rising() {
-        let (train_ui, _, triples) = fixture();
+        let (train_ui, _, graph) = fixture();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let p = KgatParams {
             embedding: 8,
@@ -473,13 +530,21 @@ mod tests {
             patience: 3,
             ..KgatParams::default()
         };
-        let mut epochs = 0;
-        let f = train(&train_ui, &triples, 168, 1, &p, None, &pool, &mut |pr| {
-            epochs += usize::from(!pr.checkpoint);
+        let (mut epochs, mut evaluations) = (0, 0);
+        let f = train(&train_ui, &graph, &p, None, &pool, &mut |pr| {
+            if !pr.checkpoint {
+                epochs += 1;
+                let (cf, kg) = pr.cf_kg.unwrap();
+                assert!((cf + kg - pr.loss).abs() < 1e-9);
+                // Validation recall comes with every second epoch's report.
+                assert_eq!(pr.validation_recall.is_some(), epochs % 2 == 0);
+                evaluations += usize::from(pr.validation_recall.is_some());
+            }
             Ok(())
         })
         .unwrap();
         assert!(epochs < 300, "stopped early, after {epochs} epochs");
+        assert_eq!(evaluations, epochs / 2);
         assert!(epochs >= 8, "three evaluations without a gain follow a first one: {epochs}");
         assert_eq!((f.users.nrows(), f.items.nrows(), f.items.ncols()), (96, 160, 16));
     }

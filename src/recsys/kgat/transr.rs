@@ -217,7 +217,7 @@ mod tests {
         // Users 0, 1 (nodes 3, 4) and items 0, 1 over 3 entities; one KG
         // triple item 0 —(rel 0)→ entity 2.
         let ui = Csr::from_triples(2, 2, [(0, 0, 1.0), (0, 1, 1.0), (1, 1, 1.0)].into_iter());
-        let mut ckg = Ckg::new(&ui, &[(0, 0, 2)], 3, 1);
+        let mut ckg = Ckg::new(&ui, &[(0, 0, 2)], &[], 3, 1);
         assert_eq!(ckg.n_relations, 4);
         assert_eq!(ckg.adjacency.nnz(), 8);
         let mut rng = Rng::new(5);
