@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use pgrec::recsys::kgat::KnowledgeGraph;
-use pgrec::recsys::{data::Csr, fit_with_graph, metrics, Algorithm, Dataset, Params, Row};
+use pgrec::recsys::{data::Csr, fit_with, metrics, Algorithm, Dataset, Params, Row, Side};
 
 fn ints(path: &Path) -> Vec<Vec<i64>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -106,7 +106,8 @@ fn main() {
         }
         let mut epochs = Vec::new();
         let pretrain = if p.pretrain.is_some() { bpr_model.as_ref() } else { None };
-        let t = fit_with_graph(&ds, algorithm, &p, Some(&graph), pretrain, threads, &mut |pr| {
+        let side = Side { graph: Some(&graph), pretrain, features: None };
+        let t = fit_with(&ds, algorithm, &p, &side, threads, &mut |pr| {
             if !pr.checkpoint {
                 epochs.push(pr.elapsed);
             }

@@ -43,7 +43,7 @@ CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb
                       user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',
                       weight_column text DEFAULT NULL, ts_column text DEFAULT NULL,
                       relations text DEFAULT NULL, item_entities text DEFAULT NULL,
-                      user_relations text DEFAULT NULL)
+                      user_relations text DEFAULT NULL, item_features text DEFAULT NULL)
     RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, metrics jsonb)
     AS 'MODULE_PATHNAME', 'train_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 

@@ -12,9 +12,9 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::{required, workers};
-use crate::catalog::graph;
 use crate::catalog::interactions::{self, Source};
 use crate::catalog::models::{self, Served};
+use crate::catalog::{features, graph};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 use crate::recsys::kgat::explain::Node;
@@ -52,6 +52,7 @@ fn train(
     relations: Option<&str>,
     item_entities: Option<&str>,
     user_relations: Option<&str>,
+    item_features: Option<&str>,
 ) -> TableIterator<
     'static,
     (name!(name, String), name!(version, i32), name!(algorithm, String), name!(deployed, bool), name!(metrics, JsonB)),
@@ -73,7 +74,7 @@ fn train(
             ts_column,
             require_weight: algorithm == Algorithm::Mf,
         })?;
-        let ds = Dataset::from_rows(&rows)?;
+        let mut ds = Dataset::from_rows(&rows)?;
         drop(rows);
         let graph = if algorithm == Algorithm::Kgat {
             let r = relations.ok_or_else(|| {
@@ -116,6 +117,29 @@ fn train(
         } else {
             None
         };
+        let features = if algorithm.uses_content() {
+            let q = item_features.ok_or_else(|| {
+                Error::new(ErrorKind::InvalidParameterValue, format!("{} needs item_features", algorithm.name()))
+                    .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
+            })?;
+            let f = features::read(q)?;
+            let known = ds.n_items();
+            let (x, missing) = f.align(&mut ds);
+            pgrx::notice!(
+                "item features: {} items of {} dimensions; {} items have features but no interactions and are scored from content alone; {missing} items with interactions have no features",
+                f.ids.len(),
+                f.dims(),
+                ds.n_items() - known
+            );
+            Some(x)
+        } else if item_features.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("item_features apply to vbpr and content_knn only, not {}", algorithm.name()),
+            ));
+        } else {
+            None
+        };
         pgrx::notice!(
             "training {} \"{name}\" on {} interactions of {} users and {} items",
             algorithm.name(),
@@ -125,34 +149,30 @@ fn train(
         );
         let label = if algorithm == Algorithm::Als { "iteration" } else { "epoch" };
         let pretrained = p.pretrain.as_deref().map(|m| models::load(Some(m))).transpose()?;
-        let t = recsys::fit_with_graph(
-            &ds,
-            algorithm,
-            &p,
-            graph.as_ref(),
-            pretrained.as_ref().map(|s| &s.model),
-            guc::threads(),
-            &mut |pr| {
-                pgrx::check_for_interrupts!();
-                if pr.checkpoint {
-                    return Ok(());
-                }
-                let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
-                let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
-                let validation =
-                    pr.validation_recall.map_or(String::new(), |r| format!(", validation recall@20 {r:.4}"));
-                pgrx::notice!(
-                    "{} {label} {}/{}: loss {:.5}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
-                    algorithm.name(),
-                    pr.iteration,
-                    pr.of,
-                    pr.loss,
-                    pr.elapsed,
-                    eta
-                );
-                Ok(())
-            },
-        )?;
+        let side = recsys::Side {
+            graph: graph.as_ref(),
+            pretrain: pretrained.as_ref().map(|s| &s.model),
+            features: features.as_ref(),
+        };
+        let t = recsys::fit_with(&ds, algorithm, &p, &side, guc::threads(), &mut |pr| {
+            pgrx::check_for_interrupts!();
+            if pr.checkpoint {
+                return Ok(());
+            }
+            let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
+            let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
+            let validation = pr.validation_recall.map_or(String::new(), |r| format!(", validation recall@20 {r:.4}"));
+            pgrx::notice!(
+                "{} {label} {}/{}: loss {:.5}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
+                algorithm.name(),
+                pr.iteration,
+                pr.of,
+                pr.loss,
+                pr.elapsed,
+                eta
+            );
+            Ok(())
+        })?;
         let seconds = started.elapsed().as_secs_f64();
         let saved = models::save(name, &json, &t, ds.len(), seconds)?;
         let metrics = models::metrics_json(&t.metrics);

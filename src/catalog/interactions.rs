@@ -133,7 +133,7 @@ pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
     })
 }
 
-fn type_name(client: &SpiClient<'_>, ty: pg_sys::Oid) -> String {
+pub(super) fn type_name(client: &SpiClient<'_>, ty: pg_sys::Oid) -> String {
     client
         .select("SELECT format_type($1, NULL)", Some(1), &[ty.into()])
         .and_then(|t| t.first().get_one::<String>())

@@ -1,10 +1,12 @@
 //! SPI access and the registry tables in schema `pgrec` (models, encoders),
 //! shared by the API functions: reading a user's interactions relation
-//! (`interactions`) and a knowledge graph (`graph`), and storing, deploying and loading model versions
+//! (`interactions`), a knowledge graph (`graph`) and item content vectors
+//! (`features`), and storing, deploying and loading model versions
 //! (`models`, with the per-backend cache of served models), and the encoder
 //! registry (`encoders`, with its per-backend cache of loaded models).
 
 pub mod encoders;
+pub mod features;
 pub mod graph;
 pub mod interactions;
 pub mod models;

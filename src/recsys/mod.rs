@@ -1,7 +1,8 @@
 //! Recommenders independent of Postgres: interaction data (`data`), held-out
 //! splits (`split`), ranking metrics (`metrics`), training parameters
-//! (`params`), the algorithms (`als`, `bpr`, `mf`, `kgat`; popularity is a
-//! count), the byte form models are stored in (`codec`), and
+//! (`params`), the algorithms (`als`, `bpr`, `mf`, `kgat`, `vbpr`, and
+//! `content_knn` in `content`, which also aligns item features; popularity is
+//! a count), the byte form models are stored in (`codec`), and
 //! the trained [`Model`] every one of them produces. [`fit`] runs the whole
 //! protocol: split, train, evaluate on the held-out part.
 //!
@@ -12,6 +13,7 @@
 pub mod als;
 pub mod bpr;
 mod codec;
+pub mod content;
 pub mod data;
 pub mod kgat;
 pub mod metrics;
@@ -20,6 +22,7 @@ pub mod model;
 pub mod params;
 mod sgd;
 pub mod split;
+pub mod vbpr;
 
 use ndarray::Array2;
 
@@ -80,22 +83,36 @@ pub fn fit(
     threads: usize,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Trained> {
-    fit_with_graph(ds, algorithm, p, None, None, threads, on_iteration)
+    fit_with(ds, algorithm, p, &Side::default(), threads, on_iteration)
 }
 
-/// [`fit`], with the knowledge graph that `kgat` needs (its entity indices
-/// below `ds.n_items()` are the dataset's items) and optionally a trained
-/// factor model to start its embeddings from.
-pub fn fit_with_graph(
+/// What some algorithms learn from besides the interactions.
+#[derive(Clone, Copy, Default)]
+pub struct Side<'a> {
+    /// kgat: the knowledge graph (its entity indices below `ds.n_items()`
+    /// are the dataset's items).
+    pub graph: Option<&'a kgat::KnowledgeGraph>,
+    /// kgat: a trained factor model to start its embeddings from.
+    pub pretrain: Option<&'a Model>,
+    /// vbpr, content_knn: one content vector per item of `ds`, in its order
+    /// (see [`content::ItemFeatures::align`]).
+    pub features: Option<&'a Array2<f32>>,
+}
+
+/// [`fit`], with the side data that `kgat`, `vbpr` and `content_knn` need.
+/// With `p.cold_items` > 0 that share of the items is held out entirely and
+/// the metrics gain `cold_` ones: those items' interactions ranked among
+/// them; the warm metrics then rank the other items.
+pub fn fit_with(
     ds: &Dataset,
     algorithm: Algorithm,
     p: &Params,
-    graph: Option<&kgat::KnowledgeGraph>,
-    pretrain: Option<&Model>,
+    side: &Side<'_>,
     threads: usize,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Trained> {
-    let parts = split::split(ds, p.test_fraction, p.seed);
+    let cs = split::cold_split(ds, p.test_fraction, p.cold_items, p.seed);
+    let parts = &cs.warm;
     let train = ds.user_items(Some(&parts.train));
     let test = ds.user_items(Some(&parts.test));
     let pool = rayon::ThreadPoolBuilder::new()
@@ -142,16 +159,33 @@ pub fn fit_with_graph(
             model.item_bias = b;
         }
         Algorithm::Kgat => {
-            let g = graph.ok_or_else(|| {
+            let g = side.graph.ok_or_else(|| {
                 Error::new(ErrorKind::InvalidParameterValue, "kgat needs a knowledge graph")
                     .with_hint("pass relations => 'SELECT head, relation, tail FROM ...'")
             })?;
             let init =
-                pretrain.map(|m| kgat::Init::from_model(m, &ds.user_ids, &ds.item_ids, p.factors)).transpose()?;
+                side.pretrain.map(|m| kgat::Init::from_model(m, &ds.user_ids, &ds.item_ids, p.factors)).transpose()?;
             let f = kgat::train(&train, g, &p.kgat(), init.as_ref(), &pool, on_iteration)?;
             model.user_factors = f.users;
             model.item_factors = f.items;
             explain = f.graph.map(|c| kgat::explain::ExplainGraph::new(c, g, n_items));
+        }
+        Algorithm::Vbpr | Algorithm::ContentKnn => {
+            let features = side.features.filter(|f| f.nrows() == n_items).ok_or_else(|| {
+                Error::new(ErrorKind::InvalidParameterValue, format!("{} needs item features", algorithm.name()))
+                    .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
+            })?;
+            if algorithm == Algorithm::Vbpr {
+                let m = vbpr::train(&train, features, &p.vbpr(), &pool, on_iteration)?;
+                model.user_factors = m.users;
+                model.item_factors = m.items;
+                model.item_bias = m.item_bias;
+            } else {
+                let (users, items) = pool.install(|| content::knn(&train, features));
+                model.user_factors = users;
+                model.item_factors = items;
+                on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
+            }
         }
         Algorithm::Mf => {
             let m = mf::train(&train, p, &pool, on_iteration)?;
@@ -163,15 +197,33 @@ pub fn fit_with_graph(
         }
     }
     let mut metrics = Metrics::new();
+    // With cold items held out, warm items rank among the other items that
+    // have interactions, cold ones among the cold.
+    let warm_pool: Option<Vec<u32>> = (!cs.cold_items.is_empty()).then(|| {
+        let mut cold = vec![false; n_items];
+        cs.cold_items.iter().for_each(|&i| cold[i as usize] = true);
+        (0..n_items as u32).filter(|&i| counts[i as usize] > 0 && !cold[i as usize]).collect()
+    });
     if test.nnz() > 0 {
-        metrics = pool.install(|| metrics::evaluate(&model, &train, &test, None, &[10, 20]));
+        metrics = pool.install(|| metrics::evaluate(&model, &train, &test, warm_pool.as_deref(), &[10, 20]));
         if algorithm == Algorithm::Mf {
             let (rmse, mae) = mf::rating_errors(|u, i| model.predict(u, i as usize), &test);
             metrics.insert("rmse".into(), rmse);
             metrics.insert("mae".into(), mae);
         }
     }
-    Ok(Trained { model, metrics, train_rows: parts.train.len(), test_rows: parts.test.len(), explain })
+    if !cs.cold_test.is_empty() {
+        let cold_test = ds.user_items(Some(&cs.cold_test));
+        let cold = pool.install(|| metrics::evaluate(&model, &train, &cold_test, Some(&cs.cold_items), &[10, 20]));
+        metrics.extend(cold.into_iter().map(|(k, v)| (format!("cold_{k}"), v)));
+    }
+    Ok(Trained {
+        model,
+        metrics,
+        train_rows: parts.train.len(),
+        test_rows: parts.test.len() + cs.cold_test.len(),
+        explain,
+    })
 }
 
 #[cfg(test)]

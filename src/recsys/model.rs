@@ -13,13 +13,15 @@ use super::metrics::{top_k, Scorer, TopK};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     Popular,
     Als,
     Bpr,
     Mf,
     Kgat,
+    Vbpr,
+    ContentKnn,
 }
 
 impl Algorithm {
@@ -30,9 +32,16 @@ impl Algorithm {
             "bpr" => Ok(Algorithm::Bpr),
             "mf" => Ok(Algorithm::Mf),
             "kgat" => Ok(Algorithm::Kgat),
+            "vbpr" => Ok(Algorithm::Vbpr),
+            "content_knn" => Ok(Algorithm::ContentKnn),
             other => Err(Error::new(ErrorKind::InvalidParameterValue, format!("unknown algorithm \"{other}\""))
-                .with_hint("use one of als, bpr, kgat, mf, popular")),
+                .with_hint("use one of als, bpr, content_knn, kgat, mf, popular, vbpr")),
         }
+    }
+
+    /// Whether the algorithm learns from item content (`item_features`).
+    pub fn uses_content(self) -> bool {
+        matches!(self, Algorithm::Vbpr | Algorithm::ContentKnn)
     }
 
     pub fn name(self) -> &'static str {
@@ -42,6 +51,8 @@ impl Algorithm {
             Algorithm::Bpr => "bpr",
             Algorithm::Mf => "mf",
             Algorithm::Kgat => "kgat",
+            Algorithm::Vbpr => "vbpr",
+            Algorithm::ContentKnn => "content_knn",
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::kgat::propagate::Aggregator;
 use super::kgat::KgatParams;
 use super::model::Algorithm;
+use super::vbpr::VbprParams;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -32,6 +33,11 @@ struct Raw {
     pretrain: Option<String>,
     eval_every: Option<i64>,
     patience: Option<i64>,
+    cold_items: Option<f64>,
+    content_factors: Option<i64>,
+    bias_regularization: Option<f64>,
+    content_regularization: Option<f64>,
+    cold_boost: Option<f64>,
 }
 
 /// Parameters with every default filled in.
@@ -67,6 +73,16 @@ pub struct Params {
     /// (see [`KgatParams`]); `patience` 0 turns it off.
     pub eval_every: usize,
     pub patience: usize,
+    /// Cold-start evaluation: this share of the items (with interactions) is
+    /// held out entirely, all their interactions tested, ranked among
+    /// themselves.
+    pub cold_items: f64,
+    /// VBPR only: θ size, L2 on item biases, L2 on E and β', and what is
+    /// added to the bias of items without interactions.
+    pub content_factors: usize,
+    pub bias_regularization: f32,
+    pub content_regularization: f32,
+    pub cold_boost: f32,
 }
 
 fn invalid(key: &str, value: impl std::fmt::Display, rule: &str) -> Error {
@@ -95,6 +111,11 @@ impl Params {
             pretrain: None,
             eval_every: 10,
             patience: 10,
+            cold_items: 0.0,
+            content_factors: 32,
+            bias_regularization: 0.01,
+            content_regularization: 0.0,
+            cold_boost: 0.0,
         };
         match algorithm {
             Algorithm::Als => Params { iterations: 15, regularization: 10.0, alpha: 80.0, ..base },
@@ -104,6 +125,16 @@ impl Params {
             // The paper's settings (Adam at 1e-4, L2 1e-5); its runs train for
             // hundreds of epochs.
             Algorithm::Kgat => Params { iterations: 400, regularization: 1e-5, learning_rate: 1e-4, ..base },
+            // Adam on mini-batches, as Cornac's VBPR.
+            Algorithm::Vbpr => Params {
+                factors: 32,
+                iterations: 50,
+                regularization: 0.01,
+                learning_rate: 0.005,
+                batch_size: 256,
+                ..base
+            },
+            Algorithm::ContentKnn => Params { factors: 0, iterations: 1, ..base },
         }
     }
 
@@ -127,6 +158,22 @@ impl Params {
         }
     }
 
+    /// The VBPR training settings these params describe.
+    pub fn vbpr(&self) -> VbprParams {
+        VbprParams {
+            factors: self.factors,
+            content_factors: self.content_factors,
+            epochs: self.iterations,
+            learning_rate: self.learning_rate,
+            regularization: self.regularization,
+            bias_regularization: self.bias_regularization,
+            content_regularization: self.content_regularization,
+            batch: self.batch_size,
+            cold_boost: self.cold_boost,
+            seed: self.seed,
+        }
+    }
+
     /// Negative candidates per BPR sample for a catalogue of `n_items`. The
     /// highest-scored of several random unseen items is a hard negative — and in
     /// a small catalogue, often an item the user would like, which training then
@@ -139,14 +186,14 @@ impl Params {
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
         let raw: Raw = serde_json::from_str(json).map_err(|e| {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience)")
+                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed, cold_items (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience; for vbpr: content_factors, batch_size, bias_regularization, content_regularization, cold_boost)")
         })?;
         let mut p = Params::defaults(algorithm);
         if let Some(v) = raw.factors {
             if !(1..=1024).contains(&v) {
                 return Err(invalid("factors", v, "must be between 1 and 1024"));
             }
-            if algorithm != Algorithm::Popular {
+            if !matches!(algorithm, Algorithm::Popular | Algorithm::ContentKnn) {
                 p.factors = v as usize;
             }
         }
@@ -196,16 +243,18 @@ impl Params {
         if let Some(v) = raw.seed {
             p.seed = v as u64;
         }
-        let kgat_only = |key: &str| -> Result<()> {
-            if algorithm == Algorithm::Kgat {
+        let only = |key: &str, algorithms: &[Algorithm]| -> Result<()> {
+            if algorithms.contains(&algorithm) {
                 Ok(())
             } else {
+                let names = algorithms.iter().map(|a| a.name()).collect::<Vec<_>>().join(" and ");
                 Err(Error::new(
                     ErrorKind::InvalidParameterValue,
-                    format!("param \"{key}\" applies to kgat only, not {}", algorithm.name()),
+                    format!("param \"{key}\" applies to {names} only, not {}", algorithm.name()),
                 ))
             }
         };
+        let kgat_only = |key: &str| only(key, &[Algorithm::Kgat]);
         if let Some(v) = raw.layers {
             kgat_only("layers")?;
             if v.is_empty() || v.len() > 8 || v.iter().any(|&d| !(1..=1024).contains(&d)) {
@@ -223,19 +272,44 @@ impl Params {
                 _ => return Err(invalid("aggregator", format!("\"{v}\""), "must be bi, gcn or graphsage")),
             };
         }
-        let count = |key: &str, v: i64, max: i64| -> Result<usize> {
-            kgat_only(key)?;
+        let count_for = |key: &str, v: i64, max: i64, algorithms: &[Algorithm]| -> Result<usize> {
+            only(key, algorithms)?;
             if (1..=max).contains(&v) {
                 Ok(v as usize)
             } else {
                 Err(invalid(key, v, &format!("must be between 1 and {max}")))
             }
         };
+        let count = |key: &str, v: i64, max: i64| count_for(key, v, max, &[Algorithm::Kgat]);
         if let Some(v) = raw.relation_dim {
             p.relation_dim = count("relation_dim", v, 1024)?;
         }
         if let Some(v) = raw.batch_size {
-            p.batch_size = count("batch_size", v, 1 << 20)?;
+            p.batch_size = count_for("batch_size", v, 1 << 20, &[Algorithm::Kgat, Algorithm::Vbpr])?;
+        }
+        if let Some(v) = raw.content_factors {
+            p.content_factors = count_for("content_factors", v, 1024, &[Algorithm::Vbpr])?;
+        }
+        if let Some(v) = raw.bias_regularization {
+            only("bias_regularization", &[Algorithm::Vbpr])?;
+            p.bias_regularization = positive("bias_regularization", v)?;
+        }
+        if let Some(v) = raw.content_regularization {
+            only("content_regularization", &[Algorithm::Vbpr])?;
+            p.content_regularization = positive("content_regularization", v)?;
+        }
+        if let Some(v) = raw.cold_boost {
+            only("cold_boost", &[Algorithm::Vbpr])?;
+            if !v.is_finite() {
+                return Err(invalid("cold_boost", v, "must be a finite number"));
+            }
+            p.cold_boost = v as f32;
+        }
+        if let Some(v) = raw.cold_items {
+            if !(0.0..1.0).contains(&v) {
+                return Err(invalid("cold_items", v, "must be ≥ 0 and < 1 (0: no cold-start evaluation)"));
+            }
+            p.cold_items = v;
         }
         if let Some(v) = raw.kg_batch_size {
             p.kg_batch_size = count("kg_batch_size", v, 1 << 20)?;
@@ -297,6 +371,16 @@ mod tests {
         assert!(msg(r#"{"factors": "many"}"#).starts_with("invalid params: invalid type"));
         assert!(msg("[1]").starts_with("invalid params"));
         assert_eq!(msg(r#"{"layers": [8]}"#), "param \"layers\" applies to kgat only, not als");
+        assert_eq!(msg(r#"{"batch_size": 8}"#), "param \"batch_size\" applies to kgat and vbpr only, not als");
+        assert_eq!(msg(r#"{"cold_boost": 1}"#), "param \"cold_boost\" applies to vbpr only, not als");
+        assert_eq!(
+            msg(r#"{"cold_items": 1}"#),
+            "invalid value 1 for param \"cold_items\": must be ≥ 0 and < 1 (0: no cold-start evaluation)"
+        );
+        let v = Params::parse(Algorithm::Vbpr, r#"{"content_factors": 8, "cold_boost": -0.5, "batch_size": 32}"#)
+            .unwrap()
+            .vbpr();
+        assert_eq!((v.factors, v.content_factors, v.cold_boost, v.batch), (32, 8, -0.5, 32));
         let kgat = |j: &str| Params::parse(Algorithm::Kgat, j).unwrap_err().message;
         assert_eq!(
             kgat(r#"{"layers": [64, 0]}"#),
