@@ -23,6 +23,7 @@ if [ ! -f "$DATA/u.data" ]; then
 fi
 PORT=54815
 DB=pgrec_demo
+install_debian_packages >/dev/null
 VBPR="${1:-}"
 [ -n "$VBPR" ] || VBPR='{}'
 pg_psql "$PORT" -d "$DB" -c "SELECT 1" >/dev/null 2>&1 || die "demo cluster not running: run ./scripts/demo.sh first"

@@ -51,8 +51,8 @@ def evaluate(score, users, test, pool, train_of):
 
 
 def main(d, params):
-    p = {"factors": 32, "content_factors": 32, "iterations": 50, "learning_rate": 0.005,
-         "regularization": 0.01, "bias_regularization": 0.01, "content_regularization": 0.0,
+    p = {"factors": 32, "content_factors": 8, "iterations": 50, "learning_rate": 0.005,
+         "regularization": 0.02, "bias_regularization": 0.01, "content_regularization": 0.02,
          "batch_size": 256, "seed": 42}
     p.update({k: v for k, v in params.items() if k in p})
     train = pairs(f"{d}/train.tsv")

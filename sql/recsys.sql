@@ -83,3 +83,9 @@ CREATE FUNCTION explain(model text, user_id bigint, item_id bigint, k integer DE
     AS 'MODULE_PATHNAME', 'explain_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION explain(text, bigint, bigint, integer) IS
     'kgat: the k paths of up to three hops from the user to the item with the highest attention products';
+
+CREATE FUNCTION add_items(model text, item_features text)
+    RETURNS TABLE(name text, version integer, added bigint)
+    AS 'MODULE_PATHNAME', 'add_items_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION add_items(text, text) IS
+    'vbpr, content_knn: a new deployed version of the model with the items of item_features it lacks, scored from their content';

@@ -48,6 +48,24 @@ SELECT (SELECT count(*) FROM recommend(3, 5, 'mm_boost') WHERE item_id IN (SELEC
 -- similar_items and recommend_for_items work across warm and cold items.
 SELECT count(*) FILTER (WHERE (item_id - 1) / 30 = 2) >= 4 AS same_topic_at_least_4 FROM similar_items(88, 5, 'mm_vbpr');
 SELECT count(*) FILTER (WHERE (item_id - 1) / 30 = 2) >= 4 AS same_topic_at_least_4 FROM recommend_for_items(ARRAY[88, 89], 5, 'mm_knn');
+-- A product listed after training joins without retraining: add_items makes
+-- a new deployed version with the new items scored from their content. Three
+-- new topic-3 items (181-183) lead user 3's list among them and the other
+-- topics' cold items.
+INSERT INTO items
+SELECT i, 3, ARRAY(SELECT (d = 3)::int + 0.3 * sin(i * 7.1 + d * 3.3) FROM generate_series(0, 5) d)::embedding, ARRAY[cos(i), sin(i)]::embedding
+FROM generate_series(181, 183) i;
+SELECT * FROM add_items('mm_vbpr', 'SELECT item_id, emb FROM items');
+SELECT version, deployed, items, params->'added_items' AS added, params->'from_version' AS from_version
+FROM pgrec.model_versions WHERE name = 'mm_vbpr' ORDER BY version;
+SELECT array_agg(item_id ORDER BY item_id) AS top_3 FROM recommend(3, 3, 'mm_vbpr',
+    candidates => ARRAY(SELECT item_id FROM cold WHERE (item_id - 1) / 30 <> 3) || ARRAY[181, 182, 183]);
+SELECT * FROM add_items('mm_vbpr', 'SELECT item_id, emb FROM items');
+SELECT * FROM add_items('mm_knn', 'SELECT item_id, emb FROM items WHERE item_id > 180');
+SELECT count(*) = 1 AS nearest_is_topic_3 FROM similar_items(181, 1, 'mm_knn') WHERE item_id BETWEEN 91 AND 120 OR item_id > 180;
+SELECT err($$SELECT * FROM add_items('mm_bpr', 'SELECT item_id, emb FROM mm_test.items')$$);
+SELECT err($$SELECT * FROM add_items('mm_knn', 'SELECT item_id, extra FROM mm_test.items')$$);
+
 -- Several embedding columns are concatenated: content_knn's item vectors
 -- have 6 + 2 dimensions.
 SELECT name FROM train('mm_knn2', 'content_knn', 'likes', item_features => 'SELECT item_id, emb, extra FROM items');

@@ -1,7 +1,7 @@
 //! SQL functions of the recommenders: `train`, `deploy`, `drop_model`,
 //! `recommend` (one user or many), `recommend_for_items`, `similar_items`,
-//! `user_embedding` / `item_embedding`, `export_item_embeddings`, `evaluate`
-//! and KGAT's `explain`.
+//! `user_embedding` / `item_embedding`, `export_item_embeddings`, `evaluate`,
+//! KGAT's `explain` and the content models' `add_items`.
 //! Training and batch scoring run on worker threads (pure `recsys` code); this
 //! thread reads and writes through SPI, reports progress and checks for Ctrl-C
 //! between iterations.
@@ -399,6 +399,27 @@ fn evaluate(
         Ok(JsonB(models::metrics_json(&metrics)))
     };
     run().or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn add_items(
+    model: Option<&str>,
+    item_features: Option<&str>,
+) -> TableIterator<'static, (name!(name, String), name!(version, i32), name!(added, i64))> {
+    let run = || -> Result<_> {
+        let started = Instant::now();
+        let s = models::load(Some(required(model, "model")?))?;
+        let f = features::read(required(item_features, "item_features")?)?;
+        let mut m = s.model.clone();
+        let added = m.add_items(&f.ids, &f.values)?;
+        if added == 0 {
+            pgrx::notice!("every item in item_features is already in model \"{}\": no new version", s.name);
+            return Ok(vec![(s.name.clone(), s.version, 0)]);
+        }
+        let version = models::save_with_added_items(&s, &m, added, started.elapsed().as_secs_f64())?;
+        Ok(vec![(s.name.clone(), version, added as i64)])
+    };
+    TableIterator::new(run().or_raise())
 }
 
 #[pg_extern(sql = false)]

@@ -15,7 +15,7 @@ const INTEGER_TYPES: [pg_sys::Oid; 3] = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sy
 
 pub fn read(item_features: &str) -> Result<ItemFeatures> {
     Spi::connect(|client| {
-        let from = from_item(&client, item_features)?;
+        let from = from_item(client, item_features)?;
         let shape = client.select(&format!("SELECT * FROM {from} q LIMIT 0"), None, &[]).map_err(spi_error)?;
         let n = shape.columns().map_err(spi_error)?;
         let embedding: Option<pg_sys::Oid> = client
@@ -32,7 +32,7 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
                 let want = if c == 1 { "an integer item id" } else { "an embedding" };
                 return Err(Error::new(
                     ErrorKind::DatatypeMismatch,
-                    format!("column \"{name}\" of item_features must be {want}, not {}", type_name(&client, ty)),
+                    format!("column \"{name}\" of item_features must be {want}, not {}", type_name(client, ty)),
                 )
                 .with_hint("item_features is 'SELECT item_id, embedding_column [, more embedding columns] FROM ...'"));
             }

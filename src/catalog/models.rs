@@ -99,6 +99,48 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
     })
 }
 
+/// Stores `model` — served version `s` with `added` items joined from their
+/// content — as the next version of the model, deployed in its place, with
+/// the source's params (plus `added_items`, `from_version`) and metrics.
+pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f64) -> Result<i32> {
+    let data = model.to_bytes();
+    Spi::connect_mut(|client| {
+        client
+            .update("SELECT pg_advisory_xact_lock(hashtext('pgrec.model:' || $1))", None, &[s.name.as_str().into()])
+            .map_err(spi_error)?;
+        let version: i32 = client
+            .select(
+                "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
+                Some(1),
+                &[s.name.as_str().into()],
+            )
+            .and_then(|t| t.first().get_one())
+            .map_err(spi_error)?
+            .unwrap_or(1);
+        undeploy(client, &s.name)?;
+        client
+            .update(
+                "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
+                     train_rows, test_rows, train_seconds, deployed, data)
+                 SELECT name, $2, algorithm, params || jsonb_build_object('added_items', $3::bigint, 'from_version', version),
+                        metrics, users, $4, interactions, train_rows, test_rows, $5, true, $6
+                 FROM pgrec.model_versions WHERE name = $1 AND version = $7",
+                None,
+                &[
+                    s.name.as_str().into(),
+                    version.into(),
+                    (added as i64).into(),
+                    (model.n_items() as i64).into(),
+                    seconds.into(),
+                    data.as_slice().into(),
+                    s.version.into(),
+                ],
+            )
+            .map_err(spi_error)?;
+        Ok(version)
+    })
+}
+
 /// Marks no version of `name` deployed.
 fn undeploy(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
     client

@@ -137,6 +137,7 @@ pub fn fit_with(
         popular,
         regularization: p.regularization,
         alpha: p.alpha,
+        content: None,
     };
     let mut explain = None;
     match algorithm {
@@ -180,10 +181,16 @@ pub fn fit_with(
                 model.user_factors = m.users;
                 model.item_factors = m.items;
                 model.item_bias = m.item_bias;
+                model.content = Some(model::ContentMap {
+                    dims: features.ncols(),
+                    projection: Some(m.projection),
+                    bias: m.cold_bias,
+                });
             } else {
                 let (users, items) = pool.install(|| content::knn(&train, features));
                 model.user_factors = users;
                 model.item_factors = items;
+                model.content = Some(model::ContentMap { dims: features.ncols(), projection: None, bias: 0.0 });
                 on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
             }
         }

@@ -76,6 +76,19 @@ pub struct Model {
     /// ALS regularization and confidence scale, for folding in new users.
     pub regularization: f32,
     pub alpha: f32,
+    /// Content models: how a new item's factors follow from its content
+    /// vector, so items can join without training (`add_items`).
+    pub content: Option<ContentMap>,
+}
+
+/// A content model's map from an item's content vector f to its factors and
+/// bias: f · `projection` (vbpr: [0 | E | β']), or f / |f| without one
+/// (content_knn); the bias of an item without interactions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContentMap {
+    pub dims: usize,
+    pub projection: Option<Array2<f32>>,
+    pub bias: f32,
 }
 
 impl Model {
@@ -269,6 +282,51 @@ impl Model {
         top_k(&s, k, pool).into_iter().map(|i| (i, s[i as usize])).collect()
     }
 
+    /// Adds the items among `ids` (one content vector per row of `features`)
+    /// that the model does not have, with factors from their content alone;
+    /// returns how many were added. Only content models can.
+    pub fn add_items(&mut self, ids: &[i64], features: &Array2<f32>) -> Result<usize> {
+        let map = self.content.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::FeatureNotSupported,
+                format!("a {} model cannot add items from content", self.algorithm.name()),
+            )
+            .with_hint("only vbpr and content_knn models learn from item content; train one of those")
+        })?;
+        if features.ncols() != map.dims {
+            return Err(Error::new(
+                ErrorKind::DataException,
+                format!(
+                    "the item features have {} dimensions, the model was trained on {}",
+                    features.ncols(),
+                    map.dims
+                ),
+            )
+            .with_hint("pass the same embedding columns, in the same order, as item_features at training"));
+        }
+        let known: std::collections::HashSet<i64> = self.item_ids.iter().copied().collect();
+        let mut fresh = std::collections::HashSet::new();
+        let rows: Vec<usize> = (0..ids.len()).filter(|&k| !known.contains(&ids[k]) && fresh.insert(ids[k])).collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let f = features.select(ndarray::Axis(0), &rows);
+        let factors = match &map.projection {
+            Some(p) => f.dot(p),
+            None => super::content::normalized(&f),
+        };
+        let mut all = Array2::zeros((self.n_items() + rows.len(), self.factors()));
+        all.slice_mut(ndarray::s![..self.n_items(), ..]).assign(&self.item_factors);
+        all.slice_mut(ndarray::s![self.n_items().., ..]).assign(&factors);
+        self.item_factors = all;
+        if !self.item_bias.is_empty() {
+            self.item_bias.extend(std::iter::repeat_n(map.bias, rows.len()));
+        }
+        self.item_ids.extend(rows.iter().map(|&k| ids[k]));
+        self.seen.n_cols = self.item_ids.len();
+        Ok(rows.len())
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer(Vec::new());
         w.bytes(MAGIC);
@@ -285,6 +343,18 @@ impl Model {
         w.u32s(&self.seen.indptr.iter().map(|&x| x as u32).collect::<Vec<_>>());
         w.u32s(&self.seen.indices);
         w.u32s(&self.popular);
+        // Format 2: the content map, if any.
+        match &self.content {
+            None => w.u32(0),
+            Some(c) => {
+                w.u32(1);
+                w.u32(c.dims as u32);
+                let p = c.projection.as_ref();
+                w.u32(p.map_or(0, |p| p.ncols() as u32));
+                w.f32s(p.and_then(|p| p.as_slice()).unwrap_or(&[]));
+                w.f32s(&[c.bias]);
+            }
+        }
         w.0
     }
 
@@ -294,8 +364,8 @@ impl Model {
             return Err(corrupt("wrong magic"));
         }
         let format = r.u32()?;
-        if format != FORMAT {
-            return Err(corrupt(&format!("format {format}, this build reads {FORMAT}")));
+        if !(1..=FORMAT).contains(&format) {
+            return Err(corrupt(&format!("format {format}, this build reads 1 to {FORMAT}")));
         }
         let algorithm = Algorithm::parse(&r.str()?).map_err(|_| corrupt("unknown algorithm"))?;
         let user_ids = r.i64s()?;
@@ -319,6 +389,22 @@ impl Model {
         if indices.iter().chain(&popular).any(|&i| i as usize >= n_items) {
             return Err(corrupt("item index out of range"));
         }
+        let content = if format >= 2 && r.u32()? == 1 {
+            let dims = r.u32()? as usize;
+            let cols = r.u32()? as usize;
+            let values = r.f32s()?;
+            let bias = r.f32s()?;
+            let projection = (cols > 0)
+                .then(|| Array2::from_shape_vec((dims, cols), values))
+                .transpose()
+                .map_err(|_| corrupt("content projection shape"))?;
+            if projection.as_ref().map_or(dims, |p| p.ncols()) != f || bias.len() != 1 {
+                return Err(corrupt("content map"));
+            }
+            Some(ContentMap { dims, projection, bias: bias[0] })
+        } else {
+            None
+        };
         let seen = Csr { n_rows: user_ids.len(), n_cols: n_items, data: vec![1.0; indices.len()], indptr, indices };
         Ok(Model {
             algorithm,
@@ -333,6 +419,7 @@ impl Model {
             popular,
             regularization: g[1],
             alpha: g[2],
+            content,
         })
     }
 }
@@ -350,4 +437,4 @@ impl Scorer for Model {
 }
 
 const MAGIC: &[u8] = b"pgrecmdl";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;

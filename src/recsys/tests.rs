@@ -181,6 +181,7 @@ fn batch_recommendations_equal_one_user_at_a_time_across_item_blocks() {
         popular: (0..n_items as u32).collect(),
         regularization: 0.0,
         alpha: 1.0,
+        content: None,
     };
     // Ties go to the lower item index in both paths.
     let row3 = m.item_factors.row(3).to_owned();
@@ -195,4 +196,59 @@ fn batch_recommendations_equal_one_user_at_a_time_across_item_blocks() {
             assert_eq!(batch[u as usize], m.recommend(u, 25, exclude, None), "user {u}, exclude_seen {exclude}");
         }
     }
+}
+
+/// Content vectors for the planted items: the item's group as a one-hot
+/// direction plus noise.
+fn group_features(ids: &[i64], seed: u64) -> ndarray::Array2<f32> {
+    let mut rng = Rng::new(seed);
+    ndarray::Array2::from_shape_fn((ids.len(), GROUPS), |(k, c)| {
+        f32::from(u8::from(group_of_item(ids[k]) == c)) + 0.3 * rng.normal() as f32
+    })
+}
+
+#[test]
+fn content_models_score_held_out_and_added_items_from_content() {
+    let mut ds = Dataset::from_rows(&planted(3)).unwrap();
+    // Items 5000.. have content but no interactions: they join the catalogue.
+    let mut ids: Vec<i64> = (0..(GROUPS * ITEMS_PER_GROUP) as i64).collect();
+    ids.extend(5000..5016);
+    let f = content::ItemFeatures::new(ids.clone(), group_features(&ids, 4)).unwrap();
+    let (x, missing) = f.align(&mut ds);
+    assert_eq!((ds.n_items(), missing), (GROUPS * ITEMS_PER_GROUP + 16, 0));
+    let side = Side { features: Some(&x), ..Side::default() };
+    let fit_json = |a: Algorithm, json: &str| {
+        fit_with(&ds, a, &Params::parse(a, json).unwrap(), &side, 2, &mut |_| Ok(())).unwrap()
+    };
+    let vbpr = fit_json(Algorithm::Vbpr, r#"{"iterations": 20, "cold_items": 0.2}"#);
+    let knn = fit_json(Algorithm::ContentKnn, r#"{"cold_items": 0.2}"#);
+    let bpr = fit_json(Algorithm::Bpr, r#"{"factors": 16, "iterations": 40, "cold_items": 0.2}"#);
+    let cold = |t: &Trained| t.metrics["cold_recall@10"];
+    eprintln!("cold recall@10: vbpr {:.3}, content_knn {:.3}, bpr {:.3}", cold(&vbpr), cold(&knn), cold(&bpr));
+    assert!(cold(&vbpr) > cold(&bpr) + 0.1 && cold(&knn) > cold(&bpr) + 0.1);
+    assert!(vbpr.metrics["recall@10"] > 0.2, "warm {}", vbpr.metrics["recall@10"]);
+
+    for t in [&vbpr, &knn] {
+        let mut m = Model::from_bytes(&t.model.to_bytes()).unwrap();
+        assert_eq!(m.content, t.model.content, "the content map survives the byte form");
+        // Two new items of group 2 and one known item: the known one is kept.
+        let new_ids = [9001, 9002, 7];
+        let nf = group_features(&[2, 10, 7], 5);
+        assert_eq!(m.add_items(&new_ids, &nf).unwrap(), 2);
+        assert_eq!(m.n_items(), ds.n_items() + 2);
+        assert_eq!(m.add_items(&new_ids, &nf).unwrap(), 0, "added once");
+        // User 1002 is in group 2: among the new items and 8 group-5 items,
+        // the new ones come first.
+        let pool: Vec<u32> = (0..m.n_items() as u32)
+            .filter(|&i| m.item_ids[i as usize] > 9000 || m.item_ids[i as usize] % 8 == 5)
+            .collect();
+        let u = m.user_ids.iter().position(|&u| u == 1002).unwrap() as u32;
+        let top: Vec<i64> = m.recommend(u, 2, true, Some(&pool)).iter().map(|r| m.item_ids[r.0 as usize]).collect();
+        assert_eq!(top.iter().filter(|&&i| i > 9000).count(), 2, "{:?}: {top:?}", m.algorithm);
+        let e = m.add_items(&[9003], &ndarray::Array2::zeros((1, 3))).unwrap_err();
+        assert_eq!(e.message, "the item features have 3 dimensions, the model was trained on 8");
+    }
+    let mut b = bpr.model;
+    let e = b.add_items(&[9001], &ndarray::Array2::zeros((1, 8))).unwrap_err();
+    assert_eq!(e.message, "a bpr model cannot add items from content");
 }

@@ -46,6 +46,10 @@ pub struct Vbpr {
     pub users: Array2<f32>,
     pub items: Array2<f32>,
     pub item_bias: Vec<f32>,
+    /// F × (k + k2 + 1): [0 | E | β'], a content vector's item factors.
+    pub projection: Array2<f32>,
+    /// The bias of items without interactions.
+    pub cold_bias: f32,
 }
 
 /// Adam's moments for a parameter array, updated densely or a row at a time.
@@ -249,11 +253,15 @@ pub fn train(
     out_items.column_mut(k + k2).assign(&visual.index_axis(Axis(1), 0));
     let mut bias: Array1<f32> = items.column(k).to_owned();
     let warm_mean = warm_items.iter().map(|&i| bias[i as usize]).sum::<f32>() / warm_items.len().max(1) as f32;
+    let cold_bias = warm_mean + p.cold_boost;
     for i in (0..n_items).filter(|&i| !warm[i]) {
         out_items.slice_mut(ndarray::s![i, ..k]).fill(0.0);
-        bias[i] = warm_mean + p.cold_boost;
+        bias[i] = cold_bias;
     }
-    Ok(Vbpr { users: out_users, items: out_items, item_bias: bias.to_vec() })
+    let mut projection = Array2::zeros((dims, k + k2 + 1));
+    projection.slice_mut(ndarray::s![.., k..k + k2]).assign(&e);
+    projection.column_mut(k + k2).assign(&bp.index_axis(Axis(1), 0));
+    Ok(Vbpr { users: out_users, items: out_items, item_bias: bias.to_vec(), projection, cold_bias })
 }
 
 #[cfg(test)]
@@ -349,5 +357,10 @@ mod tests {
             train(&train_ui, &features, &VbprParams { cold_boost: 2.0, ..params() }, &pool, &mut |_| Ok(())).unwrap();
         let c = cold[0] as usize;
         assert!((boosted.item_bias[c] - m.item_bias[c] - 2.0).abs() < 1e-5);
+
+        // The projection gives a cold item's factors from its content.
+        let from_content = features.row(c).dot(&m.projection);
+        assert!(from_content.iter().zip(m.items.row(c)).all(|(a, b)| (a - b).abs() < 1e-5));
+        assert_eq!(m.cold_bias, m.item_bias[c]);
     }
 }
