@@ -87,3 +87,21 @@ FROM products ORDER BY emb <=> embed_text('minilm', 'something to listen to musi
 SELECT id, title FROM products ORDER BY emb <=> embed_text('minilm', 'cooking in the kitchen') LIMIT 2;
 -- The pieces the model sees.
 SELECT tokenize('minilm', 'Noise-cancelling headphones'), token_count('minilm', 'Noise-cancelling headphones');
+
+-- Multimodal recommendation: orders plus the products' title vectors. 300
+-- buyers with one interest each: kitchen (user 3: items 2, 5), audio (user 1:
+-- 3, 6) or outdoor (user 2: 4, 8). VBPR learns which content each buyer likes.
+CREATE TABLE orders AS
+SELECT b AS user_id, p AS item_id FROM generate_series(1, 300) b,
+       unnest(CASE b % 3 WHEN 0 THEN ARRAY[2, 5] WHEN 1 THEN ARRAY[3, 6] ELSE ARRAY[4, 8] END) p;
+SELECT name, version FROM train('shop_vbpr', 'vbpr', 'orders', '{"test_fraction": 0}',
+                                item_features => 'SELECT id, emb FROM products');
+-- Three products listed today, with no orders yet: added from their titles
+-- alone (a new deployed version, no retraining), each goes first to the
+-- buyers whose interest it matches.
+INSERT INTO products (id, title) VALUES
+    (9, 'Enamelled cast iron dutch oven'), (10, 'Over-ear studio headphones'), (11, 'Waterproof hiking boots');
+UPDATE products SET emb = embed_text('minilm', title) WHERE id > 8;
+SELECT * FROM add_items('shop_vbpr', 'SELECT id, emb FROM products WHERE id > 8');
+SELECT r.user_id, p.title FROM recommend(ARRAY[3, 1, 2]::bigint[], 1, 'shop_vbpr', candidates => ARRAY[9, 10, 11]::bigint[]) r
+JOIN products p ON p.id = r.item_id;

@@ -131,7 +131,10 @@ fn train(
                 f.dims(),
                 ds.n_items() - known
             );
-            Some(x)
+            // One vector column: content_knn can rank the query's rows by
+            // their index at serving time.
+            let source = (f.columns == 1).then(|| q.to_string());
+            Some((x, source))
         } else if item_features.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
@@ -152,7 +155,7 @@ fn train(
         let side = recsys::Side {
             graph: graph.as_ref(),
             pretrain: pretrained.as_ref().map(|s| &s.model),
-            features: features.as_ref(),
+            features: features.as_ref().map(|f| &f.0),
         };
         let t = recsys::fit_with(&ds, algorithm, &p, &side, guc::threads(), &mut |pr| {
             pgrx::check_for_interrupts!();
@@ -174,6 +177,12 @@ fn train(
             Ok(())
         })?;
         let seconds = started.elapsed().as_secs_f64();
+        let mut t = t;
+        if let (Some(c), Some((_, source))) = (t.model.content.as_mut(), &features) {
+            if algorithm == Algorithm::ContentKnn {
+                c.source = source.clone();
+            }
+        }
         let saved = models::save(name, &json, &t, ds.len(), seconds)?;
         let metrics = models::metrics_json(&t.metrics);
         Ok(vec![(name.to_string(), saved.version, algorithm.name().to_string(), saved.deployed, JsonB(metrics))])
@@ -205,8 +214,26 @@ fn recommend(
         let s = models::load(model)?;
         let Some(user) = user_id else { return Ok(Vec::new()) };
         let pool = candidate_pool(&s, candidates);
+        let exclude = exclude_seen.unwrap_or(true);
+        // content_knn over one indexed embedding column: the index ranks the
+        // table's rows as they are now, new ones included.
+        let source = s.model.content.as_ref().and_then(|c| c.source.as_deref());
+        if let (Some(src), Some(&u), None, Algorithm::ContentKnn) =
+            (source, s.users.get(&user), &pool, s.model.algorithm)
+        {
+            let m = &s.model;
+            let seen: Vec<i64> = if exclude && (u as usize) < m.seen.n_rows {
+                m.seen.row(u as usize).0.iter().map(|&i| m.item_ids[i as usize]).collect()
+            } else {
+                Vec::new()
+            };
+            let profile = m.user_factors.row(u as usize).to_vec();
+            if let Some(rows) = features::nearest(src, &profile, &seen, k)? {
+                return Ok(rows);
+            }
+        }
         let recs = match s.users.get(&user) {
-            Some(&u) => s.model.recommend(u, k, exclude_seen.unwrap_or(true), pool.as_deref()),
+            Some(&u) => s.model.recommend(u, k, exclude, pool.as_deref()),
             None => {
                 pgrx::notice!("user {user} is not in model \"{}\": recommending the most popular items", s.name);
                 s.model.popular_items(k, &[], pool.as_deref())

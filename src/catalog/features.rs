@@ -1,7 +1,8 @@
 //! Reads the item content of a `vbpr` or `content_knn` training: the
 //! `item_features` query's first column is the item id (any integer type),
 //! every further column an `embedding` (or a real / double precision array),
-//! concatenated in order into one vector per item.
+//! concatenated in order into one vector per item. And, for serving a
+//! content_knn model, the nearest rows of that query through its index.
 
 use ndarray::Array2;
 use pgrx::prelude::*;
@@ -86,6 +87,44 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
         let width = dims.iter().map(|d| d.unwrap_or(0)).sum();
         let values = Array2::from_shape_vec((ids.len(), width), values)
             .map_err(|e| Error::new(ErrorKind::DataException, format!("item_features: {e}")))?;
-        ItemFeatures::new(ids, values)
+        let mut f = ItemFeatures::new(ids, values)?;
+        f.columns = n - 1;
+        Ok(f)
+    })
+}
+
+/// The `k` rows of `source` (a content_knn model's `item_features`: item id,
+/// one embedding) nearest by cosine to `profile`, without the ids in
+/// `exclude`, as (item id, cosine) — if Postgres answers that with an index
+/// (a `pgrec_hnsw` index with `embedding_cosine_ops` on the column); `None`
+/// when it would scan every row, which the model's own vectors do faster.
+/// Rows added to the table since training are among the answers.
+pub fn nearest(source: &str, profile: &[f32], exclude: &[i64], k: usize) -> Result<Option<Vec<(i64, f32)>>> {
+    Spi::connect(|client| {
+        let from = from_item(client, source)?;
+        let sql = format!(
+            "SELECT q.i::int8, (1 - (q.e <=> $1::real[]::embedding))::real FROM {from} AS q(i, e)
+             WHERE q.i::int8 <> ALL ($2) ORDER BY q.e <=> $1::real[]::embedding LIMIT $3"
+        );
+        let args = || [profile.to_vec().into(), exclude.to_vec().into(), (k as i64).into()];
+        let plan = client.select(&format!("EXPLAIN {sql}"), None, &args()).map_err(spi_error)?;
+        let mut indexed = false;
+        for row in plan {
+            let line: Option<String> = row.get(1).map_err(spi_error)?;
+            indexed |= line.is_some_and(|l| l.contains("Index Scan"));
+        }
+        if !indexed {
+            return Ok(None);
+        }
+        let table = client.select(&sql, None, &args()).map_err(spi_error)?;
+        let mut out = Vec::with_capacity(k);
+        for row in table {
+            let id: Option<i64> = row.get(1).map_err(spi_error)?;
+            let score: Option<f32> = row.get(2).map_err(spi_error)?;
+            if let (Some(id), Some(score)) = (id, score) {
+                out.push((id, score));
+            }
+        }
+        Ok(Some(out))
     })
 }

@@ -18,6 +18,8 @@ pub struct ItemFeatures {
     pub ids: Vec<i64>,
     /// One row per id.
     pub values: Array2<f32>,
+    /// How many vectors each row concatenates.
+    pub columns: usize,
 }
 
 impl ItemFeatures {
@@ -36,7 +38,7 @@ impl ItemFeatures {
                 format!("the features of item {} are not all finite numbers", ids[k]),
             ));
         }
-        Ok(ItemFeatures { ids, values })
+        Ok(ItemFeatures { ids, values, columns: 1 })
     }
 
     pub fn dims(&self) -> usize {

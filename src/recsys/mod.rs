@@ -185,12 +185,14 @@ pub fn fit_with(
                     dims: features.ncols(),
                     projection: Some(m.projection),
                     bias: m.cold_bias,
+                    source: None,
                 });
             } else {
                 let (users, items) = pool.install(|| content::knn(&train, features));
                 model.user_factors = users;
                 model.item_factors = items;
-                model.content = Some(model::ContentMap { dims: features.ncols(), projection: None, bias: 0.0 });
+                model.content =
+                    Some(model::ContentMap { dims: features.ncols(), projection: None, bias: 0.0, source: None });
                 on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
             }
         }

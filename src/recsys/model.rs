@@ -89,6 +89,9 @@ pub struct ContentMap {
     pub dims: usize,
     pub projection: Option<Array2<f32>>,
     pub bias: f32,
+    /// content_knn with one embedding column: the `item_features` query, so
+    /// that serving can rank the items it returns now with their index.
+    pub source: Option<String>,
 }
 
 impl Model {
@@ -353,6 +356,7 @@ impl Model {
                 w.u32(p.map_or(0, |p| p.ncols() as u32));
                 w.f32s(p.and_then(|p| p.as_slice()).unwrap_or(&[]));
                 w.f32s(&[c.bias]);
+                w.str(c.source.as_deref().unwrap_or(""));
             }
         }
         w.0
@@ -394,6 +398,7 @@ impl Model {
             let cols = r.u32()? as usize;
             let values = r.f32s()?;
             let bias = r.f32s()?;
+            let source = Some(r.str()?).filter(|s| !s.is_empty());
             let projection = (cols > 0)
                 .then(|| Array2::from_shape_vec((dims, cols), values))
                 .transpose()
@@ -401,7 +406,7 @@ impl Model {
             if projection.as_ref().map_or(dims, |p| p.ncols()) != f || bias.len() != 1 {
                 return Err(corrupt("content map"));
             }
-            Some(ContentMap { dims, projection, bias: bias[0] })
+            Some(ContentMap { dims, projection, bias: bias[0], source })
         } else {
             None
         };
