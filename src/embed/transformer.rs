@@ -4,22 +4,18 @@
 //! differs is how, which on 2 cores took all-MiniLM-L6-v2 from 30 to 47
 //! 146-token texts per second (README, encoder benchmark):
 //! - query, key and value are one matrix multiply (their weights stacked at
-//!   load time) and are split into heads with one copy;
-//! - attention runs a few sequences at a time, so its scores stay in cache,
-//!   and its probabilities come from candle-nn's fused `softmax_last_dim`
-//!   (one pass per row) instead of five whole-tensor passes;
+//!   load time), and attention reads its heads from that output in place
+//!   (`Attention`): per text and head in parallel, over the text's own length
+//!   (no work on padding), with a vectorised softmax, writing each head's
+//!   context into its columns — no head split, merge or mask tensors;
 //! - each dense layer's bias, residual and GELU are one pass on the worker
 //!   threads (`Epilogue`), with the vectorised erf of `kernels::activation`,
 //!   instead of single-threaded candle passes and a scalar erf per element.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
-
-/// Attention scores computed at once (256K floats, 1 MiB): all heads of a
-/// few sequences.
-const ATTENTION_SCORES: usize = 1 << 18;
 
 /// A dense layer's weight (out, in) and bias; the bias is added by an
 /// [`Epilogue`] together with whatever follows the multiply.
@@ -33,24 +29,45 @@ impl Dense {
         Ok(Dense { weight: vb.get((outputs, inputs), "weight")?, bias: vb.get(outputs, "bias")? })
     }
 
-    /// x·Wᵀ + b, then GELU when `gelu`.
+    /// x·Wᵀ + b, then GELU when `gelu`; the epilogue runs in place on the
+    /// product, which nothing else holds.
     fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.apply_op2_no_bwd(&self.bias, &Epilogue { gelu })
+        let y = x.matmul(&self.weight.t()?)?;
+        y.inplace_op2(&self.bias, &Epilogue { gelu })?;
+        Ok(y)
+    }
+}
+
+/// A dense layer whose output is added to the residual and layer-normed,
+/// as BERT's attention and feed-forward outputs are: the bias, LayerNorm
+/// weight and LayerNorm bias as the rows of one (3, h) tensor, applied in one
+/// pass ([`ResidualNorm`]).
+struct DenseNorm {
+    weight: Tensor,
+    tail: Tensor,
+    eps: f32,
+}
+
+impl DenseNorm {
+    fn load(vb: VarBuilder, norm: VarBuilder, inputs: usize, outputs: usize, eps: f64) -> Result<DenseNorm> {
+        let dense = Dense::load(vb, inputs, outputs)?;
+        let (gamma, beta) = (norm.get(outputs, "weight")?, norm.get(outputs, "bias")?);
+        Ok(DenseNorm { weight: dense.weight, tail: Tensor::stack(&[&dense.bias, &gamma, &beta], 0)?, eps: eps as f32 })
     }
 
-    /// x·Wᵀ + b + residual.
-    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.apply_op3_no_bwd(&self.bias, residual, &Epilogue { gelu: false })
+    /// LayerNorm(x·Wᵀ + b + residual).
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        y.inplace_op3(&self.tail, residual, &ResidualNorm { eps: self.eps })?;
+        Ok(y)
     }
 }
 
 struct Layer {
     qkv: Dense,
-    attention_out: Dense,
-    attention_norm: LayerNorm,
+    attention_out: DenseNorm,
     up: Dense,
-    down: Dense,
-    out_norm: LayerNorm,
+    down: DenseNorm,
 }
 
 pub struct BertEncoder {
@@ -85,13 +102,13 @@ impl BertEncoder {
                     weight: Tensor::cat(&[&q.weight, &k.weight, &v.weight], 0)?,
                     bias: Tensor::cat(&[&q.bias, &k.bias, &v.bias], 0)?,
                 };
+                let eps = config.layer_norm_eps;
+                let (ao, o) = (a.pp("output"), l.pp("output"));
                 Ok(Layer {
                     qkv,
-                    attention_out: Dense::load(a.pp("output").pp("dense"), h, h)?,
-                    attention_norm: layer_norm(h, config.layer_norm_eps, a.pp("output").pp("LayerNorm"))?,
+                    attention_out: DenseNorm::load(ao.pp("dense"), ao.pp("LayerNorm"), h, h, eps)?,
                     up: Dense::load(l.pp("intermediate").pp("dense"), h, config.intermediate_size)?,
-                    down: Dense::load(l.pp("output").pp("dense"), config.intermediate_size, h)?,
-                    out_norm: layer_norm(h, config.layer_norm_eps, l.pp("output").pp("LayerNorm"))?,
+                    down: DenseNorm::load(o.pp("dense"), o.pp("LayerNorm"), config.intermediate_size, h, eps)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -114,43 +131,109 @@ impl BertEncoder {
         let d = h / heads;
         let x = self.word.forward(ids)?.broadcast_add(&self.position.narrow(0, 0, s)?)?;
         let mut x = self.norm.forward(&x)?.reshape((b * s, h))?;
-        // Padding gets the lowest float added to its scores, as transformers does.
-        let mask = mask.to_dtype(candle_core::DType::F32)?;
-        let mask = ((mask.ones_like()? - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, s))?;
-        let scale = 1.0 / (d as f64).sqrt();
-        // Attention runs a few sequences at a time so its (heads, len, len)
-        // scores stay in cache, while the dense layers take the whole batch
-        // as one large, efficient matrix multiply.
-        let group = (ATTENTION_SCORES / (heads * s * s).max(1)).clamp(1, b.max(1));
+        // Texts are padded at the end (`text::pad`): attention runs over
+        // each text's own length, so padding costs nothing there, and padded
+        // rows (which nothing reads) get zeros.
+        let lens = mask
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?
+            .iter()
+            .map(|m| {
+                let n = m.iter().take_while(|&&x| x > 0.5).count();
+                if m[n..].iter().any(|&x| x > 0.5) {
+                    candle_core::bail!("attention mask is not one run of tokens followed by padding");
+                }
+                Ok(n)
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let attention = Attention { len: s, heads, dims: d, lens, scale: 1.0 / (d as f32).sqrt() };
         for l in &self.layers {
-            let qkv = l.qkv.forward(&x, false)?.reshape((b, s, 3, heads, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
-            let (q, k, v) = ((qkv.get(0)? * scale)?, qkv.get(1)?, qkv.get(2)?);
-            let mut parts = Vec::with_capacity(b.div_ceil(group));
-            for start in (0..b).step_by(group) {
-                let n = group.min(b - start);
-                let scores = q
-                    .narrow(0, start, n)?
-                    .matmul(&k.narrow(0, start, n)?.t()?)?
-                    .broadcast_add(&mask.narrow(0, start, n)?)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-                parts.push(probs.matmul(&v.narrow(0, start, n)?)?);
-            }
-            let ctx = Tensor::cat(&parts, 0)?.transpose(1, 2)?.contiguous()?.reshape((b * s, h))?;
-            let x1 = l.attention_norm.forward(&l.attention_out.forward_residual(&ctx, &x)?)?;
+            let ctx = l.qkv.forward(&x, false)?.apply_op1_no_bwd(&attention)?;
+            let x1 = l.attention_out.forward(&ctx, &x)?;
             let up = match self.act {
                 HiddenAct::Gelu => l.up.forward(&x1, true)?,
                 HiddenAct::GeluApproximate => l.up.forward(&x1, false)?.gelu()?,
                 HiddenAct::Relu => l.up.forward(&x1, false)?.relu()?,
             };
-            x = l.out_norm.forward(&l.down.forward_residual(&up, &x1)?)?;
+            x = l.down.forward(&up, &x1)?;
         }
         x.reshape((b, s, h))
     }
 }
 
+/// Multi-head self-attention straight from the fused (b·s, 3h) query, key
+/// and value rows to the (b·s, h) context rows: for each text and head, in
+/// parallel, scores = q·kᵀ·scale over the text's own length, a vectorised
+/// softmax per row, then probabilities · v written into the head's columns.
+/// Strided views replace the head split and merge copies; the scores
+/// (len × len) stay in each worker's cache.
+struct Attention {
+    len: usize,
+    heads: usize,
+    dims: usize,
+    lens: Vec<usize>,
+    scale: f32,
+}
+
+/// The output of [`Attention`], shared by the workers that fill its
+/// disjoint blocks.
+struct Blocks(*mut f32);
+
+// SAFETY: each worker writes only its own (text, head) block of rows and
+// columns, and the buffer outlives the parallel loop.
+unsafe impl Sync for Blocks {}
+
+impl candle_core::CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "pgrec-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut2, ShapeBuilder};
+        let qkv = f32s(storage, layout)?;
+        let (s, d, heads) = (self.len, self.dims, self.heads);
+        let h = heads * d;
+        let b = self.lens.len();
+        if qkv.len() != b * s * 3 * h || self.lens.iter().any(|&n| n > s) {
+            candle_core::bail!("attention: shapes do not match");
+        }
+        let mut out = vec![0f32; b * s * h];
+        let blocks = Blocks(out.as_mut_ptr());
+        let blocks = &blocks;
+        let tasks: Vec<(usize, usize)> = (0..b).flat_map(|t| (0..heads).map(move |hd| (t, hd))).collect();
+        tasks.par_iter().try_for_each_init(
+            || vec![0f32; s * s],
+            |scores, &(t, hd)| -> Result<()> {
+                let n = self.lens[t];
+                if n == 0 {
+                    return Ok(());
+                }
+                let view = |which: usize| {
+                    let at = t * s * 3 * h + which * h + hd * d;
+                    ArrayView2::from_shape((n, d).strides((3 * h, 1)), &qkv[at..])
+                };
+                let err = |e: ndarray::ShapeError| candle_core::Error::Msg(format!("attention: {e}"));
+                let (q, k, v) = (view(0).map_err(err)?, view(1).map_err(err)?, view(2).map_err(err)?);
+                let mut sc = ArrayViewMut2::from_shape((n, n), &mut scores[..n * n]).map_err(err)?;
+                general_mat_mul(self.scale, &q, &k.t(), 0.0, &mut sc);
+                for row in scores[..n * n].chunks_exact_mut(n) {
+                    crate::kernels::activation::softmax(row);
+                }
+                let probs = ArrayView2::from_shape((n, n), &scores[..n * n]).map_err(err)?;
+                // SAFETY: rows t·s .. t·s + n, columns hd·d .. hd·d + d of the
+                // (b·s, h) output are this task's alone, inside the buffer.
+                let mut ctx =
+                    unsafe { ArrayViewMut2::from_shape_ptr((n, d).strides((h, 1)), blocks.0.add(t * s * h + hd * d)) };
+                general_mat_mul(1.0, &probs, &v, 0.0, &mut ctx);
+                Ok(())
+            },
+        )?;
+        Ok((CpuStorage::F32(out), Shape::from((b * s, h))))
+    }
+}
+
 /// What follows a dense layer's multiply, in one pass over its rows split
-/// across the current rayon pool: add the bias, then either the exact GELU or
-/// a residual (the third operand).
+/// across the current rayon pool: add the bias, then the exact GELU if asked.
 struct Epilogue {
     gelu: bool,
 }
@@ -166,54 +249,98 @@ fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     Ok(&v[from..to])
 }
 
-impl Epilogue {
-    fn run(&self, y: &[f32], shape: &Shape, bias: &[f32], residual: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
+/// The contiguous f32 elements of a tensor's storage, to write.
+fn f32s_mut<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("expected f32 hidden states");
+    };
+    let Some((from, to)) = l.contiguous_offsets() else {
+        candle_core::bail!("expected a contiguous tensor");
+    };
+    Ok(&mut v[from..to])
+}
+
+/// Rows of about 16K floats per task: enough work to outweigh the split.
+fn row_block(width: usize) -> usize {
+    (16 * 1024 / width).max(1) * width
+}
+
+impl candle_core::InplaceOp2 for Epilogue {
+    fn name(&self) -> &'static str {
+        "pgrec-dense-epilogue"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let (y, bias) = (f32s_mut(s1, l1)?, f32s(s2, l2)?);
         let width = bias.len();
-        if width == 0 || !y.len().is_multiple_of(width) || residual.is_some_and(|r| r.len() != y.len()) {
+        if width == 0 || !y.len().is_multiple_of(width) {
             candle_core::bail!("dense epilogue: shapes do not match");
         }
-        let rows = (16 * 1024 / width).max(1);
-        let mut out = y.to_vec();
-        out.par_chunks_mut(rows * width).enumerate().for_each(|(c, chunk)| {
-            for (r, row) in chunk.chunks_exact_mut(width).enumerate() {
+        y.par_chunks_mut(row_block(width)).for_each(|chunk| {
+            for row in chunk.chunks_exact_mut(width) {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-                if let Some(res) = residual {
-                    let at = (c * rows + r) * width;
-                    row.iter_mut().zip(&res[at..at + width]).for_each(|(v, x)| *v += x);
-                }
                 if self.gelu {
                     crate::kernels::activation::gelu_erf(row);
                 }
             }
         });
-        Ok((CpuStorage::F32(out), shape.clone()))
+        Ok(())
     }
 }
 
-impl CustomOp2 for Epilogue {
-    fn name(&self) -> &'static str {
-        "pgrec-dense-epilogue"
+/// Σ f(x) with eight running sums, so that it vectorises.
+#[inline(always)]
+fn sum8(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for c in chunks {
+        for j in 0..8 {
+            acc[j] += f(c[j]);
+        }
     }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.run(f32s(s1, l1)?, l1.shape(), f32s(s2, l2)?, None)
-    }
+    acc.iter().sum::<f32>() + rest
 }
 
-impl CustomOp3 for Epilogue {
+/// y ← LayerNorm(y + b + residual)·γ + β in one pass over the rows, split
+/// across the current rayon pool; b, γ, β are the rows of the second operand.
+/// Mean and variance in two passes with eight running sums each, so both
+/// vectorise.
+struct ResidualNorm {
+    eps: f32,
+}
+
+impl candle_core::InplaceOp3 for ResidualNorm {
     fn name(&self) -> &'static str {
-        "pgrec-dense-epilogue"
+        "pgrec-residual-layer-norm"
     }
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
+        s1: &mut CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
         s3: &CpuStorage,
         l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run(f32s(s1, l1)?, l1.shape(), f32s(s2, l2)?, Some(f32s(s3, l3)?))
+    ) -> Result<()> {
+        let (y, tail, residual) = (f32s_mut(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let width = tail.len() / 3;
+        if width == 0 || tail.len() != 3 * width || !y.len().is_multiple_of(width) || residual.len() != y.len() {
+            candle_core::bail!("residual layer norm: shapes do not match");
+        }
+        let (bias, gamma, beta) = (&tail[..width], &tail[width..2 * width], &tail[2 * width..]);
+        let block = row_block(width);
+        y.par_chunks_mut(block).zip(residual.par_chunks(block)).for_each(|(chunk, res)| {
+            for (row, r) in chunk.chunks_exact_mut(width).zip(res.chunks_exact(width)) {
+                row.iter_mut().zip(bias).zip(r).for_each(|((v, b), x)| *v += b + x);
+                let mean = sum8(row, |v| v) / width as f32;
+                let inv = 1.0 / (sum8(row, |v| (v - mean) * (v - mean)) / width as f32 + self.eps).sqrt();
+                for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+                    *v = (*v - mean) * inv * g + b;
+                }
+            }
+        });
+        Ok(())
     }
 }

@@ -209,9 +209,9 @@ pub fn fit_with(
     // With cold items held out, warm items rank among the other items that
     // have interactions, cold ones among the cold.
     let warm_pool: Option<Vec<u32>> = (!cs.cold_items.is_empty()).then(|| {
-        let mut cold = vec![false; n_items];
-        cs.cold_items.iter().for_each(|&i| cold[i as usize] = true);
-        (0..n_items as u32).filter(|&i| counts[i as usize] > 0 && !cold[i as usize]).collect()
+        let mut trained = vec![false; n_items];
+        train.indices.iter().for_each(|&i| trained[i as usize] = true);
+        (0..n_items as u32).filter(|&i| trained[i as usize]).collect()
     });
     if test.nnz() > 0 {
         metrics = pool.install(|| metrics::evaluate(&model, &train, &test, warm_pool.as_deref(), &[10, 20]));
