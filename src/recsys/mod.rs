@@ -169,6 +169,7 @@ pub fn fit_with(
             let f = kgat::train(&train, g, &p.kgat(), init.as_ref(), &pool, on_iteration)?;
             model.user_factors = f.users;
             model.item_factors = f.items;
+            model.item_bias = f.item_bias;
             explain = f.graph.map(|c| kgat::explain::ExplainGraph::new(c, g, n_items));
         }
         Algorithm::Vbpr | Algorithm::ContentKnn => {

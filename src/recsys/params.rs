@@ -38,6 +38,7 @@ struct Raw {
     bias_regularization: Option<f64>,
     content_regularization: Option<f64>,
     cold_boost: Option<f64>,
+    item_bias: Option<bool>,
 }
 
 /// Parameters with every default filled in.
@@ -73,6 +74,8 @@ pub struct Params {
     /// (see [`KgatParams`]); `patience` 0 turns it off.
     pub eval_every: usize,
     pub patience: usize,
+    /// KGAT only: learn an item bias (not in the paper).
+    pub item_bias: bool,
     /// Cold-start evaluation: this share of the items (with interactions) is
     /// held out entirely, all their interactions tested, ranked among
     /// themselves.
@@ -111,6 +114,7 @@ impl Params {
             pretrain: None,
             eval_every: 10,
             patience: 10,
+            item_bias: false,
             cold_items: 0.0,
             content_factors: 32,
             bias_regularization: 0.01,
@@ -159,6 +163,7 @@ impl Params {
             epochs: self.iterations,
             eval_every: self.eval_every,
             patience: self.patience,
+            item_bias: self.item_bias,
             seed: self.seed,
         }
     }
@@ -191,7 +196,7 @@ impl Params {
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
         let raw: Raw = serde_json::from_str(json).map_err(|e| {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed, cold_items (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience; for vbpr: content_factors, batch_size, bias_regularization, content_regularization, cold_boost)")
+                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed, cold_items (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience, item_bias; for vbpr: content_factors, batch_size, bias_regularization, content_regularization, cold_boost)")
         })?;
         let mut p = Params::defaults(algorithm);
         if let Some(v) = raw.factors {
@@ -340,6 +345,10 @@ impl Params {
             }
             p.patience = v as usize;
         }
+        if let Some(v) = raw.item_bias {
+            kgat_only("item_bias")?;
+            p.item_bias = v;
+        }
         if let Some(v) = raw.pretrain {
             kgat_only("pretrain")?;
             p.pretrain = Some(v);
@@ -378,6 +387,8 @@ mod tests {
         assert_eq!(msg(r#"{"layers": [8]}"#), "param \"layers\" applies to kgat only, not als");
         assert_eq!(msg(r#"{"batch_size": 8}"#), "param \"batch_size\" applies to kgat and vbpr only, not als");
         assert_eq!(msg(r#"{"cold_boost": 1}"#), "param \"cold_boost\" applies to vbpr only, not als");
+        assert_eq!(msg(r#"{"item_bias": true}"#), "param \"item_bias\" applies to kgat only, not als");
+        assert!(Params::parse(Algorithm::Kgat, r#"{"item_bias": true}"#).unwrap().kgat().item_bias);
         assert_eq!(
             msg(r#"{"cold_items": 1}"#),
             "invalid value 1 for param \"cold_items\": must be ≥ 0 and < 1 (0: no cold-start evaluation)"

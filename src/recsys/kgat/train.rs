@@ -40,6 +40,9 @@ pub struct KgatParams {
     /// improvement and returns the best evaluated model. 0 turns it off.
     pub eval_every: usize,
     pub patience: usize,
+    /// Learn an item bias added to the score, as BPR-MF has (not in the
+    /// paper); with `Init`, it starts from the pretrained model's.
+    pub item_bias: bool,
     pub seed: u64,
 }
 
@@ -60,6 +63,7 @@ impl Default for KgatParams {
             epochs: 400,
             eval_every: 10,
             patience: 10,
+            item_bias: false,
             seed: 42,
         }
     }
@@ -100,6 +104,8 @@ pub struct Init {
     pub items: Array2<f32>,
     pub user_known: Vec<bool>,
     pub item_known: Vec<bool>,
+    /// The pretrained item biases (zeros where unknown or absent).
+    pub item_bias: Vec<f32>,
 }
 
 impl Init {
@@ -129,15 +135,19 @@ impl Init {
         };
         let (users, user_known) = pick(user_ids, &mu, &m.user_factors);
         let (items, item_known) = pick(item_ids, &mi, &m.item_factors);
-        Ok(Init { users, items, user_known, item_known })
+        let item_bias =
+            item_ids.iter().map(|id| mi.get(id).and_then(|&r| m.item_bias.get(r)).copied().unwrap_or(0.0)).collect();
+        Ok(Init { users, items, user_known, item_known, item_bias })
     }
 }
 
-/// The trained final representations (users, items), and the collaborative
-/// knowledge graph with the attention of every edge, for explanations.
+/// The trained final representations (users, items), the item biases (empty
+/// without `item_bias`), and the collaborative knowledge graph with the
+/// attention of every edge, for explanations.
 pub struct KgatFactors {
     pub users: Array2<f32>,
     pub items: Array2<f32>,
+    pub item_bias: Vec<f32>,
     pub graph: Option<Ckg>,
 }
 
@@ -151,7 +161,7 @@ impl crate::recsys::metrics::Scorer for KgatFactors {
         for (b, &u) in users.iter().enumerate() {
             let x = self.users.row(u as usize);
             for (i, o) in out[b * n..(b + 1) * n].iter_mut().enumerate() {
-                *o = x.dot(&self.items.row(i));
+                *o = x.dot(&self.items.row(i)) + self.item_bias.get(i).copied().unwrap_or(0.0);
             }
         }
     }
@@ -242,6 +252,12 @@ pub fn train(
         layers.iter().map(|w| [Adam::new(&w.b1), Adam::new(&w.b2)]).collect();
     let mut adam_rel_w: Vec<Adam<ndarray::Ix2>> = rel.w.iter().map(Adam::new).collect();
     let mut adam_rel_e = Adam::new(&rel.e);
+    let mut item_bias: Array1<f32> = match (p.item_bias, init) {
+        (false, _) => Array1::zeros(0),
+        (true, Some(init)) => Array1::from(init.item_bias.clone()),
+        (true, None) => Array1::zeros(n_items),
+    };
+    let mut adam_bias_i = Adam::new(&item_bias);
     let (mut t_cf, mut t_kg) = (0i32, 0i32);
 
     let users: Vec<u32> = (0..ui.n_rows as u32).filter(|&u| !ui.row(u as usize).0.is_empty()).collect();
@@ -267,6 +283,7 @@ pub fn train(
     struct Best {
         recall: f64,
         finals: (Array2<f32>, Array2<f32>),
+        item_bias: Array1<f32>,
         e0: Array2<f32>,
         rel: Relations,
     }
@@ -312,7 +329,15 @@ pub fn train(
             cf_loss += pool.install(|| {
                 let (finals, caches) = propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, keep);
                 let mut d_final = Array2::zeros(finals.raw_dim());
-                let loss = cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final);
+                let mut d_bias = Array1::zeros(item_bias.len());
+                let bias = p.item_bias.then(|| cf::Bias {
+                    value: item_bias.as_slice().unwrap_or(&[]),
+                    grad: d_bias.as_slice_mut().unwrap_or(&mut []),
+                });
+                let loss = cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final, bias);
+                if p.item_bias {
+                    adam_bias_i.step(&mut item_bias, &d_bias, p.learning_rate, t_cf);
+                }
                 let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &caches, &d_final);
                 adam_e0.step(&mut e0, &d_e0, p.learning_rate, t_cf);
                 for (l, dw) in dws.iter().enumerate() {
@@ -353,11 +378,17 @@ pub fn train(
         let mut validation_recall = None;
         if let Some(v) = validation.as_ref().filter(|_| epoch % p.eval_every == 0) {
             let f = finish(&mut ckg, &e0, &rel, &layers);
-            let scorer = KgatFactors { users: f.0, items: f.1, graph: None };
+            let scorer = KgatFactors { users: f.0, items: f.1, item_bias: item_bias.to_vec(), graph: None };
             let recall = pool.install(|| crate::recsys::metrics::evaluate(&scorer, ui, v, None, &[20]))["recall@20"];
             validation_recall = Some(recall);
             if best.as_ref().is_none_or(|b| recall > b.recall) {
-                best = Some(Best { recall, finals: (scorer.users, scorer.items), e0: e0.clone(), rel: rel.clone() });
+                best = Some(Best {
+                    recall,
+                    finals: (scorer.users, scorer.items),
+                    item_bias: item_bias.clone(),
+                    e0: e0.clone(),
+                    rel: rel.clone(),
+                });
                 stale = 0;
             } else {
                 stale += 1;
@@ -377,15 +408,15 @@ pub fn train(
             break;
         }
     }
-    let (factors, e0, rel) = match best {
-        Some(b) => (b.finals, b.e0, b.rel),
-        None => (finish(&mut ckg, &e0, &rel, &layers), e0, rel),
+    let (factors, item_bias, e0, rel) = match best {
+        Some(b) => (b.finals, b.item_bias, b.e0, b.rel),
+        None => (finish(&mut ckg, &e0, &rel, &layers), item_bias, e0, rel),
     };
     // The explanation graph: every training interaction (the validation part
     // included), weighted by the attention of the returned model.
     let mut graph = Ckg::new(full, &g.triples, &g.user_triples, n_entities, g.relations.len());
     pool.install(|| transr::attention(&mut graph, &e0, &rel));
-    Ok(KgatFactors { users: factors.0, items: factors.1, graph: Some(graph) })
+    Ok(KgatFactors { users: factors.0, items: factors.1, item_bias: item_bias.to_vec(), graph: Some(graph) })
 }
 
 #[cfg(test)]
