@@ -70,29 +70,16 @@ mod tests {
         let mut d = Array2::zeros(f.raw_dim());
         let mut db = vec![0f32; 3];
         bpr_loss(&f, 3, &batch, 0.05, &mut d, Some(Bias { value: &b, grad: &mut db }));
-        let eps = 1e-3f32;
         let close = |got: f32, num: f64, at: &str| {
             assert!((got as f64 - num).abs() < 1e-3 + 1e-2 * num.abs(), "{at}: {got} vs {num}");
         };
         for r in 0..5 {
             for c in 0..4 {
-                let x = f[[r, c]];
-                f[[r, c]] = x + eps;
-                let up = loss(&f, &b);
-                f[[r, c]] = x - eps;
-                let down = loss(&f, &b);
-                f[[r, c]] = x;
-                close(d[[r, c]], (up - down) / (2.0 * eps as f64), &format!("[{r},{c}]"));
+                close(d[[r, c]], central_difference!(f[[r, c]], loss(&f, &b)), &format!("[{r},{c}]"));
             }
         }
         for k in 0..3 {
-            let x = b[k];
-            b[k] = x + eps;
-            let up = loss(&f, &b);
-            b[k] = x - eps;
-            let down = loss(&f, &b);
-            b[k] = x;
-            close(db[k], (up - down) / (2.0 * eps as f64), &format!("bias {k}"));
+            close(db[k], central_difference!(b[k], loss(&f, &b)), &format!("bias {k}"));
         }
         // A confident, correct ranking costs almost nothing.
         let mut g = Array2::<f32>::zeros((5, 4));

@@ -7,6 +7,21 @@
 //! `explain` the attention-weighted paths behind a recommendation.
 //! Here: the knowledge graph as the user gives it, mapped onto item indices.
 
+/// Tests: the central finite difference (f(x + ε) − f(x − ε)) / 2ε of `loss`
+/// at the f32 parameter `place` (ε = 1e-3), which is restored afterwards.
+#[cfg(test)]
+macro_rules! central_difference {
+    ($place:expr, $loss:expr) => {{
+        let x = $place;
+        $place = x + 1e-3;
+        let up: f64 = $loss;
+        $place = x - 1e-3;
+        let down: f64 = $loss;
+        $place = x;
+        (up - down) / 2e-3
+    }};
+}
+
 pub mod cf;
 pub mod explain;
 pub mod graph;

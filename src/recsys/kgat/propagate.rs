@@ -332,44 +332,23 @@ mod tests {
             let keep = vec![Array2::from_shape_fn((6, 3), |(i, j)| if (i + j) % 4 == 0 { 0.0 } else { 1.25 })];
             let (_, caches) = forward(agg, &a, &layers, &e0, keep.clone());
             let (d_e0, dws) = backward(agg, &a_t, &layers, &caches, &r);
-            let eps = 1e-3f32;
             for i in 0..6 {
                 for j in 0..4 {
-                    let x = e0[[i, j]];
-                    e0[[i, j]] = x + eps;
-                    let up = loss(agg, &a, &layers, &e0, &r, &keep);
-                    e0[[i, j]] = x - eps;
-                    let down = loss(agg, &a, &layers, &e0, &r, &keep);
-                    e0[[i, j]] = x;
-                    check(&format!("{agg:?} e0[{i},{j}]"), d_e0[[i, j]], (up - down) / (2.0 * eps as f64));
+                    let num = central_difference!(e0[[i, j]], loss(agg, &a, &layers, &e0, &r, &keep));
+                    check(&format!("{agg:?} e0[{i},{j}]"), d_e0[[i, j]], num);
                 }
             }
             for l in 0..layers.len() {
                 let shape = layers[l].w1.dim();
                 for (i, j) in [(0, 0), (shape.0 - 1, shape.1 - 1), (1, 0)] {
-                    let x = layers[l].w1[[i, j]];
-                    layers[l].w1[[i, j]] = x + eps;
-                    let up = loss(agg, &a, &layers, &e0, &r, &keep);
-                    layers[l].w1[[i, j]] = x - eps;
-                    let down = loss(agg, &a, &layers, &e0, &r, &keep);
-                    layers[l].w1[[i, j]] = x;
-                    check(&format!("{agg:?} w1[{l}][{i},{j}]"), dws[l].w1[[i, j]], (up - down) / (2.0 * eps as f64));
+                    let num = central_difference!(layers[l].w1[[i, j]], loss(agg, &a, &layers, &e0, &r, &keep));
+                    check(&format!("{agg:?} w1[{l}][{i},{j}]"), dws[l].w1[[i, j]], num);
                 }
-                let x = layers[l].b1[0];
-                layers[l].b1[0] = x + eps;
-                let up = loss(agg, &a, &layers, &e0, &r, &keep);
-                layers[l].b1[0] = x - eps;
-                let down = loss(agg, &a, &layers, &e0, &r, &keep);
-                layers[l].b1[0] = x;
-                check(&format!("{agg:?} b1[{l}]"), dws[l].b1[0], (up - down) / (2.0 * eps as f64));
+                let num = central_difference!(layers[l].b1[0], loss(agg, &a, &layers, &e0, &r, &keep));
+                check(&format!("{agg:?} b1[{l}]"), dws[l].b1[0], num);
                 if agg == Aggregator::Bi {
-                    let x = layers[l].w2[[1, 1]];
-                    layers[l].w2[[1, 1]] = x + eps;
-                    let up = loss(agg, &a, &layers, &e0, &r, &keep);
-                    layers[l].w2[[1, 1]] = x - eps;
-                    let down = loss(agg, &a, &layers, &e0, &r, &keep);
-                    layers[l].w2[[1, 1]] = x;
-                    check(&format!("{agg:?} w2[{l}]"), dws[l].w2[[1, 1]], (up - down) / (2.0 * eps as f64));
+                    let num = central_difference!(layers[l].w2[[1, 1]], loss(agg, &a, &layers, &e0, &r, &keep));
+                    check(&format!("{agg:?} w2[{l}]"), dws[l].w2[[1, 1]], num);
                 } else {
                     assert!(dws[l].w2.iter().all(|&g| g == 0.0), "{agg:?} has no second weight");
                 }

@@ -171,7 +171,6 @@ mod tests {
         let reg = 0.1;
         let (mut d_ent, mut d_rel) = (Array2::zeros(ent.raw_dim()), rel.zeros_like());
         kg_loss(&ent, &rel, &batch, reg, &mut d_ent, &mut d_rel);
-        let eps = 1e-3f32;
         let f = |ent: &Array2<f32>, rel: &Relations| {
             let (mut a, mut b) = (Array2::zeros(ent.raw_dim()), rel.zeros_like());
             kg_loss(ent, rel, &batch, reg, &mut a, &mut b)
@@ -181,33 +180,18 @@ mod tests {
         };
         for i in 0..5 {
             for j in 0..d {
-                let x = ent[[i, j]];
-                ent[[i, j]] = x + eps;
-                let up = f(&ent, &rel);
-                ent[[i, j]] = x - eps;
-                let down = f(&ent, &rel);
-                ent[[i, j]] = x;
-                close(&format!("ent[{i},{j}]"), d_ent[[i, j]], (up - down) / (2.0 * eps as f64));
+                let num = central_difference!(ent[[i, j]], f(&ent, &rel));
+                close(&format!("ent[{i},{j}]"), d_ent[[i, j]], num);
             }
         }
         for r in 0..2 {
             for (i, j) in [(0, 0), (3, 2), (1, 1)] {
-                let x = rel.w[r][[i, j]];
-                rel.w[r][[i, j]] = x + eps;
-                let up = f(&ent, &rel);
-                rel.w[r][[i, j]] = x - eps;
-                let down = f(&ent, &rel);
-                rel.w[r][[i, j]] = x;
-                close(&format!("w[{r}][{i},{j}]"), d_rel.w[r][[i, j]], (up - down) / (2.0 * eps as f64));
+                let num = central_difference!(rel.w[r][[i, j]], f(&ent, &rel));
+                close(&format!("w[{r}][{i},{j}]"), d_rel.w[r][[i, j]], num);
             }
             for j in 0..k {
-                let x = rel.e[[r, j]];
-                rel.e[[r, j]] = x + eps;
-                let up = f(&ent, &rel);
-                rel.e[[r, j]] = x - eps;
-                let down = f(&ent, &rel);
-                rel.e[[r, j]] = x;
-                close(&format!("e[{r},{j}]"), d_rel.e[[r, j]], (up - down) / (2.0 * eps as f64));
+                let num = central_difference!(rel.e[[r, j]], f(&ent, &rel));
+                close(&format!("e[{r},{j}]"), d_rel.e[[r, j]], num);
             }
         }
     }
