@@ -7,12 +7,10 @@
 use ndarray::Array2;
 use pgrx::prelude::*;
 
-use super::interactions::{from_item, type_name};
+use super::interactions::{from_item, type_name, INTEGER_TYPES};
 use super::spi_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::content::ItemFeatures;
-
-const INTEGER_TYPES: [pg_sys::Oid; 3] = [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID];
 
 pub fn read(item_features: &str) -> Result<ItemFeatures> {
     Spi::connect(|client| {

@@ -34,6 +34,23 @@ pub struct Saved {
     pub deployed: bool,
 }
 
+/// The next version number of `name`, holding its lock until the transaction
+/// ends: concurrent trainings of one name queue here, so each gets its own.
+fn next_version(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<i32> {
+    client
+        .update("SELECT pg_advisory_xact_lock(hashtext('pgrec.model:' || $1))", None, &[name.into()])
+        .map_err(spi_error)?;
+    Ok(client
+        .select(
+            "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
+            Some(1),
+            &[name.into()],
+        )
+        .and_then(|t| t.first().get_one())
+        .map_err(spi_error)?
+        .unwrap_or(1))
+}
+
 /// Stores `t` as the next version of `name`; deploys it if no version is
 /// deployed or its key metric beats the deployed one's.
 pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: usize, seconds: f64) -> Result<Saved> {
@@ -42,19 +59,7 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
     let data = t.model.to_bytes();
     let graph = t.explain.as_ref().map(|g| g.to_bytes());
     Spi::connect_mut(|client| {
-        // Concurrent trainings of one name queue here, so each gets its own version.
-        client
-            .update("SELECT pg_advisory_xact_lock(hashtext('pgrec.model:' || $1))", None, &[name.into()])
-            .map_err(spi_error)?;
-        let version: i32 = client
-            .select(
-                "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
-                Some(1),
-                &[name.into()],
-            )
-            .and_then(|t| t.first().get_one())
-            .map_err(spi_error)?
-            .unwrap_or(1);
+        let version = next_version(client, name)?;
         let current: Option<JsonB> = client
             .select("SELECT metrics FROM pgrec.model_versions WHERE name = $1 AND deployed", Some(1), &[name.into()])
             .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
@@ -105,18 +110,7 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
 pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f64) -> Result<i32> {
     let data = model.to_bytes();
     Spi::connect_mut(|client| {
-        client
-            .update("SELECT pg_advisory_xact_lock(hashtext('pgrec.model:' || $1))", None, &[s.name.as_str().into()])
-            .map_err(spi_error)?;
-        let version: i32 = client
-            .select(
-                "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
-                Some(1),
-                &[s.name.as_str().into()],
-            )
-            .and_then(|t| t.first().get_one())
-            .map_err(spi_error)?
-            .unwrap_or(1);
+        let version = next_version(client, &s.name)?;
         undeploy(client, &s.name)?;
         client
             .update(

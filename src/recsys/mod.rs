@@ -10,6 +10,7 @@
 //! control returns to the caller's thread (`on_iteration`), which is where a
 //! Postgres backend reports progress and checks for cancellation.
 
+mod adam;
 pub mod als;
 pub mod bpr;
 mod codec;

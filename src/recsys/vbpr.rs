@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use ndarray::{Array1, Array2, Axis};
 
+use super::adam::Adam;
 use super::data::Csr;
 use super::{init_factors, Progress};
 use crate::ann::synth::Rng;
@@ -50,41 +51,6 @@ pub struct Vbpr {
     pub projection: Array2<f32>,
     /// The bias of items without interactions.
     pub cold_bias: f32,
-}
-
-/// Adam's moments for a parameter array, updated densely or a row at a time.
-struct Adam {
-    m: Array2<f32>,
-    v: Array2<f32>,
-}
-
-const B1: f32 = 0.9;
-const B2: f32 = 0.999;
-
-impl Adam {
-    fn new(rows: usize, cols: usize) -> Adam {
-        Adam { m: Array2::zeros((rows, cols)), v: Array2::zeros((rows, cols)) }
-    }
-
-    /// One step on row `r` of `param` with gradient `g` at step `t` ≥ 1.
-    fn step_row(&mut self, param: &mut Array2<f32>, r: usize, g: &[f32], lr: f32, t: i32) {
-        let (c1, c2) = (1.0 - B1.powi(t), 1.0 - B2.powi(t));
-        let (mut p, mut m, mut v) = (param.row_mut(r), self.m.row_mut(r), self.v.row_mut(r));
-        for d in 0..g.len() {
-            m[d] = B1 * m[d] + (1.0 - B1) * g[d];
-            v[d] = B2 * v[d] + (1.0 - B2) * g[d] * g[d];
-            p[d] -= lr * (m[d] / c1) / ((v[d] / c2).sqrt() + 1e-8);
-        }
-    }
-
-    fn step(&mut self, param: &mut Array2<f32>, g: &Array2<f32>, lr: f32, t: i32) {
-        let (c1, c2) = (1.0 - B1.powi(t), 1.0 - B2.powi(t));
-        ndarray::Zip::from(param).and(&mut self.m).and(&mut self.v).and(g).for_each(|p, m, v, &g| {
-            *m = B1 * *m + (1.0 - B1) * g;
-            *v = B2 * *v + (1.0 - B2) * g * g;
-            *p -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
-        });
-    }
 }
 
 /// Gradients of the rows a batch touches, summed per row.
@@ -139,8 +105,8 @@ pub fn train(
     let content_scale = (2.0 / (dims + k2) as f64).sqrt();
     let mut e = init_factors(dims, k2, p.seed ^ 2, content_scale);
     let mut bp = init_factors(dims, 1, p.seed ^ 3, content_scale);
-    let (mut adam_u, mut adam_i) = (Adam::new(n_users, k + k2), Adam::new(n_items, k + 1));
-    let (mut adam_e, mut adam_bp) = (Adam::new(dims, k2), Adam::new(dims, 1));
+    let (mut adam_u, mut adam_i) = (Adam::new(&users), Adam::new(&items));
+    let (mut adam_e, mut adam_bp) = (Adam::new(&e), Adam::new(&bp));
     let mut pairs: Vec<(u32, u32)> =
         (0..n_users).flat_map(|u| ui.row(u).0.iter().map(move |&i| (u as u32, i))).collect();
     let mut rng = Rng::new(p.seed);
@@ -226,8 +192,10 @@ pub fn train(
             for (s, &i) in gi.rows.iter().enumerate() {
                 adam_i.step_row(&mut items, i as usize, &gi.g[s * gi.width..(s + 1) * gi.width], lr, t);
             }
-            adam_e.step(&mut e, &de, lr, t);
-            adam_bp.step(&mut bp, &dbp, lr, t);
+            pool.install(|| {
+                adam_e.step(&mut e, &de, lr, t);
+                adam_bp.step(&mut bp, &dbp, lr, t);
+            });
             samples += b;
             if nb % 64 == 63 {
                 on_epoch(&Progress { iteration: epoch, of: p.epochs, checkpoint: true, ..Progress::default() })?;

@@ -5,7 +5,7 @@
 //! The result is one final representation per user and per item, whose dot
 //! product is the score, so a KGAT model serves like any factor model.
 
-use ndarray::{Array, Array1, Array2, Dimension, Zip};
+use ndarray::{Array1, Array2};
 
 use super::cf;
 use super::graph::Ckg;
@@ -14,6 +14,7 @@ use super::transr::{self, Relations};
 use super::KnowledgeGraph;
 use crate::ann::synth::Rng;
 use crate::error::Result;
+use crate::recsys::adam::Adam;
 use crate::recsys::data::Csr;
 use crate::recsys::Progress;
 
@@ -66,28 +67,6 @@ impl Default for KgatParams {
             item_bias: false,
             seed: 42,
         }
-    }
-}
-
-/// Adam's moments for one parameter array.
-struct Adam<D: Dimension> {
-    m: Array<f32, D>,
-    v: Array<f32, D>,
-}
-
-impl<D: Dimension> Adam<D> {
-    fn new(like: &Array<f32, D>) -> Adam<D> {
-        Adam { m: Array::zeros(like.raw_dim()), v: Array::zeros(like.raw_dim()) }
-    }
-
-    /// One step (β₁ 0.9, β₂ 0.999, ε 1e-8, bias-corrected) at step `t` ≥ 1.
-    fn step(&mut self, param: &mut Array<f32, D>, grad: &Array<f32, D>, lr: f32, t: i32) {
-        let (c1, c2) = (1.0 - 0.9f32.powi(t), 1.0 - 0.999f32.powi(t));
-        Zip::from(param).and(&mut self.m).and(&mut self.v).and(grad).par_for_each(|p, m, v, &g| {
-            *m = 0.9 * *m + 0.1 * g;
-            *v = 0.999 * *v + 0.001 * g * g;
-            *p -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
-        });
     }
 }
 
