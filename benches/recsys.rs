@@ -5,6 +5,7 @@
 //! Cornac and prints the side-by-side table.
 //!
 //! Run: cargo bench --bench recsys [-- ALGORITHM [PARAMS_JSON]]
+//! (`BENCH_THREADS=N` sets the number of worker threads; default all cores).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -46,7 +47,10 @@ fn main() {
         test.iter().filter_map(|(u, i)| Some((*uidx.get(u)?, *iidx.get(i)?, 1.0))),
     );
     let train_csr = ds.user_items(None);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     println!(
         "amazon-book: {} users, {} items, {} train / {} test interactions, {threads} threads",
         ds.n_users(),

@@ -6,7 +6,17 @@ use std::arch::aarch64::*;
 
 use super::{DotNorms, Kernels};
 
-static KERNELS: Kernels = Kernels { name: "neon", dot, l2_squared, l1, dot_norms };
+// The int8 kernels (BPR's candidate scoring only) have no NEON form yet: the portable loops serve.
+static KERNELS: Kernels = Kernels {
+    name: "neon",
+    dot,
+    l2_squared,
+    l1,
+    dot_norms,
+    dot_i8: super::scalar::dot_i8,
+    quantize_i8: super::scalar::quantize_i8,
+    dot_i8_rows: super::scalar::dot_i8_rows,
+};
 
 pub(super) fn kernels() -> Option<&'static Kernels> {
     std::arch::is_aarch64_feature_detected!("neon").then_some(&KERNELS)

@@ -4,10 +4,12 @@
 //! features, which is what makes the `unsafe` calls below sound.
 
 use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DotNorms, Kernels};
 
-static KERNELS: Kernels = Kernels { name: "avx2+fma", dot, l2_squared, l1, dot_norms };
+static KERNELS: Kernels =
+    Kernels { name: "avx2+fma", dot, l2_squared, l1, dot_norms, dot_i8, quantize_i8, dot_i8_rows };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {
     (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(&KERNELS)
@@ -31,6 +33,21 @@ fn l1(a: &[f32], b: &[f32]) -> f32 {
 fn dot_norms(a: &[f32], b: &[f32]) -> DotNorms {
     // SAFETY: as in `dot`: the CPU features were detected before this table was used.
     unsafe { dot_norms_avx2(a, b) }
+}
+
+fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
+    // SAFETY: as in `dot`: the CPU features were detected before this table was used.
+    unsafe { dot_i8_avx2(q, x) }
+}
+
+fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
+    // SAFETY: as in `dot`: the CPU features were detected before this table was used.
+    unsafe { quantize_i8_avx2(x, codes) }
+}
+
+fn dot_i8_rows(words: &[AtomicU64], rows: &[u32], x: &[f32], out: &mut [f32]) {
+    // SAFETY: as in `dot`: the CPU features were detected before this table was used.
+    unsafe { dot_i8_rows_avx2(words, rows, x, out) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -131,4 +148,109 @@ fn dot_norms_avx2(a: &[f32], b: &[f32]) -> DotNorms {
         r.norm_b += b[j] * b[j];
     }
     r
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_i8_avx2(q: &[i8], x: &[f32]) -> f32 {
+    let n = q.len().min(x.len());
+    let (q, x) = (&q[..n], &x[..n]);
+    // Eight codes widened to eight floats, then one FMA.
+    let lanes = |i: usize| {
+        debug_assert!(i + 8 <= n);
+        // SAFETY: every call below has i + 8 <= n: 8 bytes of `q` and 8 floats of
+        // `x` exist at i; both loads are unaligned ones.
+        unsafe {
+            let codes = _mm_loadl_epi64(q.as_ptr().add(i) as *const __m128i);
+            (_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), _mm256_loadu_ps(x.as_ptr().add(i)))
+        }
+    };
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        let (c0, x0) = lanes(i);
+        let (c1, x1) = lanes(i + 8);
+        acc0 = _mm256_fmadd_ps(c0, x0, acc0);
+        acc1 = _mm256_fmadd_ps(c1, x1, acc1);
+        i += 16;
+    }
+    if i + 8 <= n {
+        let (c0, x0) = lanes(i);
+        acc0 = _mm256_fmadd_ps(c0, x0, acc0);
+        i += 8;
+    }
+    let mut s = hsum(_mm256_add_ps(acc0, acc1));
+    for j in i..n {
+        s += f32::from(q[j]) * x[j];
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn quantize_i8_avx2(x: &[f32], codes: &mut [i8]) -> f32 {
+    let n = x.len().min(codes.len());
+    let (x, codes) = (&x[..n], &mut codes[..n]);
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut m = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n: 8 floats exist at i.
+        let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
+        m = _mm256_max_ps(m, _mm256_and_ps(v, abs_mask));
+        i += 8;
+    }
+    let (lo, hi) = (_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(lo, hi);
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_shuffle_ps::<0b01>(m, m));
+    let max = x[i..].iter().fold(_mm_cvtss_f32(m), |a, v| a.max(v.abs()));
+    let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
+    let vinv = _mm256_set1_ps(inv);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n: 8 floats exist at i, and 8 bytes of `codes`
+        // (the store writes exactly 8); both accesses are unaligned ones.
+        unsafe {
+            // cvtps rounds to nearest even, as `round_ties_even`; |code| <= 127.
+            let q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vinv));
+            let w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+            _mm_storel_epi64(codes.as_mut_ptr().add(i) as *mut __m128i, _mm_packs_epi16(w, w));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        codes[j] = (x[j] * inv).round_ties_even() as i8;
+    }
+    max / 127.0
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dot_i8_rows_avx2(words: &[AtomicU64], rows: &[u32], x: &[f32], out: &mut [f32]) {
+    let per_row = x.len() / 8;
+    // Eight codes (one relaxed load of a word, a plain move) widened to floats,
+    // times x's floats from 8·k.
+    let lanes = |w: &AtomicU64, k: usize| {
+        let codes = _mm_cvtsi64_si128(w.load(Ordering::Relaxed) as i64);
+        debug_assert!(8 * k + 8 <= x.len());
+        // SAFETY: k < per_row = x.len() / 8, so 8 floats of `x` exist at 8·k.
+        let xs = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) };
+        (_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), xs)
+    };
+    for (o, &r) in out.iter_mut().zip(rows) {
+        let row = &words[r as usize * per_row..(r as usize + 1) * per_row];
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut k = 0;
+        while k + 2 <= per_row {
+            let (c0, x0) = lanes(&row[k], k);
+            let (c1, x1) = lanes(&row[k + 1], k + 1);
+            acc0 = _mm256_fmadd_ps(c0, x0, acc0);
+            acc1 = _mm256_fmadd_ps(c1, x1, acc1);
+            k += 2;
+        }
+        if k < per_row {
+            let (c0, x0) = lanes(&row[k], k);
+            acc0 = _mm256_fmadd_ps(c0, x0, acc0);
+        }
+        *o = hsum(_mm256_add_ps(acc0, acc1));
+    }
 }

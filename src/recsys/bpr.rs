@@ -12,19 +12,26 @@
 //! share of the users with its own random stream, so an epoch is reproducible
 //! up to update interleaving (exactly, with one thread).
 //!
-//! Scoring the candidates is nearly all of the cost, and it is memory-bound
-//! (each is a random item row), so all of a sample's candidate rows are
-//! requested before the first is scored, and their fetches overlap.
+//! Scoring the candidates is most of the cost: each is a random item row. They
+//! are scored from an int8 mirror of the item rows (`sgd::Quantized`, one cache
+//! line per 64-factor row instead of five, all rows of a sample in one kernel
+//! call), which every update keeps current; the chosen negative trains in full
+//! precision. A sample's candidates are drawn and requested before the
+//! previous sample trains, and scored after it, so their fetches overlap that
+//! work. On amazon-book this took an epoch at 20 candidates from 0.244 s to
+//! 0.114 s (plain BPR: 0.070 s to 0.041 s) at the same Recall@20.
 //! (Drawing candidates from a cache-sized window of rows instead, moved every
 //! thousand samples, was no faster and cost 0.015 Recall@20: the window's
-//! hardest items were pushed down over and over.)
+//! hardest items were pushed down over and over. A per-user bitmap for
+//! "seen?" was no faster than the binary search, which now runs only for a
+//! candidate that would lead.)
 
 use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::data::Csr;
 use super::params::Params;
-use super::sgd::Shared;
+use super::sgd::{Quantized, Shared};
 use super::{init_factors, init_factors_with_bias, Progress};
 use crate::ann::synth::Rng;
 use crate::error::Result;
@@ -44,6 +51,17 @@ pub fn train(
     let items = Shared::from_array(&init_factors_with_bias(n_items, f, p.seed ^ 1));
     let workers = pool.current_num_threads().max(1);
     let negatives = p.negatives_for(n_items).max(1);
+    // Candidates are scored from an int8 mirror of the item rows, kept current
+    // by every update; the chosen negative then trains in full precision.
+    let mirror = (negatives > 1).then(|| {
+        let m = Quantized::new(n_items, f);
+        let (mut row, mut codes) = (vec![0f32; f + 1], vec![0i8; m.padded()]);
+        for r in 0..n_items {
+            items.load(r, &mut row);
+            m.set(r, &row[..f], row[f], &mut codes);
+        }
+        m
+    });
     let start = std::time::Instant::now();
     for epoch in 1..=p.iterations {
         let lr = p.learning_rate;
@@ -59,46 +77,73 @@ pub fn train(
                     let mut rng = Rng::new(p.seed ^ (epoch as u64) << 20 ^ w as u64);
                     let (mut xu, mut yi, mut yj) = (vec![0f32; f], vec![0f32; f + 1], vec![0f32; f + 1]);
                     let mut cand = vec![0u32; negatives];
+                    let padded = mirror.as_ref().map_or(f, |m| m.padded());
+                    let (mut codes, mut xpad) = (vec![0i8; padded], vec![0f32; padded]);
+                    let mut scores = vec![0f32; negatives];
                     let mut pos: Vec<u32> = Vec::new();
                     let (mut loss, mut n) = (0f64, 0usize);
-                    for &u in users_part {
+                    for (k, &u) in users_part.iter().enumerate() {
+                        if let Some(&next) = users_part.get(k + 1) {
+                            users.prefetch(next as usize);
+                        }
                         let u = u as usize;
                         let seen = ui.row(u).0;
                         if seen.is_empty() || seen.len() >= n_items {
                             continue;
                         }
                         users.load(u, &mut xu);
+                        let is_seen = |c: u32| seen.binary_search(&c).is_ok();
                         pos.clear();
                         pos.extend_from_slice(seen);
                         rng.shuffle(&mut pos);
-                        for &i in &pos {
-                            let draw = |rng: &mut Rng| loop {
-                                let c = rng.below(n_items as u64) as u32;
-                                if seen.binary_search(&c).is_err() {
-                                    break c;
-                                }
-                            };
-                            let j = if negatives == 1 {
-                                draw(&mut rng)
-                            } else {
-                                // Dynamic negative sampling: the unseen candidate
-                                // the model currently ranks highest.
+                        let draw = |rng: &mut Rng| loop {
+                            let c = rng.below(n_items as u64) as u32;
+                            if !is_seen(c) {
+                                break c;
+                            }
+                        };
+                        // Candidates for the next sample are drawn (and their rows
+                        // requested) before this sample trains, and scored after it,
+                        // with the updated user; the chosen negative's row is then
+                        // requested while the next candidates are drawn. Each fetch
+                        // overlaps other work instead of stalling.
+                        let draw_candidates = |rng: &mut Rng, cand: &mut [u32]| {
+                            if let Some(m) = &mirror {
                                 for slot in cand.iter_mut() {
-                                    *slot = draw(&mut rng);
-                                    items.prefetch(*slot as usize);
+                                    *slot = rng.below(n_items as u64) as u32;
+                                    m.prefetch(*slot as usize);
                                 }
-                                let score = |r: u32| items.get(r as usize, f) + items.dot(r as usize, &xu);
-                                let (mut j, mut best) = (cand[0], score(cand[0]));
-                                for &c in &cand[1..] {
-                                    let s = score(c);
-                                    if s > best {
-                                        (j, best) = (c, s);
+                            }
+                        };
+                        let pick = |rng: &mut Rng, cand: &[u32], xu: &[f32], xpad: &mut [f32], scores: &mut [f32]| {
+                            match &mirror {
+                                None => draw(rng),
+                                Some(m) => {
+                                    // Dynamic negative sampling: the unseen candidate the
+                                    // model currently ranks highest (seen items are asked
+                                    // about only when they would lead).
+                                    xpad[..f].copy_from_slice(xu);
+                                    m.score(cand, xpad, scores);
+                                    let mut best = (f32::NEG_INFINITY, None);
+                                    for (&c, &s) in cand.iter().zip(scores.iter()) {
+                                        if s > best.0 && !is_seen(c) {
+                                            best = (s, Some(c));
+                                        }
                                     }
+                                    best.1.unwrap_or_else(|| draw(rng))
                                 }
-                                j
-                            };
+                            }
+                        };
+                        draw_candidates(&mut rng, &mut cand);
+                        let mut j = pick(&mut rng, &cand, &xu, &mut xpad, &mut scores) as usize;
+                        for (s, &i) in pos.iter().enumerate() {
                             let i = i as usize;
-                            let j = j as usize;
+                            items.prefetch(i);
+                            items.prefetch(j);
+                            let more = s + 1 < pos.len();
+                            if more {
+                                draw_candidates(&mut rng, &mut cand);
+                            }
                             items.load(i, &mut yi);
                             items.load(j, &mut yj);
                             let x = yi[f] - yj[f] + kernels::dot(&xu, &yi[..f]) - kernels::dot(&xu, &yj[..f]);
@@ -115,7 +160,14 @@ pub fn train(
                             yj[f] += lr * (-z - reg * yj[f]);
                             items.store(i, &yi);
                             items.store(j, &yj);
+                            if let Some(m) = &mirror {
+                                m.set(i, &yi[..f], yi[f], &mut codes);
+                                m.set(j, &yj[..f], yj[f], &mut codes);
+                            }
                             n += 1;
+                            if more {
+                                j = pick(&mut rng, &cand, &xu, &mut xpad, &mut scores) as usize;
+                            }
                         }
                         users.store(u, &xu);
                     }

@@ -4,7 +4,7 @@
 //! the same row now and then, which SGD tolerates, but no access is a data race.
 //! A row is copied out, updated as plain floats, and stored back.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ndarray::Array2;
 
@@ -34,55 +34,140 @@ impl Shared {
         }
     }
 
-    /// `x · row[..x.len()]` read in place, without copying the row out first;
-    /// eight running sums, as the SIMD kernels keep, so the adds overlap.
-    #[inline]
-    pub fn dot(&self, row: usize, x: &[f32]) -> f32 {
-        let base = row * self.cols;
-        let r = &self.v[base..base + x.len()];
-        let mut acc = [0f32; 8];
-        let mut chunks = x.chunks_exact(8).zip(r.chunks_exact(8));
-        for (xs, rs) in &mut chunks {
-            for k in 0..8 {
-                acc[k] += xs[k] * f32::from_bits(rs[k].load(Ordering::Relaxed));
-            }
-        }
-        let tail = x.len() / 8 * 8;
-        let mut sum: f32 = acc.iter().sum();
-        for k in tail..x.len() {
-            sum += x[k] * f32::from_bits(r[k].load(Ordering::Relaxed));
-        }
-        sum
-    }
-
-    /// Column `col` of `row`.
-    #[inline]
-    pub fn get(&self, row: usize, col: usize) -> f32 {
-        f32::from_bits(self.v[row * self.cols + col].load(Ordering::Relaxed))
-    }
-
     /// Hints the CPU to start fetching `row` into cache, so that the fetches of
     /// several rows needed next overlap instead of stalling one after another.
     #[inline]
     pub fn prefetch(&self, row: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let base = row * self.cols;
-            for k in (0..self.cols).step_by(16) {
-                let p = self.v[base + k..].as_ptr() as *const i8;
-                // SAFETY: a prefetch is a hint with no architectural effect;
-                // `p` points into `self.v` (the slice index checked bounds) and
-                // SSE is part of the x86_64 baseline.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = row;
+        prefetch_range(&self.v[row * self.cols..(row + 1) * self.cols]);
     }
 
     pub fn into_array(self, rows: usize) -> Array2<f32> {
         let cols = self.cols;
         let data: Vec<f32> = self.v.into_iter().map(|a| f32::from_bits(a.into_inner())).collect();
         Array2::from_shape_vec((rows, cols), data).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+    }
+}
+
+/// An int8 copy of factor rows with a per-row scale and a bias, for scoring
+/// many rows cheaply: a 64-factor row is one cache line instead of four, and
+/// BPR's candidate scoring is bound by fetching random rows. Codes live eight
+/// to an `AtomicU64`, and scale and bias share one, so a row is read in a few
+/// plain loads and a writer never tears a scale from its bias. Rounding to
+/// 1/127 of the row's largest factor moves a score by far less than the gaps
+/// that decide which candidate is hardest.
+pub struct Quantized {
+    words: usize,
+    /// Words skipped at the front of `codes` so that rows start on 64-byte
+    /// lines (a 64-factor row is then exactly one line).
+    skip: usize,
+    codes: Vec<AtomicU64>,
+    scale_bias: Vec<AtomicU64>,
+}
+
+impl Quantized {
+    /// Rows of `factors` values, all zero until `set`.
+    pub fn new(rows: usize, factors: usize) -> Quantized {
+        let words = factors.div_ceil(8);
+        let codes: Vec<AtomicU64> = (0..rows * words + 7).map(|_| AtomicU64::new(0)).collect();
+        let skip = (64 - codes.as_ptr() as usize % 64) % 64 / 8;
+        Quantized { words, skip, codes, scale_bias: (0..rows).map(|_| AtomicU64::new(0)).collect() }
+    }
+
+    /// Replaces `row` with `factors` (at most the width given to `new`) and
+    /// `bias`; `buf` is scratch of at least `padded()` codes.
+    pub fn set(&self, row: usize, factors: &[f32], bias: f32, buf: &mut [i8]) {
+        let codes = &mut buf[..self.words * 8];
+        codes.fill(0);
+        let scale = crate::kernels::quantize_i8(factors, &mut codes[..factors.len()]);
+        for (w, c) in codes.chunks_exact(8).enumerate() {
+            let word = u64::from_le_bytes(std::array::from_fn(|k| c[k] as u8));
+            self.codes[self.skip + row * self.words + w].store(word, Ordering::Relaxed);
+        }
+        let packed = u64::from(scale.to_bits()) | u64::from(bias.to_bits()) << 32;
+        self.scale_bias[row].store(packed, Ordering::Relaxed);
+    }
+
+    /// `out[k]` = bias + row · x of row `rows[k]`; `x` is zero-padded to 8 × words.
+    #[inline]
+    pub fn score(&self, rows: &[u32], x: &[f32], out: &mut [f32]) {
+        crate::kernels::dot_i8_rows(&self.codes[self.skip..], rows, x, out);
+        for (o, &r) in out.iter_mut().zip(rows) {
+            let packed = self.scale_bias[r as usize].load(Ordering::Relaxed);
+            let (scale, bias) = (f32::from_bits(packed as u32), f32::from_bits((packed >> 32) as u32));
+            *o = bias + scale * *o;
+        }
+    }
+
+    /// The width `score` wants of `x`: the factors rounded up to a multiple of 8.
+    pub fn padded(&self) -> usize {
+        self.words * 8
+    }
+
+    /// Starts fetching `row`'s codes, as `Shared::prefetch` does.
+    #[inline]
+    pub fn prefetch(&self, row: usize) {
+        let base = self.skip + row * self.words;
+        prefetch_range(&self.codes[base..base + self.words]);
+        prefetch_range(std::slice::from_ref(&self.scale_bias[row]));
+    }
+}
+
+/// A prefetch of every cache line under `s`: the first and the last line
+/// directly (most rows span one or two), the rest in a loop.
+#[inline]
+fn prefetch_range<T>(s: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = s.as_ptr() as usize;
+        let last = start + std::mem::size_of_val(s).max(1) - 1;
+        // SAFETY: a prefetch is a hint with no architectural effect (it cannot
+        // fault, whatever the address); SSE is part of the x86_64 baseline.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(start as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(last as *const i8);
+        }
+        let mut line = (start & !63) + 64;
+        while line < last & !63 {
+            // SAFETY: as above.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+            line += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = s;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantized_scores_match_full_precision() {
+        // 12 factors: two words, the second half padding.
+        let (rows, f) = (5, 12);
+        let q = Quantized::new(rows, f);
+        assert_eq!(q.padded(), 16);
+        assert_eq!((q.codes.as_ptr() as usize + 8 * q.skip) % 64, 0, "rows start on a cache line");
+        let mut buf = vec![0i8; q.padded()];
+        let row = |r: usize| -> Vec<f32> { (0..f).map(|d| ((r * 7 + d * 3) % 11) as f32 / 5.0 - 1.0).collect() };
+        for r in 0..rows {
+            q.set(r, &row(r), r as f32 * 0.5, &mut buf);
+        }
+        let mut x: Vec<f32> = (0..f).map(|d| (d as f32 - 5.5) / 4.0).collect();
+        x.resize(q.padded(), 0.0);
+        let picks = [4u32, 0, 2, 2];
+        let mut out = [0f32; 4];
+        q.score(&picks, &x, &mut out);
+        for (&r, &got) in picks.iter().zip(&out) {
+            let exact: f32 = r as f32 * 0.5 + row(r as usize).iter().zip(&x).map(|(a, b)| a * b).sum::<f32>();
+            // Each code is off by at most half a step (max|row| / 254).
+            let bound = x.iter().map(|v| v.abs()).sum::<f32>() / 254.0;
+            assert!((got - exact).abs() <= bound, "row {r}: {got} vs {exact}");
+        }
+        // A rewrite replaces the row whole; a zero row scores its bias.
+        q.set(2, &[0.0; 12], -3.0, &mut buf);
+        q.score(&[2], &x, &mut out[..1]);
+        assert_eq!(out[0], -3.0);
     }
 }
