@@ -8,7 +8,6 @@
 //! slices of equal length; checking that (and reporting a friendly error) is the
 //! job of the SQL boundary, which knows the user-facing names of the operands.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 
 pub mod activation;
@@ -38,16 +37,15 @@ pub struct Kernels {
     pub l2_squared: fn(&[f32], &[f32]) -> f32,
     pub l1: fn(&[f32], &[f32]) -> f32,
     pub dot_norms: fn(&[f32], &[f32]) -> DotNorms,
-    /// Σ qᵢxᵢ of int8 codes and floats (a quantized row against a query).
-    pub dot_i8: fn(&[i8], &[f32]) -> f32,
     /// Writes `x` as int8 codes with one scale (returned): x ≈ scale · code.
     pub quantize_i8: fn(&[f32], &mut [i8]) -> f32,
-    /// `out[k] = Σ codes(rows[k]) · x` over int8 rows packed eight codes to a word.
+    /// `out[k] = Σ row(rows[k]) · q` over int8 rows and an int8 query.
     pub dot_i8_rows: DotI8Rows,
 }
 
-/// The signature of `dot_i8_rows`: packed rows, the rows to score, x, scores.
-pub type DotI8Rows = fn(&[AtomicU64], &[u32], &[f32], &mut [f32]);
+/// The signature of `dot_i8_rows`: the row-major codes, the rows to score,
+/// the query's codes, the integer dots.
+pub type DotI8Rows = fn(&[i8], &[u32], &[i8], &mut [i32]);
 
 /// The portable kernels; the reference every SIMD set is tested against.
 pub fn portable() -> &'static Kernels {
@@ -94,29 +92,23 @@ pub fn l1(a: &[f32], b: &[f32]) -> f32 {
     (best().l1)(a, b)
 }
 
-/// Σ qᵢxᵢ over int8 codes `q` and floats `x` (the caller applies the scale).
-#[inline]
-pub fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
-    (best().dot_i8)(q, x)
-}
-
 /// Symmetric int8 quantization of `x` into `codes` (equal lengths): returns
 /// the scale max|x|/127, and each code is x/scale rounded to nearest (0 for a
-/// zero vector), so scale · dot_i8(codes, y) ≈ x · y.
+/// zero vector), so codes never reach −128 and the product of two scales times
+/// the integer dot of two code vectors approximates the dot of the floats.
 #[inline]
 pub fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
     (best().quantize_i8)(x, codes)
 }
 
-/// Raw int8 dots of many rows against one `x`: row r is the `x.len() / 8`
-/// words from `words[r · x.len() / 8]`, each holding eight codes (little-endian
-/// bytes), and `out[k]` gets row `rows[k]`'s Σ code · x. The words are atomics
-/// so that Hogwild-style trainers can rewrite rows while others score them
-/// (each word is read with one relaxed load); `x.len()` must be a multiple of
-/// 8 (pad with zeros), and `out` as long as `rows`.
+/// Integer dots of many int8 rows with one int8 query `q`: row r is
+/// `codes[r · q.len()..(r + 1) · q.len()]`, and `out[k]` gets row `rows[k]`'s
+/// Σ code · q (`out` as long as `rows`). Codes must lie in −127..=127, as
+/// `quantize_i8` writes them (the SIMD form multiplies |q| by q's sign moved
+/// onto the row, which −128 would overflow).
 #[inline]
-pub fn dot_i8_rows(words: &[AtomicU64], rows: &[u32], x: &[f32], out: &mut [f32]) {
-    (best().dot_i8_rows)(words, rows, x, out)
+pub fn dot_i8_rows(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
+    (best().dot_i8_rows)(codes, rows, q, out)
 }
 
 /// Σ aᵢ², via the dot kernel so it shares its SIMD path.
@@ -199,28 +191,17 @@ mod tests {
             assert!(close(r.dot, dot, scale), "{} dot_norms.dot n={n}", k.name);
             assert!(close(r.norm_a, na, scale), "{} dot_norms.a n={n}", k.name);
             assert!(close(r.norm_b, nb, scale), "{} dot_norms.b n={n}", k.name);
-            let q: Vec<i8> = a.iter().map(|v| (v * 127.0).round() as i8).collect();
-            let want: f64 = q.iter().zip(&b).map(|(&q, &y)| f64::from(q) * f64::from(y)).sum();
-            assert!(close((k.dot_i8)(&q, &b), want, 127.0 * scale), "{} dot_i8 n={n}", k.name);
             let mut codes = vec![0i8; n];
             let s = (k.quantize_i8)(&b, &mut codes);
-            if n % 8 == 0 && n > 0 {
-                // Two rows, the second the first's codes reversed, in words.
-                let rev: Vec<i8> = codes.iter().rev().copied().collect();
-                let words: Vec<AtomicU64> = codes
-                    .chunks(8)
-                    .chain(rev.chunks(8))
-                    .map(|c| AtomicU64::new(u64::from_le_bytes(std::array::from_fn(|k| c[k] as u8))))
-                    .collect();
-                let mut out = [0f32; 3];
-                (k.dot_i8_rows)(&words, &[1, 0, 1], &a, &mut out);
-                let dot = |c: &[i8]| c.iter().zip(&a).map(|(&c, &y)| f64::from(c) * f64::from(y)).sum::<f64>();
-                assert!(close(out[0], dot(&rev), 127.0 * scale), "{} dot_i8_rows n={n}", k.name);
-                assert!(close(out[1], dot(&codes), 127.0 * scale), "{} dot_i8_rows n={n}", k.name);
-                assert_eq!(out[0], out[2]);
-            }
-            let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert_eq!(s, max / 127.0, "{} quantize_i8 scale n={n}", k.name);
+            // Three rows: the codes of a, of b, and of a reversed, against b's.
+            let mut qa = vec![0i8; n];
+            (k.quantize_i8)(&a, &mut qa);
+            let rev: Vec<i8> = qa.iter().rev().copied().collect();
+            let rows: Vec<i8> = qa.iter().chain(&codes).chain(&rev).copied().collect();
+            let mut out = [0i32; 4];
+            (k.dot_i8_rows)(&rows, &[2, 0, 1, 2], &codes, &mut out);
+            let idot = |r: &[i8]| r.iter().zip(&codes).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum::<i32>();
+            assert_eq!(out, [idot(&rev), idot(&qa), idot(&codes), idot(&rev)], "{} dot_i8_rows n={n}", k.name);
             for (c, v) in codes.iter().zip(&b) {
                 // Ties may round either way between the sets; nothing else differs.
                 assert!((f32::from(*c) - v / s).abs() <= 0.5 + 1e-4, "{} quantize_i8 n={n}: {c} for {v}", k.name);
@@ -256,22 +237,17 @@ mod tests {
         assert_eq!(l2_squared(&a, &b), 9.0 + 49.0 + 9.0);
         assert_eq!(l1(&a, &b), 3.0 + 7.0 + 3.0);
         assert_eq!(norm_squared(&a), 14.0);
-        assert_eq!(dot_i8(&[1, -2, 127, -128], &[4.0, 5.0, 1.0, 0.5]), 4.0 - 10.0 + 127.0 - 64.0);
         let mut codes = [9i8; 12];
         let x = [2.54, -1.26, 0.0, 0.022, -2.54, 0.5, 0.6, 0.7, 1.0, 1.1, 1.2, -0.02];
         assert_eq!(quantize_i8(&x, &mut codes), 0.02);
         assert_eq!(codes, [127, -63, 0, 1, -127, 25, 30, 35, 50, 55, 60, -1]);
         assert_eq!(quantize_i8(&[0.0; 9], &mut codes[..9]), 0.0);
-        let word = |c: [i8; 8]| AtomicU64::new(u64::from_le_bytes(c.map(|b| b as u8)));
-        let words = [word([1, 2, 3, 4, 5, 6, 7, 8]), word([-1; 8]), word([0, 0, 0, 0, 0, 0, 0, 127]), word([-128; 8])];
-        let x = [1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let rows = [1, 2, 3, 4, -1, -2, -3, -4, 127, -127, 0, 5];
         for k in [portable(), best()] {
-            let mut out = [0.0; 3];
-            (k.dot_i8_rows)(&words, &[1, 0, 1], &x, &mut out);
-            assert_eq!(out, [254.0 - 1024.0, 1.0 + 1.0 + 16.0 - 8.0, 254.0 - 1024.0], "{}", k.name);
+            let mut out = [0; 3];
+            (k.dot_i8_rows)(&rows, &[1, 0, 2], &[1, -1, 2, 0], &mut out);
+            assert_eq!(out, [-1 + 2 - 6, 1 - 2 + 6, 127 + 127], "{}", k.name);
         }
-        assert_eq!(codes[..9], [0; 9]);
-        assert_eq!(l2_distance(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
     }
 
     #[test]

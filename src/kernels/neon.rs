@@ -13,7 +13,6 @@ static KERNELS: Kernels = Kernels {
     l2_squared,
     l1,
     dot_norms,
-    dot_i8: super::scalar::dot_i8,
     quantize_i8: super::scalar::quantize_i8,
     dot_i8_rows: super::scalar::dot_i8_rows,
 };

@@ -1,12 +1,10 @@
 //! Portable kernels: plain loops the compiler may not reorder, so results are the
 //! sequential f32 sums. They run on every CPU and are the reference for the SIMD sets.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::{DotNorms, Kernels};
 
 pub(super) static KERNELS: Kernels =
-    Kernels { name: "portable", dot, l2_squared, l1, dot_norms, dot_i8, quantize_i8, dot_i8_rows };
+    Kernels { name: "portable", dot, l2_squared, l1, dot_norms, quantize_i8, dot_i8_rows };
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -36,10 +34,6 @@ fn dot_norms(a: &[f32], b: &[f32]) -> DotNorms {
     r
 }
 
-pub(super) fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
-    q.iter().zip(x).map(|(&q, x)| f32::from(q) * x).sum()
-}
-
 pub(super) fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
     let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let inv = if max > 0.0 { 127.0 / max } else { 0.0 };
@@ -49,17 +43,10 @@ pub(super) fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
     max / 127.0
 }
 
-pub(super) fn dot_i8_rows(words: &[AtomicU64], rows: &[u32], x: &[f32], out: &mut [f32]) {
-    let per_row = x.len() / 8;
+pub(super) fn dot_i8_rows(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
+    let n = q.len();
     for (o, &r) in out.iter_mut().zip(rows) {
-        let row = &words[r as usize * per_row..(r as usize + 1) * per_row];
-        *o = row
-            .iter()
-            .zip(x.chunks_exact(8))
-            .map(|(w, xs)| {
-                let codes = w.load(Ordering::Relaxed).to_le_bytes();
-                codes.iter().zip(xs).map(|(&c, x)| f32::from(c as i8) * x).sum::<f32>()
-            })
-            .sum();
+        let row = &codes[r as usize * n..(r as usize + 1) * n];
+        *o = row.iter().zip(q).map(|(&c, &x)| i32::from(c) * i32::from(x)).sum();
     }
 }

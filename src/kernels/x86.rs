@@ -4,12 +4,10 @@
 //! features, which is what makes the `unsafe` calls below sound.
 
 use std::arch::x86_64::*;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DotNorms, Kernels};
 
-static KERNELS: Kernels =
-    Kernels { name: "avx2+fma", dot, l2_squared, l1, dot_norms, dot_i8, quantize_i8, dot_i8_rows };
+static KERNELS: Kernels = Kernels { name: "avx2+fma", dot, l2_squared, l1, dot_norms, quantize_i8, dot_i8_rows };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {
     (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(&KERNELS)
@@ -35,19 +33,14 @@ fn dot_norms(a: &[f32], b: &[f32]) -> DotNorms {
     unsafe { dot_norms_avx2(a, b) }
 }
 
-fn dot_i8(q: &[i8], x: &[f32]) -> f32 {
-    // SAFETY: as in `dot`: the CPU features were detected before this table was used.
-    unsafe { dot_i8_avx2(q, x) }
-}
-
 fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
     // SAFETY: as in `dot`: the CPU features were detected before this table was used.
     unsafe { quantize_i8_avx2(x, codes) }
 }
 
-fn dot_i8_rows(words: &[AtomicU64], rows: &[u32], x: &[f32], out: &mut [f32]) {
+fn dot_i8_rows(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
     // SAFETY: as in `dot`: the CPU features were detected before this table was used.
-    unsafe { dot_i8_rows_avx2(words, rows, x, out) }
+    unsafe { dot_i8_rows_avx2(codes, rows, q, out) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -151,42 +144,6 @@ fn dot_norms_avx2(a: &[f32], b: &[f32]) -> DotNorms {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn dot_i8_avx2(q: &[i8], x: &[f32]) -> f32 {
-    let n = q.len().min(x.len());
-    let (q, x) = (&q[..n], &x[..n]);
-    // Eight codes widened to eight floats, then one FMA.
-    let lanes = |i: usize| {
-        debug_assert!(i + 8 <= n);
-        // SAFETY: every call below has i + 8 <= n: 8 bytes of `q` and 8 floats of
-        // `x` exist at i; both loads are unaligned ones.
-        unsafe {
-            let codes = _mm_loadl_epi64(q.as_ptr().add(i) as *const __m128i);
-            (_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), _mm256_loadu_ps(x.as_ptr().add(i)))
-        }
-    };
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        let (c0, x0) = lanes(i);
-        let (c1, x1) = lanes(i + 8);
-        acc0 = _mm256_fmadd_ps(c0, x0, acc0);
-        acc1 = _mm256_fmadd_ps(c1, x1, acc1);
-        i += 16;
-    }
-    if i + 8 <= n {
-        let (c0, x0) = lanes(i);
-        acc0 = _mm256_fmadd_ps(c0, x0, acc0);
-        i += 8;
-    }
-    let mut s = hsum(_mm256_add_ps(acc0, acc1));
-    for j in i..n {
-        s += f32::from(q[j]) * x[j];
-    }
-    s
-}
-
-#[target_feature(enable = "avx2,fma")]
 fn quantize_i8_avx2(x: &[f32], codes: &mut [i8]) -> f32 {
     let n = x.len().min(codes.len());
     let (x, codes) = (&x[..n], &mut codes[..n]);
@@ -225,32 +182,31 @@ fn quantize_i8_avx2(x: &[f32], codes: &mut [i8]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn dot_i8_rows_avx2(words: &[AtomicU64], rows: &[u32], x: &[f32], out: &mut [f32]) {
-    let per_row = x.len() / 8;
-    // Eight codes (one relaxed load of a word, a plain move) widened to floats,
-    // times x's floats from 8·k.
-    let lanes = |w: &AtomicU64, k: usize| {
-        let codes = _mm_cvtsi64_si128(w.load(Ordering::Relaxed) as i64);
-        debug_assert!(8 * k + 8 <= x.len());
-        // SAFETY: k < per_row = x.len() / 8, so 8 floats of `x` exist at 8·k.
-        let xs = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) };
-        (_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), xs)
+fn dot_i8_rows_avx2(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
+    let n = q.len();
+    let ones = _mm256_set1_epi16(1);
+    let load = |s: &[i8], i: usize| {
+        debug_assert!(i + 32 <= s.len());
+        // SAFETY: every call below has i + 32 <= s.len(); loadu needs no alignment.
+        unsafe { _mm256_loadu_si256(s.as_ptr().add(i) as *const __m256i) }
     };
     for (o, &r) in out.iter_mut().zip(rows) {
-        let row = &words[r as usize * per_row..(r as usize + 1) * per_row];
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut k = 0;
-        while k + 2 <= per_row {
-            let (c0, x0) = lanes(&row[k], k);
-            let (c1, x1) = lanes(&row[k + 1], k + 1);
-            acc0 = _mm256_fmadd_ps(c0, x0, acc0);
-            acc1 = _mm256_fmadd_ps(c1, x1, acc1);
-            k += 2;
+        let row = &codes[r as usize * n..(r as usize + 1) * n];
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 32 <= n {
+            let (c, x) = (load(row, i), load(q, i));
+            // maddubs multiplies unsigned by signed bytes: |x| times the row's
+            // code with x's sign, summed in pairs to i16 (|sum| ≤ 2·127·127
+            // fits), then in pairs again to i32.
+            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(c, x));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+            i += 32;
         }
-        if k < per_row {
-            let (c0, x0) = lanes(&row[k], k);
-            acc0 = _mm256_fmadd_ps(c0, x0, acc0);
-        }
-        *o = hsum(_mm256_add_ps(acc0, acc1));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256::<1>(acc));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        *o = _mm_cvtsi128_si32(s)
+            + row[i..].iter().zip(&q[i..]).map(|(&c, &x)| i32::from(c) * i32::from(x)).sum::<i32>();
     }
 }

@@ -12,26 +12,31 @@
 //! share of the users with its own random stream, so an epoch is reproducible
 //! up to update interleaving (exactly, with one thread).
 //!
-//! Scoring the candidates is most of the cost: each is a random item row. They
-//! are scored from an int8 mirror of the item rows (`sgd::Quantized`, one cache
-//! line per 64-factor row instead of five, all rows of a sample in one kernel
-//! call), which every update keeps current; the chosen negative trains in full
-//! precision. A sample's candidates are drawn and requested before the
-//! previous sample trains, and scored after it, so their fetches overlap that
-//! work. On amazon-book this took an epoch at 20 candidates from 0.244 s to
-//! 0.114 s (plain BPR: 0.070 s to 0.041 s) at the same Recall@20.
+//! Scoring the candidates is most of the cost: each is a random item row. Each
+//! worker scores them from its own int8 copy of the item rows (`sgd::Mirror`:
+//! one cache line per 64-factor row instead of five, integer dots, all of a
+//! sample's candidates in one kernel call), which follows the worker's own
+//! updates at once and the other workers' a few times an epoch; the chosen
+//! negative then trains in full precision. (With two workers, copies a whole
+//! epoch stale for the other's updates still gave Recall@20 0.1433.) A
+//! sample's candidates are drawn and requested before the previous sample
+//! trains, and scored after it, so their fetches overlap that work. On
+//! amazon-book this took an epoch at 20 candidates from 0.244 s to 0.105 s
+//! (plain BPR: 0.070 s to 0.040 s) at the same Recall@20.
 //! (Drawing candidates from a cache-sized window of rows instead, moved every
 //! thousand samples, was no faster and cost 0.015 Recall@20: the window's
-//! hardest items were pushed down over and over. A per-user bitmap for
-//! "seen?" was no faster than the binary search, which now runs only for a
-//! candidate that would lead.)
+//! hardest items were pushed down over and over. Scoring 20 candidates once
+//! for two consecutive samples, the best for one and the runner-up for the
+//! other, did no better than 10 fresh ones. A per-user bitmap for "seen?" was
+//! no faster than the binary search, which runs only for a candidate that
+//! would lead.)
 
 use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::data::Csr;
 use super::params::Params;
-use super::sgd::{Quantized, Shared};
+use super::sgd::{Mirror, Shared};
 use super::{init_factors, init_factors_with_bias, Progress};
 use crate::ann::synth::Rng;
 use crate::error::Result;
@@ -51,17 +56,10 @@ pub fn train(
     let items = Shared::from_array(&init_factors_with_bias(n_items, f, p.seed ^ 1));
     let workers = pool.current_num_threads().max(1);
     let negatives = p.negatives_for(n_items).max(1);
-    // Candidates are scored from an int8 mirror of the item rows, kept current
-    // by every update; the chosen negative then trains in full precision.
-    let mirror = (negatives > 1).then(|| {
-        let m = Quantized::new(n_items, f);
-        let (mut row, mut codes) = (vec![0f32; f + 1], vec![0i8; m.padded()]);
-        for r in 0..n_items {
-            items.load(r, &mut row);
-            m.set(r, &row[..f], row[f], &mut codes);
-        }
-        m
-    });
+    // Candidates are scored from each worker's int8 mirror of the item rows;
+    // the chosen negative then trains in full precision.
+    let mut mirrors: Vec<Option<Mirror>> =
+        (0..workers).map(|_| (negatives > 1).then(|| Mirror::new(n_items, f))).collect();
     let start = std::time::Instant::now();
     for epoch in 1..=p.iterations {
         let lr = p.learning_rate;
@@ -72,19 +70,28 @@ pub fn train(
         let (loss_sum, samples) = pool.install(|| {
             order
                 .par_chunks(chunk)
+                .zip(mirrors.par_iter_mut())
                 .enumerate()
-                .map(|(w, users_part)| {
+                .map(|(w, (users_part, mirror))| {
                     let mut rng = Rng::new(p.seed ^ (epoch as u64) << 20 ^ w as u64);
                     let (mut xu, mut yi, mut yj) = (vec![0f32; f], vec![0f32; f + 1], vec![0f32; f + 1]);
                     let mut cand = vec![0u32; negatives];
-                    let padded = mirror.as_ref().map_or(f, |m| m.padded());
-                    let (mut codes, mut xpad) = (vec![0i8; padded], vec![0f32; padded]);
                     let mut scores = vec![0f32; negatives];
                     let mut pos: Vec<u32> = Vec::new();
-                    let (mut loss, mut n) = (0f64, 0usize);
+                    let (mut loss, mut n, mut fresh) = (0f64, 0usize, None);
                     for (k, &u) in users_part.iter().enumerate() {
                         if let Some(&next) = users_part.get(k + 1) {
                             users.prefetch(next as usize);
+                        }
+                        // The mirror follows this worker's updates as they happen
+                        // and the others' from the shared rows at the start of
+                        // each epoch and after every 4 × items samples here (a
+                        // copy costs about what a tenth as many samples do).
+                        if let Some(m) = mirror.as_mut() {
+                            if fresh.is_none_or(|at| n - at >= 4 * n_items) {
+                                m.refresh(&items);
+                                fresh = Some(n);
+                            }
                         }
                         let u = u as usize;
                         let seen = ui.row(u).0;
@@ -92,57 +99,30 @@ pub fn train(
                             continue;
                         }
                         users.load(u, &mut xu);
-                        let is_seen = |c: u32| seen.binary_search(&c).is_ok();
                         pos.clear();
                         pos.extend_from_slice(seen);
                         rng.shuffle(&mut pos);
-                        let draw = |rng: &mut Rng| loop {
-                            let c = rng.below(n_items as u64) as u32;
-                            if !is_seen(c) {
-                                break c;
-                            }
-                        };
                         // Candidates for the next sample are drawn (and their rows
                         // requested) before this sample trains, and scored after it,
                         // with the updated user; the chosen negative's row is then
                         // requested while the next candidates are drawn. Each fetch
                         // overlaps other work instead of stalling.
-                        let draw_candidates = |rng: &mut Rng, cand: &mut [u32]| {
-                            if let Some(m) = &mirror {
-                                for slot in cand.iter_mut() {
-                                    *slot = rng.below(n_items as u64) as u32;
-                                    m.prefetch(*slot as usize);
-                                }
-                            }
+                        let mut pick = |rng: &mut Rng, m: &mut Option<Mirror>, cand: &[u32], xu: &[f32]| match m {
+                            None => draw_unseen(rng, n_items, seen),
+                            Some(m) => hardest(m, cand, xu, &mut scores, seen)
+                                .unwrap_or_else(|| draw_unseen(rng, n_items, seen)),
                         };
-                        let pick = |rng: &mut Rng, cand: &[u32], xu: &[f32], xpad: &mut [f32], scores: &mut [f32]| {
-                            match &mirror {
-                                None => draw(rng),
-                                Some(m) => {
-                                    // Dynamic negative sampling: the unseen candidate the
-                                    // model currently ranks highest (seen items are asked
-                                    // about only when they would lead).
-                                    xpad[..f].copy_from_slice(xu);
-                                    m.score(cand, xpad, scores);
-                                    let mut best = (f32::NEG_INFINITY, None);
-                                    for (&c, &s) in cand.iter().zip(scores.iter()) {
-                                        if s > best.0 && !is_seen(c) {
-                                            best = (s, Some(c));
-                                        }
-                                    }
-                                    best.1.unwrap_or_else(|| draw(rng))
-                                }
-                            }
-                        };
-                        draw_candidates(&mut rng, &mut cand);
-                        let mut j = pick(&mut rng, &cand, &xu, &mut xpad, &mut scores) as usize;
+                        if let Some(m) = mirror.as_ref() {
+                            draw_candidates(m, &mut rng, &mut cand);
+                        }
+                        let mut j = pick(&mut rng, mirror, &cand, &xu) as usize;
                         for (s, &i) in pos.iter().enumerate() {
                             let i = i as usize;
                             items.prefetch(i);
                             items.prefetch(j);
                             let more = s + 1 < pos.len();
-                            if more {
-                                draw_candidates(&mut rng, &mut cand);
+                            if let (true, Some(m)) = (more, mirror.as_ref()) {
+                                draw_candidates(m, &mut rng, &mut cand);
                             }
                             items.load(i, &mut yi);
                             items.load(j, &mut yj);
@@ -160,13 +140,13 @@ pub fn train(
                             yj[f] += lr * (-z - reg * yj[f]);
                             items.store(i, &yi);
                             items.store(j, &yj);
-                            if let Some(m) = &mirror {
-                                m.set(i, &yi[..f], yi[f], &mut codes);
-                                m.set(j, &yj[..f], yj[f], &mut codes);
+                            if let Some(m) = mirror.as_mut() {
+                                m.set(i, &yi[..f], yi[f]);
+                                m.set(j, &yj[..f], yj[f]);
                             }
                             n += 1;
                             if more {
-                                j = pick(&mut rng, &cand, &xu, &mut xpad, &mut scores) as usize;
+                                j = pick(&mut rng, mirror, &cand, &xu) as usize;
                             }
                         }
                         users.store(u, &xu);
@@ -189,4 +169,37 @@ pub fn train(
     let y = all.slice(ndarray::s![.., ..f]).to_owned();
     let bias = all.column(f).to_vec();
     Ok((x, y, bias))
+}
+
+/// A uniformly drawn item not in `seen` (sorted); the caller ensures one exists.
+fn draw_unseen(rng: &mut Rng, n_items: usize, seen: &[u32]) -> u32 {
+    loop {
+        let c = rng.below(n_items as u64) as u32;
+        if seen.binary_search(&c).is_err() {
+            break c;
+        }
+    }
+}
+
+/// Fills `cand` with random items (seen ones too) and requests their rows.
+fn draw_candidates(m: &Mirror, rng: &mut Rng, cand: &mut [u32]) {
+    let n_items = m.rows() as u64;
+    for slot in cand.iter_mut() {
+        *slot = rng.below(n_items) as u32;
+        m.prefetch(*slot as usize);
+    }
+}
+
+/// Dynamic negative sampling: the unseen candidate the model currently ranks
+/// highest, if any is unseen (whether one was seen is asked only when it
+/// would lead).
+fn hardest(m: &mut Mirror, cand: &[u32], xu: &[f32], scores: &mut [f32], seen: &[u32]) -> Option<u32> {
+    m.score(cand, xu, scores);
+    let mut best = (f32::NEG_INFINITY, None);
+    for (&c, &s) in cand.iter().zip(scores.iter()) {
+        if s > best.0 && seen.binary_search(&c).is_err() {
+            best = (s, Some(c));
+        }
+    }
+    best.1
 }

@@ -39,6 +39,7 @@ struct Raw {
     content_regularization: Option<f64>,
     cold_boost: Option<f64>,
     item_bias: Option<bool>,
+    layer_init: Option<f64>,
 }
 
 /// Parameters with every default filled in.
@@ -76,6 +77,9 @@ pub struct Params {
     pub patience: usize,
     /// KGAT only: learn an item bias (not in the paper).
     pub item_bias: bool,
+    /// KGAT: the scale of the propagation weights' Xavier init (None: 0.1
+    /// with `pretrain`, 1 without).
+    pub layer_init: Option<f32>,
     /// Cold-start evaluation: this share of the items (with interactions) is
     /// held out entirely, all their interactions tested, ranked among
     /// themselves.
@@ -115,6 +119,7 @@ impl Params {
             eval_every: 10,
             patience: 10,
             item_bias: false,
+            layer_init: None,
             cold_items: 0.0,
             content_factors: 32,
             bias_regularization: 0.01,
@@ -164,6 +169,8 @@ impl Params {
             eval_every: self.eval_every,
             patience: self.patience,
             item_bias: self.item_bias,
+            negatives: self.negatives.unwrap_or(1),
+            layer_init: self.layer_init,
             seed: self.seed,
         }
     }
@@ -196,7 +203,7 @@ impl Params {
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
         let raw: Raw = serde_json::from_str(json).map_err(|e| {
             Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed, cold_items (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience, item_bias; for vbpr: content_factors, batch_size, bias_regularization, content_regularization, cold_boost)")
+                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed, cold_items (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience, item_bias, layer_init; for vbpr: content_factors, batch_size, bias_regularization, content_regularization, cold_boost)")
         })?;
         let mut p = Params::defaults(algorithm);
         if let Some(v) = raw.factors {
@@ -349,6 +356,13 @@ impl Params {
             kgat_only("item_bias")?;
             p.item_bias = v;
         }
+        if let Some(v) = raw.layer_init {
+            kgat_only("layer_init")?;
+            if !(v.is_finite() && v > 0.0 && v <= 10.0) {
+                return Err(invalid("layer_init", v, "must be > 0 and at most 10"));
+            }
+            p.layer_init = Some(v as f32);
+        }
         if let Some(v) = raw.pretrain {
             kgat_only("pretrain")?;
             p.pretrain = Some(v);
@@ -389,6 +403,8 @@ mod tests {
         assert_eq!(msg(r#"{"cold_boost": 1}"#), "param \"cold_boost\" applies to vbpr only, not als");
         assert_eq!(msg(r#"{"item_bias": true}"#), "param \"item_bias\" applies to kgat only, not als");
         assert!(Params::parse(Algorithm::Kgat, r#"{"item_bias": true}"#).unwrap().kgat().item_bias);
+        assert_eq!(msg(r#"{"layer_init": 0.1}"#), "param \"layer_init\" applies to kgat only, not als");
+        assert_eq!(Params::parse(Algorithm::Kgat, r#"{"layer_init": 0.5}"#).unwrap().kgat().layer_init, Some(0.5));
         assert_eq!(
             msg(r#"{"cold_items": 1}"#),
             "invalid value 1 for param \"cold_items\": must be ≥ 0 and < 1 (0: no cold-start evaluation)"
@@ -409,6 +425,10 @@ mod tests {
             "invalid value \"max\" for param \"aggregator\": must be bi, gcn or graphsage"
         );
         assert_eq!(kgat(r#"{"dropout": 1}"#), "invalid value 1 for param \"dropout\": must be ≥ 0 and < 1");
+        assert_eq!(
+            kgat(r#"{"layer_init": 0}"#),
+            "invalid value 0 for param \"layer_init\": must be > 0 and at most 10"
+        );
         assert_eq!(
             kgat(r#"{"batch_size": 0}"#),
             "invalid value 0 for param \"batch_size\": must be between 1 and 1048576"

@@ -4,7 +4,7 @@
 //! the same row now and then, which SGD tolerates, but no access is a data race.
 //! A row is copied out, updated as plain floats, and stored back.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ndarray::Array2;
 
@@ -48,66 +48,81 @@ impl Shared {
     }
 }
 
-/// An int8 copy of factor rows with a per-row scale and a bias, for scoring
-/// many rows cheaply: a 64-factor row is one cache line instead of four, and
-/// BPR's candidate scoring is bound by fetching random rows. Codes live eight
-/// to an `AtomicU64`, and scale and bias share one, so a row is read in a few
-/// plain loads and a writer never tears a scale from its bias. Rounding to
-/// 1/127 of the row's largest factor moves a score by far less than the gaps
-/// that decide which candidate is hardest.
-pub struct Quantized {
-    words: usize,
-    /// Words skipped at the front of `codes` so that rows start on 64-byte
-    /// lines (a 64-factor row is then exactly one line).
+/// One worker's int8 copy of factor rows with a per-row scale and a bias, for
+/// scoring many rows cheaply: a 64-factor row is one cache line instead of
+/// five, and BPR's candidate scoring is bound by random rows. The copy is the
+/// worker's own (plain memory, no sharing): it follows the worker's own
+/// updates through `set` and everyone's through `refresh` from the shared
+/// rows, now and then. Rounding to 1/127 of a row's largest factor moves a
+/// score far less than the gaps that decide which candidate is hardest.
+pub struct Mirror {
+    /// Codes per row: the factors rounded up to a multiple of 32 (one SIMD
+    /// step), zero beyond the factors.
+    stride: usize,
+    factors: usize,
+    /// Bytes skipped at the front of `codes` so that rows start on 64-byte lines.
     skip: usize,
-    codes: Vec<AtomicU64>,
-    scale_bias: Vec<AtomicU64>,
+    codes: Vec<i8>,
+    scale_bias: Vec<(f32, f32)>,
+    /// The query's codes, rebuilt by `score`.
+    query: Vec<i8>,
+    dots: Vec<i32>,
 }
 
-impl Quantized {
-    /// Rows of `factors` values, all zero until `set`.
-    pub fn new(rows: usize, factors: usize) -> Quantized {
-        let words = factors.div_ceil(8);
-        let codes: Vec<AtomicU64> = (0..rows * words + 7).map(|_| AtomicU64::new(0)).collect();
-        let skip = (64 - codes.as_ptr() as usize % 64) % 64 / 8;
-        Quantized { words, skip, codes, scale_bias: (0..rows).map(|_| AtomicU64::new(0)).collect() }
-    }
-
-    /// Replaces `row` with `factors` (at most the width given to `new`) and
-    /// `bias`; `buf` is scratch of at least `padded()` codes.
-    pub fn set(&self, row: usize, factors: &[f32], bias: f32, buf: &mut [i8]) {
-        let codes = &mut buf[..self.words * 8];
-        codes.fill(0);
-        let scale = crate::kernels::quantize_i8(factors, &mut codes[..factors.len()]);
-        for (w, c) in codes.chunks_exact(8).enumerate() {
-            let word = u64::from_le_bytes(std::array::from_fn(|k| c[k] as u8));
-            self.codes[self.skip + row * self.words + w].store(word, Ordering::Relaxed);
-        }
-        let packed = u64::from(scale.to_bits()) | u64::from(bias.to_bits()) << 32;
-        self.scale_bias[row].store(packed, Ordering::Relaxed);
-    }
-
-    /// `out[k]` = bias + row · x of row `rows[k]`; `x` is zero-padded to 8 × words.
-    #[inline]
-    pub fn score(&self, rows: &[u32], x: &[f32], out: &mut [f32]) {
-        crate::kernels::dot_i8_rows(&self.codes[self.skip..], rows, x, out);
-        for (o, &r) in out.iter_mut().zip(rows) {
-            let packed = self.scale_bias[r as usize].load(Ordering::Relaxed);
-            let (scale, bias) = (f32::from_bits(packed as u32), f32::from_bits((packed >> 32) as u32));
-            *o = bias + scale * *o;
+impl Mirror {
+    /// Rows of `factors` values, all zero until `refresh` or `set`.
+    pub fn new(rows: usize, factors: usize) -> Mirror {
+        let stride = factors.div_ceil(32) * 32;
+        let codes = vec![0i8; rows * stride + 63];
+        let skip = (64 - codes.as_ptr() as usize % 64) % 64;
+        Mirror {
+            stride,
+            factors,
+            skip,
+            codes,
+            scale_bias: vec![(0.0, 0.0); rows],
+            query: vec![0; stride],
+            dots: Vec::new(),
         }
     }
 
-    /// The width `score` wants of `x`: the factors rounded up to a multiple of 8.
-    pub fn padded(&self) -> usize {
-        self.words * 8
+    /// Replaces `row` with `factors` (the width given to `new`) and `bias`.
+    pub fn set(&mut self, row: usize, factors: &[f32], bias: f32) {
+        let at = self.skip + row * self.stride;
+        let scale = crate::kernels::quantize_i8(factors, &mut self.codes[at..at + self.factors]);
+        self.scale_bias[row] = (scale, bias);
     }
 
-    /// Starts fetching `row`'s codes, as `Shared::prefetch` does.
+    /// Copies every row from `shared`, whose rows are the factors then the bias.
+    pub fn refresh(&mut self, shared: &Shared) {
+        let mut row = vec![0f32; self.factors + 1];
+        for r in 0..self.scale_bias.len() {
+            shared.load(r, &mut row);
+            self.set(r, &row[..self.factors], row[self.factors]);
+        }
+    }
+
+    /// `out[k]` ≈ bias + row · x of row `rows[k]` (`x` the width given to `new`).
+    pub fn score(&mut self, rows: &[u32], x: &[f32], out: &mut [f32]) {
+        let scale_x = crate::kernels::quantize_i8(x, &mut self.query[..self.factors]);
+        self.dots.resize(rows.len(), 0);
+        let codes = &self.codes[self.skip..self.skip + self.scale_bias.len() * self.stride];
+        crate::kernels::dot_i8_rows(codes, rows, &self.query, &mut self.dots);
+        for ((o, &r), &d) in out.iter_mut().zip(rows).zip(&self.dots) {
+            let (scale, bias) = self.scale_bias[r as usize];
+            *o = bias + scale * scale_x * d as f32;
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.scale_bias.len()
+    }
+
+    /// Starts fetching `row`'s codes and scale, as `Shared::prefetch` does.
     #[inline]
     pub fn prefetch(&self, row: usize) {
-        let base = self.skip + row * self.words;
-        prefetch_range(&self.codes[base..base + self.words]);
+        let at = self.skip + row * self.stride;
+        prefetch_range(&self.codes[at..at + self.stride]);
         prefetch_range(std::slice::from_ref(&self.scale_bias[row]));
     }
 }
@@ -143,31 +158,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantized_scores_match_full_precision() {
-        // 12 factors: two words, the second half padding.
+    fn mirror_scores_match_full_precision() {
+        // 12 factors: one 32-code stride, the rest padding.
         let (rows, f) = (5, 12);
-        let q = Quantized::new(rows, f);
-        assert_eq!(q.padded(), 16);
-        assert_eq!((q.codes.as_ptr() as usize + 8 * q.skip) % 64, 0, "rows start on a cache line");
-        let mut buf = vec![0i8; q.padded()];
-        let row = |r: usize| -> Vec<f32> { (0..f).map(|d| ((r * 7 + d * 3) % 11) as f32 / 5.0 - 1.0).collect() };
-        for r in 0..rows {
-            q.set(r, &row(r), r as f32 * 0.5, &mut buf);
-        }
-        let mut x: Vec<f32> = (0..f).map(|d| (d as f32 - 5.5) / 4.0).collect();
-        x.resize(q.padded(), 0.0);
+        let row = |r: usize| -> Vec<f32> { (0..=f).map(|d| ((r * 7 + d * 3) % 11) as f32 / 5.0 - 1.0).collect() };
+        let data: Vec<f32> = (0..rows).flat_map(row).collect();
+        let shared = Shared::from_array(&Array2::from_shape_vec((rows, f + 1), data).unwrap());
+        let mut m = Mirror::new(rows, f);
+        assert_eq!((m.codes.as_ptr() as usize + m.skip) % 64, 0, "rows start on a cache line");
+        m.refresh(&shared);
+        let x: Vec<f32> = (0..f).map(|d| (d as f32 - 5.5) / 4.0).collect();
         let picks = [4u32, 0, 2, 2];
         let mut out = [0f32; 4];
-        q.score(&picks, &x, &mut out);
+        m.score(&picks, &x, &mut out);
         for (&r, &got) in picks.iter().zip(&out) {
-            let exact: f32 = r as f32 * 0.5 + row(r as usize).iter().zip(&x).map(|(a, b)| a * b).sum::<f32>();
-            // Each code is off by at most half a step (max|row| / 254).
-            let bound = x.iter().map(|v| v.abs()).sum::<f32>() / 254.0;
-            assert!((got - exact).abs() <= bound, "row {r}: {got} vs {exact}");
+            let v = row(r as usize);
+            let exact: f32 = v[f] + v[..f].iter().zip(&x).map(|(a, b)| a * b).sum::<f32>();
+            // Each code of the row and of x is off by at most half a step.
+            let (mr, mx) = (1.0f32, 5.5 / 4.0);
+            let bound = f as f32 * (mr * mx / 254.0 * 2.0 + (mr * mx / 254.0).powi(2));
+            assert!((got - exact).abs() <= bound, "row {r}: {got} vs {exact} (bound {bound})");
         }
+        assert_eq!(out[2], out[3]);
         // A rewrite replaces the row whole; a zero row scores its bias.
-        q.set(2, &[0.0; 12], -3.0, &mut buf);
-        q.score(&[2], &x, &mut out[..1]);
+        m.set(2, &[0.0; 12], -3.0);
+        m.score(&[2], &x, &mut out[..1]);
         assert_eq!(out[0], -3.0);
     }
 }

@@ -44,6 +44,14 @@ pub struct KgatParams {
     /// Learn an item bias added to the score, as BPR-MF has (not in the
     /// paper); with `Init`, it starts from the pretrained model's.
     pub item_bias: bool,
+    /// Negative candidates per CF sample: the highest-scored unseen one is
+    /// trained against (dynamic negative sampling, as `bpr` does). The default
+    /// 1 is the paper's uniform sampling: on ml-1m-kgat 3 candidates (bpr's
+    /// default there) lowered NDCG@20 from 0.1233 to 0.1197 after 10 epochs.
+    pub negatives: usize,
+    /// The scale of the propagation weights' Xavier init; None: 0.1 from a
+    /// pretrained start, 1 otherwise.
+    pub layer_init: Option<f32>,
     pub seed: u64,
 }
 
@@ -65,6 +73,8 @@ impl Default for KgatParams {
             eval_every: 10,
             patience: 10,
             item_bias: false,
+            negatives: 1,
+            layer_init: None,
             seed: 42,
         }
     }
@@ -148,6 +158,39 @@ impl crate::recsys::metrics::Scorer for KgatFactors {
 
 /// Moves a tenth of each user's interactions (at least one, for users with 3
 /// or more) out of `ui` into a validation set: (training, validation).
+/// The (user, positive, negative) triples of a batch: for each drawn (user,
+/// positive), the candidate among its `cands` chunk with the highest score
+/// f_u · f_j (+ b_j) under this pass's representations.
+fn hardest_negatives(
+    finals: &Array2<f32>,
+    n_entities: usize,
+    drawn: &[(u32, u32)],
+    cands: &[u32],
+    bias: Option<&[f32]>,
+) -> Vec<(u32, u32, u32)> {
+    let k = cands.len() / drawn.len().max(1);
+    drawn
+        .iter()
+        .zip(cands.chunks(k.max(1)))
+        .map(|(&(u, i), c)| {
+            if c.len() == 1 {
+                return (u, i, c[0]);
+            }
+            let fu = finals.row(n_entities + u as usize);
+            let score = |j: u32| {
+                fu.dot(&finals.row(j as usize)) + bias.map_or(0.0, |b| b.get(j as usize).copied().unwrap_or(0.0))
+            };
+            let j = c
+                .iter()
+                .copied()
+                .map(|j| (score(j), j))
+                .fold((f32::NEG_INFINITY, c[0]), |a, b| if b.0 > a.0 { b } else { a })
+                .1;
+            (u, i, j)
+        })
+        .collect()
+}
+
 fn validation_split(ui: &Csr, seed: u64) -> (Csr, Csr) {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let (mut keep, mut held) = (Vec::new(), Vec::new());
@@ -217,6 +260,15 @@ pub fn train(
             }
         })
         .collect();
+    // From a pretrained start, small propagation weights keep the layers'
+    // share of the score small at first, so training starts from the
+    // pretrained model's ranking instead of that plus noise (on ml-1m-kgat,
+    // 10 epochs: NDCG@20 0.1233 at full scale, 0.1256 at 0.1).
+    let scale = p.layer_init.unwrap_or(if init.is_some() { 0.1 } else { 1.0 });
+    for l in layers.iter_mut() {
+        l.w1 *= scale;
+        l.w2 *= scale;
+    }
     let mut rel = Relations {
         w: (0..ckg.n_relations).map(|_| xavier(p.embedding, p.relation_dim, &mut rng)).collect(),
         e: xavier(ckg.n_relations, p.relation_dim, &mut rng),
@@ -243,6 +295,7 @@ pub fn train(
     let heads: Vec<u32> =
         (0..n as u32).filter(|&h| ckg.adjacency.indptr[h as usize + 1] > ckg.adjacency.indptr[h as usize]).collect();
     let cf_batches = ui.nnz().div_ceil(p.cf_batch.max(1)).max(1);
+    let negatives = p.negatives.max(1);
     let kg_batches = ckg.adjacency.nnz().div_ceil(p.kg_batch.max(1)).max(1);
     let start = std::time::Instant::now();
     // The final representations: attention from the current parameters,
@@ -279,20 +332,21 @@ pub fn train(
             ckg.adjacency.transpose()
         });
         for _ in 0..cf_batches {
-            let batch: Vec<(u32, u32, u32)> = (0..p.cf_batch)
-                .map(|_| {
-                    let u = users[rng.below(users.len() as u64) as usize];
-                    let seen = ui.row(u as usize).0;
-                    let i = seen[rng.below(seen.len() as u64) as usize];
-                    let j = loop {
-                        let j = rng.below(n_items as u64) as u32;
-                        if seen.binary_search(&j).is_err() || seen.len() >= n_items {
-                            break j;
-                        }
-                    };
-                    (u, i, j)
-                })
-                .collect();
+            // Each sample's negative candidates are drawn now and the hardest
+            // chosen once the forward pass has scored them.
+            let mut drawn: Vec<(u32, u32)> = Vec::with_capacity(p.cf_batch);
+            let mut cands: Vec<u32> = Vec::with_capacity(p.cf_batch * negatives);
+            for _ in 0..p.cf_batch {
+                let u = users[rng.below(users.len() as u64) as usize];
+                let seen = ui.row(u as usize).0;
+                drawn.push((u, seen[rng.below(seen.len() as u64) as usize]));
+                cands.extend((0..negatives).map(|_| loop {
+                    let j = rng.below(n_items as u64) as u32;
+                    if seen.binary_search(&j).is_err() || seen.len() >= n_items {
+                        break j;
+                    }
+                }));
+            }
             let keep: Vec<Array2<f32>> = if p.dropout > 0.0 {
                 let scale = 1.0 / (1.0 - p.dropout);
                 p.layers
@@ -307,6 +361,8 @@ pub fn train(
             t_cf += 1;
             cf_loss += pool.install(|| {
                 let (finals, caches) = propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, keep);
+                let bias = if p.item_bias { item_bias.as_slice() } else { None };
+                let batch = hardest_negatives(&finals, n_entities, &drawn, &cands, bias);
                 let mut d_final = Array2::zeros(finals.raw_dim());
                 let mut d_bias = Array1::zeros(item_bias.len());
                 let bias = p.item_bias.then(|| cf::Bias {
@@ -405,6 +461,19 @@ mod tests {
     use crate::recsys::metrics::{evaluate, Scorer};
     use crate::recsys::params::Params;
     use crate::recsys::{bpr, Algorithm};
+
+    #[test]
+    fn the_hardest_candidate_is_the_negative() {
+        // Nodes: items 0..3 (entities), then users 0 and 1.
+        let finals = ndarray::array![[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [1.0, 0.0], [0.0, 1.0f32]];
+        let drawn = [(0, 0), (1, 0)];
+        let cands = [1, 2, 1, 2];
+        // User 0 = (1, 0) scores item 2 highest, user 1 = (0, 1) item 1.
+        assert_eq!(hardest_negatives(&finals, 3, &drawn, &cands, None), [(0, 0, 2), (1, 0, 1)]);
+        // A bias can overturn the order; one candidate is taken as drawn.
+        assert_eq!(hardest_negatives(&finals, 3, &drawn, &cands, Some(&[0.0, 5.0, 0.0])), [(0, 0, 1), (1, 0, 1)]);
+        assert_eq!(hardest_negatives(&finals, 3, &drawn, &[2, 2], None), [(0, 0, 2), (1, 0, 2)]);
+    }
 
     /// Dot-product scores plus an optional item bias.
     struct Dot<'a>(&'a Array2<f32>, &'a Array2<f32>, &'a [f32]);
