@@ -28,6 +28,9 @@ if ! q -tAc "SELECT count(*) FROM ab_train" 2>/dev/null | grep -qx 652514; then
     pairs "$DATA/train.txt" | q -c "\\copy ab_train FROM STDIN"
     pairs "$DATA/test.txt" | q -c "\\copy ab_test FROM STDIN"
 fi
+# The database outlives rebuilds of the library: re-create the extension so its
+# SQL definitions match the library just installed (models are retrained below).
+q -c "DROP EXTENSION IF EXISTS pgrec CASCADE" -c "CREATE EXTENSION pgrec" >/dev/null
 
 echo "== training in the database (train(), default params, 64 factors, all train rows) =="
 for algo in als bpr; do
