@@ -190,7 +190,31 @@ fn dot_i8_rows_avx2(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
         // SAFETY: every call below has i + 32 <= s.len(); loadu needs no alignment.
         unsafe { _mm256_loadu_si256(s.as_ptr().add(i) as *const __m256i) }
     };
-    for (o, &r) in out.iter_mut().zip(rows) {
+    // 64 codes (the default factors): the query's two halves stay in
+    // registers, and four rows share one horizontal reduction.
+    let mut done = 0;
+    if n == 64 {
+        let (x0, x1) = (load(q, 0), load(q, 32));
+        let (a0, a1) = (_mm256_abs_epi8(x0), _mm256_abs_epi8(x1));
+        let row_dot = |r: u32| {
+            let row = &codes[r as usize * 64..r as usize * 64 + 64];
+            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(a0, _mm256_sign_epi8(load(row, 0), x0)), ones);
+            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(a1, _mm256_sign_epi8(load(row, 32), x1)), ones);
+            _mm256_add_epi32(p0, p1)
+        };
+        for (o, r) in out.chunks_exact_mut(4).zip(rows.chunks_exact(4)) {
+            let h01 = _mm256_hadd_epi32(row_dot(r[0]), row_dot(r[1]));
+            let h23 = _mm256_hadd_epi32(row_dot(r[2]), row_dot(r[3]));
+            let h = _mm256_hadd_epi32(h01, h23);
+            let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+            o[0] = _mm_extract_epi32::<0>(s);
+            o[1] = _mm_extract_epi32::<1>(s);
+            o[2] = _mm_extract_epi32::<2>(s);
+            o[3] = _mm_extract_epi32::<3>(s);
+            done += 4;
+        }
+    }
+    for (o, &r) in out.iter_mut().zip(rows).skip(done) {
         let row = &codes[r as usize * n..(r as usize + 1) * n];
         let mut acc = _mm256_setzero_si256();
         let mut i = 0;
