@@ -108,9 +108,10 @@ pub fn train(
                         // requested while the next candidates are drawn. Each fetch
                         // overlaps other work instead of stalling.
                         let mut pick = |rng: &mut Rng, m: &mut Option<Mirror>, cand: &[u32], xu: &[f32]| match m {
-                            None => draw_unseen(rng, n_items, seen),
-                            Some(m) => hardest(m, cand, xu, &mut scores, seen)
-                                .unwrap_or_else(|| draw_unseen(rng, n_items, seen)),
+                            None => ui.draw_unseen(u, rng),
+                            Some(m) => {
+                                hardest(m, cand, xu, &mut scores, seen).unwrap_or_else(|| ui.draw_unseen(u, rng))
+                            }
                         };
                         if let Some(m) = mirror.as_ref() {
                             draw_candidates(m, &mut rng, &mut cand);
@@ -169,16 +170,6 @@ pub fn train(
     let y = all.slice(ndarray::s![.., ..f]).to_owned();
     let bias = all.column(f).to_vec();
     Ok((x, y, bias))
-}
-
-/// A uniformly drawn item not in `seen` (sorted); the caller ensures one exists.
-fn draw_unseen(rng: &mut Rng, n_items: usize, seen: &[u32]) -> u32 {
-    loop {
-        let c = rng.below(n_items as u64) as u32;
-        if seen.binary_search(&c).is_err() {
-            break c;
-        }
-    }
 }
 
 /// Fills `cand` with random items (seen ones too) and requests their rows.

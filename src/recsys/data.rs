@@ -155,6 +155,18 @@ impl Csr {
     pub fn contains(&self, r: usize, c: u32) -> bool {
         self.row(r).0.binary_search(&c).is_ok()
     }
+
+    /// A uniformly drawn column that row `r` lacks (a negative item for a
+    /// user), or any column when the row has them all.
+    pub fn draw_unseen(&self, r: usize, rng: &mut crate::ann::synth::Rng) -> u32 {
+        let full = self.row(r).0.len() >= self.n_cols;
+        loop {
+            let c = rng.below(self.n_cols as u64) as u32;
+            if full || !self.contains(r, c) {
+                break c;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

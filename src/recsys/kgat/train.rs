@@ -156,8 +156,6 @@ impl crate::recsys::metrics::Scorer for KgatFactors {
     }
 }
 
-/// Moves a tenth of each user's interactions (at least one, for users with 3
-/// or more) out of `ui` into a validation set: (training, validation).
 /// The (user, positive, negative) triples of a batch: for each drawn (user,
 /// positive), the candidate among its `cands` chunk with the highest score
 /// f_u · f_j (+ b_j) under this pass's representations.
@@ -191,6 +189,8 @@ fn hardest_negatives(
         .collect()
 }
 
+/// Moves a tenth of each user's interactions (at least one, for users with 3
+/// or more) out of `ui` into a validation set: (training, validation).
 fn validation_split(ui: &Csr, seed: u64) -> (Csr, Csr) {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let (mut keep, mut held) = (Vec::new(), Vec::new());
@@ -340,12 +340,7 @@ pub fn train(
                 let u = users[rng.below(users.len() as u64) as usize];
                 let seen = ui.row(u as usize).0;
                 drawn.push((u, seen[rng.below(seen.len() as u64) as usize]));
-                cands.extend((0..negatives).map(|_| loop {
-                    let j = rng.below(n_items as u64) as u32;
-                    if seen.binary_search(&j).is_err() || seen.len() >= n_items {
-                        break j;
-                    }
-                }));
+                cands.extend((0..negatives).map(|_| ui.draw_unseen(u as usize, &mut rng)));
             }
             let keep: Vec<Array2<f32>> = if p.dropout > 0.0 {
                 let scale = 1.0 / (1.0 - p.dropout);
