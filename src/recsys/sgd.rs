@@ -1,5 +1,6 @@
 //! Shared factors for lock-free parallel SGD ("Hogwild!", Recht et al. 2011),
-//! as BPR and MF train. Each value is an `AtomicU32` holding f32 bits, read and
+//! as MF trains, and the int8 mirror BPR scores its negative candidates from.
+//! Each `Shared` value is an `AtomicU32` holding f32 bits, read and
 //! written with relaxed ordering: threads may overwrite each other's updates to
 //! the same row now and then, which SGD tolerates, but no access is a data race.
 //! A row is copied out, updated as plain floats, and stored back.
@@ -34,13 +35,6 @@ impl Shared {
         }
     }
 
-    /// Hints the CPU to start fetching `row` into cache, so that the fetches of
-    /// several rows needed next overlap instead of stalling one after another.
-    #[inline]
-    pub fn prefetch(&self, row: usize) {
-        prefetch_range(&self.v[row * self.cols..(row + 1) * self.cols]);
-    }
-
     pub fn into_array(self, rows: usize) -> Array2<f32> {
         let cols = self.cols;
         let data: Vec<f32> = self.v.into_iter().map(|a| f32::from_bits(a.into_inner())).collect();
@@ -48,12 +42,10 @@ impl Shared {
     }
 }
 
-/// One worker's int8 copy of factor rows with a per-row scale and a bias, for
-/// scoring many rows cheaply: a 64-factor row is one cache line instead of
-/// five, and BPR's candidate scoring is bound by random rows. The copy is the
-/// worker's own (plain memory, no sharing): it follows the worker's own
-/// updates through `set` and everyone's through `refresh` from the shared
-/// rows, now and then. Rounding to 1/127 of a row's largest factor moves a
+/// An int8 copy of factor rows with a per-row scale and a bias, for scoring
+/// many rows cheaply: a 64-factor row is one cache line instead of five, and
+/// BPR's candidate scoring is bound by random rows. Whoever updates a row
+/// writes it through with `set`. Rounding to 1/127 of a row's largest factor moves a
 /// score far less than the gaps that decide which candidate is hardest.
 pub struct Mirror {
     /// Codes per row: the factors rounded up to a multiple of 32 (one SIMD
@@ -70,7 +62,7 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Rows of `factors` values, all zero until `refresh` or `set`.
+    /// Rows of `factors` values, all zero until `set`.
     pub fn new(rows: usize, factors: usize) -> Mirror {
         let stride = factors.div_ceil(32) * 32;
         let codes = vec![0i8; rows * stride + 63];
@@ -93,15 +85,6 @@ impl Mirror {
         self.scale_bias[row] = (scale, bias);
     }
 
-    /// Copies every row from `shared`, whose rows are the factors then the bias.
-    pub fn refresh(&mut self, shared: &Shared) {
-        let mut row = vec![0f32; self.factors + 1];
-        for r in 0..self.scale_bias.len() {
-            shared.load(r, &mut row);
-            self.set(r, &row[..self.factors], row[self.factors]);
-        }
-    }
-
     /// `out[k]` ≈ bias + row · x of row `rows[k]` (`x` the width given to `new`).
     pub fn score(&mut self, rows: &[u32], x: &[f32], out: &mut [f32]) {
         let scale_x = crate::kernels::quantize_i8(x, &mut self.query[..self.factors]);
@@ -118,29 +101,38 @@ impl Mirror {
         self.scale_bias.len()
     }
 
-    /// Starts fetching `row`'s codes and scale, as `Shared::prefetch` does.
+    /// Starts fetching `row`'s codes and scale, so that the fetches of the
+    /// rows needed next overlap instead of stalling one after another.
     #[inline]
     pub fn prefetch(&self, row: usize) {
-        let at = self.skip + row * self.stride;
-        prefetch_range(&self.codes[at..at + self.stride]);
-        prefetch_range(std::slice::from_ref(&self.scale_bias[row]));
+        // Addresses, not slices: this runs for every candidate, and a hint
+        // needs no bounds check.
+        prefetch_lines(self.codes.as_ptr().wrapping_add(self.skip + row * self.stride) as usize, self.stride);
+        prefetch_lines(self.scale_bias.as_ptr().wrapping_add(row) as usize, 8);
     }
 }
 
-/// A prefetch of every cache line under `s`: the first and the last line
-/// directly (most rows span one or two), the rest in a loop.
+/// A prefetch of every cache line under `s`.
 #[inline]
-fn prefetch_range<T>(s: &[T]) {
+pub(super) fn prefetch_range<T>(s: &[T]) {
+    prefetch_lines(s.as_ptr() as usize, std::mem::size_of_val(s));
+}
+
+/// A prefetch of every cache line of the `bytes` bytes from address `start`:
+/// the first and the last line directly (most rows span one or two), the rest
+/// in a loop.
+#[inline]
+fn prefetch_lines(start: usize, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = s.as_ptr() as usize;
-        let last = start + std::mem::size_of_val(s).max(1) - 1;
+        let last = start + bytes.max(1) - 1;
         // SAFETY: a prefetch is a hint with no architectural effect (it cannot
         // fault, whatever the address); SSE is part of the x86_64 baseline.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(start as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(last as *const i8);
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(start as *const i8) };
+        if last & !63 != start & !63 {
+            // SAFETY: as above.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(last as *const i8) };
         }
         let mut line = (start & !63) + 64;
         while line < last & !63 {
@@ -150,7 +142,7 @@ fn prefetch_range<T>(s: &[T]) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = s;
+    let _ = (start, bytes);
 }
 
 #[cfg(test)]
@@ -163,10 +155,11 @@ mod tests {
         let (rows, f) = (5, 12);
         let row = |r: usize| -> Vec<f32> { (0..=f).map(|d| ((r * 7 + d * 3) % 11) as f32 / 5.0 - 1.0).collect() };
         let data: Vec<f32> = (0..rows).flat_map(row).collect();
-        let shared = Shared::from_array(&Array2::from_shape_vec((rows, f + 1), data).unwrap());
         let mut m = Mirror::new(rows, f);
         assert_eq!((m.codes.as_ptr() as usize + m.skip) % 64, 0, "rows start on a cache line");
-        m.refresh(&shared);
+        for (r, v) in data.chunks_exact(f + 1).enumerate() {
+            m.set(r, &v[..f], v[f]);
+        }
         let x: Vec<f32> = (0..f).map(|d| (d as f32 - 5.5) / 4.0).collect();
         let picks = [4u32, 0, 2, 2];
         let mut out = [0f32; 4];
