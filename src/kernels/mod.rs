@@ -41,11 +41,16 @@ pub struct Kernels {
     pub quantize_i8: fn(&[f32], &mut [i8]) -> f32,
     /// `out[k] = Σ row(rows[k]) · q` over int8 rows and an int8 query.
     pub dot_i8_rows: DotI8Rows,
+    /// One SGD step on a (user, positive, negative) triple of rows.
+    pub sgd_pair: SgdPair,
 }
 
 /// The signature of `dot_i8_rows`: the row-major codes, the rows to score,
 /// the query's codes, the integer dots.
 pub type DotI8Rows = fn(&[i8], &[u32], &[i8], &mut [i32]);
+
+/// The signature of `sgd_pair`: the three rows, then a and b.
+pub type SgdPair = fn(&mut [f32], &mut [f32], &mut [f32], f32, f32);
 
 /// The portable kernels; the reference every SIMD set is tested against.
 pub fn portable() -> &'static Kernels {
@@ -109,6 +114,16 @@ pub fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
 #[inline]
 pub fn dot_i8_rows(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
     (best().dot_i8_rows)(codes, rows, q, out)
+}
+
+/// One SGD step of a pairwise ranking loss on rows `u`, `i`, `j` (equal
+/// lengths), all from their old values: u ← a·u + b·(i − j), i ← a·i + b·u,
+/// j ← a·j − b·u. For BPR, a = 1 − lr·reg (weight decay) and b = lr·σ(−x).
+/// Every set computes the same expressions in the same order, so results are
+/// identical across sets.
+#[inline]
+pub fn sgd_pair(u: &mut [f32], i: &mut [f32], j: &mut [f32], a: f32, b: f32) {
+    (best().sgd_pair)(u, i, j, a, b)
 }
 
 /// Σ aᵢ², via the dot kernel so it shares its SIMD path.
@@ -202,6 +217,11 @@ mod tests {
             (k.dot_i8_rows)(&rows, &[2, 0, 1, 2], &codes, &mut out);
             let idot = |r: &[i8]| r.iter().zip(&codes).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum::<i32>();
             assert_eq!(out, [idot(&rev), idot(&qa), idot(&codes), idot(&rev)], "{} dot_i8_rows n={n}", k.name);
+            let (mut u, mut pi, mut nj) = (a.clone(), b.clone(), series(i as u64 + 99, n));
+            let (mut u0, mut pi0, mut nj0) = (u.clone(), pi.clone(), nj.clone());
+            (k.sgd_pair)(&mut u, &mut pi, &mut nj, 0.99, 0.05);
+            (portable().sgd_pair)(&mut u0, &mut pi0, &mut nj0, 0.99, 0.05);
+            assert_eq!((&u, &pi, &nj), (&u0, &pi0, &nj0), "{} sgd_pair n={n}", k.name);
             for (c, v) in codes.iter().zip(&b) {
                 // Ties may round either way between the sets; nothing else differs.
                 assert!((f32::from(*c) - v / s).abs() <= 0.5 + 1e-4, "{} quantize_i8 n={n}: {c} for {v}", k.name);
@@ -247,6 +267,17 @@ mod tests {
             let mut out = [0; 3];
             (k.dot_i8_rows)(&rows, &[1, 0, 2], &[1, -1, 2, 0], &mut out);
             assert_eq!(out, [-1 + 2 - 6, 1 - 2 + 6, 127 + 127], "{}", k.name);
+        }
+    }
+
+    #[test]
+    fn sgd_pair_uses_the_old_values() {
+        for k in [portable(), best()] {
+            let (mut u, mut i, mut j) = ([1.0, -2.0, 0.5], [3.0, 0.0, -1.0], [-1.0, 4.0, 2.0]);
+            (k.sgd_pair)(&mut u, &mut i, &mut j, 0.5, 2.0);
+            assert_eq!(u, [0.5 + 2.0 * 4.0, -1.0 + 2.0 * -4.0, 0.25 + 2.0 * -3.0], "{}", k.name);
+            assert_eq!(i, [1.5 + 2.0, 0.0 - 4.0, -0.5 + 1.0], "{}", k.name);
+            assert_eq!(j, [-0.5 - 2.0, 2.0 + 4.0, 1.0 - 1.0], "{}", k.name);
         }
     }
 

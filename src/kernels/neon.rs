@@ -15,6 +15,8 @@ static KERNELS: Kernels = Kernels {
     dot_norms,
     quantize_i8: super::scalar::quantize_i8,
     dot_i8_rows: super::scalar::dot_i8_rows,
+    // Element-wise: the compiler already vectorizes the portable loop for NEON.
+    sgd_pair: super::scalar::sgd_pair,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {

@@ -7,7 +7,8 @@ use std::arch::x86_64::*;
 
 use super::{DotNorms, Kernels};
 
-static KERNELS: Kernels = Kernels { name: "avx2+fma", dot, l2_squared, l1, dot_norms, quantize_i8, dot_i8_rows };
+static KERNELS: Kernels =
+    Kernels { name: "avx2+fma", dot, l2_squared, l1, dot_norms, quantize_i8, dot_i8_rows, sgd_pair };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {
     (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(&KERNELS)
@@ -41,6 +42,18 @@ fn quantize_i8(x: &[f32], codes: &mut [i8]) -> f32 {
 fn dot_i8_rows(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
     // SAFETY: as in `dot`: the CPU features were detected before this table was used.
     unsafe { dot_i8_rows_avx2(codes, rows, q, out) }
+}
+
+fn sgd_pair(u: &mut [f32], i: &mut [f32], j: &mut [f32], a: f32, b: f32) {
+    // SAFETY: as in `dot`: the CPU features were detected before this table was used.
+    unsafe { sgd_pair_avx2(u, i, j, a, b) }
+}
+
+/// The portable loop, compiled eight lanes wide. Rust does not fuse a·b + c
+/// into an FMA on its own, so the results equal the portable ones.
+#[target_feature(enable = "avx2,fma")]
+fn sgd_pair_avx2(u: &mut [f32], i: &mut [f32], j: &mut [f32], a: f32, b: f32) {
+    super::scalar::sgd_pair(u, i, j, a, b)
 }
 
 #[target_feature(enable = "avx2,fma")]

@@ -22,11 +22,11 @@
 //! int8 copy of its rows (`sgd::Mirror`: one cache line per 64-factor row
 //! instead of five, integer dots, all of a sample's candidates in one kernel
 //! call) that its holder writes through on every update; the chosen negative
-//! then trains in full precision. A sample's candidates are drawn and
-//! requested before the previous sample trains, and scored after it, so their
-//! fetches overlap that work; the leader is found without branches and only
-//! it is checked against the user's items. On amazon-book, one thread: 0.218 s
-//! an epoch before blocks, 0.143 s after (plain BPR 0.103 s → 0.063 s).
+//! then trains in full precision, with one kernel call for the three rows
+//! (`kernels::sgd_pair`). The next users' interactions and rows and the next
+//! positive's row are requested ahead; the candidates' are not (`hardest`).
+//! On amazon-book, one thread: 0.218 s an epoch before blocks, about 0.125 s
+//! after (plain BPR 0.103 s → 0.063 s).
 //! (Tried without gain: candidates from a cache-sized window of rows, moved
 //! every thousand samples — no faster and 0.015 lower Recall@20, the window's
 //! hardest items pushed down over and over; scoring 20 candidates once for two
@@ -251,27 +251,17 @@ impl Sweep<'_> {
                     break c;
                 }
             };
-            // Candidates for the next sample are drawn (and their rows
-            // requested) before this sample trains, and scored after it, with
-            // the updated user; each fetch overlaps other work.
-            if let Some(m) = block.mirror.as_ref() {
-                draw_candidates(m, rng, &mut cand);
-            }
-            let mut pick = |rng: &mut Rng, m: &mut Option<Mirror>, cand: &[u32], xu: &[f32]| match m {
+            let mut pick = |rng: &mut Rng, m: &mut Option<Mirror>, xu: &[f32]| match m {
                 None => draw(rng),
-                Some(m) => hardest(m, cand, xu, &mut scores, unseen).unwrap_or_else(|| draw(rng)),
+                Some(m) => hardest(m, rng, &mut cand, xu, &mut scores, unseen).unwrap_or_else(|| draw(rng)),
             };
-            let mut j = pick(rng, &mut block.mirror, &cand, xu) as usize;
+            let mut j = pick(rng, &mut block.mirror, xu) as usize;
             for s in 0..pos.len() {
                 let i = pos[s] as usize;
                 if let Some(&next) = pos.get(s + 1) {
                     prefetch_range(&block.rows[next as usize * (f + 1)..(next as usize + 1) * (f + 1)]);
                 }
                 prefetch_range(&block.rows[j * (f + 1)..(j + 1) * (f + 1)]);
-                let more = s + 1 < pos.len();
-                if let (true, Some(m)) = (more, block.mirror.as_ref()) {
-                    draw_candidates(m, rng, &mut cand);
-                }
                 let Ok([yi, yj]) =
                     block.rows.get_disjoint_mut([i * (f + 1)..(i + 1) * (f + 1), j * (f + 1)..(j + 1) * (f + 1)])
                 else {
@@ -284,12 +274,7 @@ impl Sweep<'_> {
                 let z = if x >= 0.0 { t / (1.0 + t) } else { 1.0 / (1.0 + t) };
                 loss += f64::from((-x).max(0.0) + (1.0 + t).ln());
                 let (lr, reg) = (self.lr, self.reg);
-                for ((u_d, i_d), j_d) in xu.iter_mut().zip(yi[..f].iter_mut()).zip(yj[..f].iter_mut()) {
-                    let (u, a, b) = (*u_d, *i_d, *j_d);
-                    *u_d += lr * (z * (a - b) - reg * u);
-                    *i_d += lr * (z * u - reg * a);
-                    *j_d += lr * (-z * u - reg * b);
-                }
+                kernels::sgd_pair(xu, &mut yi[..f], &mut yj[..f], 1.0 - lr * reg, lr * z);
                 yi[f] += lr * (z - reg * yi[f]);
                 yj[f] += lr * (-z - reg * yj[f]);
                 if let Some(m) = block.mirror.as_mut() {
@@ -297,8 +282,8 @@ impl Sweep<'_> {
                     m.set(j, &yj[..f], yj[f]);
                 }
                 n += 1;
-                if more {
-                    j = pick(rng, &mut block.mirror, &cand, xu) as usize;
+                if s + 1 < pos.len() {
+                    j = pick(rng, &mut block.mirror, xu) as usize;
                 }
             }
         }
@@ -306,26 +291,32 @@ impl Sweep<'_> {
     }
 }
 
-/// Fills `cand` with random rows of the block (seen ones too) and requests
-/// them: two per 64-bit draw, each half scaled to the block (Lemire; blocks
-/// have fewer than 2³² rows, and the bias is below rows / 2³²).
-fn draw_candidates(m: &Mirror, rng: &mut Rng, cand: &mut [u32]) {
+/// Dynamic negative sampling: of `cand.len()` rows drawn at random (seen ones
+/// too), the unseen one the model currently ranks highest, if any is unseen.
+/// Two candidates come from each 64-bit draw, each half scaled to the block
+/// (Lemire; blocks have fewer than 2³² rows, and the bias is below rows / 2³²).
+/// Their rows are not prefetched: the block's int8 rows stay in L2 as a
+/// rule, and 40 prefetches a sample (codes and scales) kept the CPU's miss
+/// buffers full (one thread: 0.136–0.157 s an epoch with, 0.123–0.136 s
+/// without). The leader is found without branching on the scores (a new
+/// leader is a coin flip the CPU cannot predict), and whether it was seen is
+/// asked of it alone; only when it was (rarely: a user has seen few of a
+/// block's items) are the others ranked.
+fn hardest(
+    m: &mut Mirror,
+    rng: &mut Rng,
+    cand: &mut [u32],
+    xu: &[f32],
+    scores: &mut [f32],
+    unseen: impl Fn(u32) -> bool,
+) -> Option<u32> {
     let n = m.rows() as u64;
     for pair in cand.chunks_mut(2) {
         let r = rng.next_u64();
         for (slot, half) in pair.iter_mut().zip([r & 0xFFFF_FFFF, r >> 32]) {
             *slot = ((half * n) >> 32) as u32;
-            m.prefetch(*slot as usize);
         }
     }
-}
-
-/// Dynamic negative sampling: the unseen candidate the model currently ranks
-/// highest, if any is unseen. The leader is found without branching on the
-/// scores (a new leader is a coin flip the CPU cannot predict), and whether
-/// it was seen is asked of it alone; only when it was (rarely: a user has
-/// seen few of a block's items) are the others ranked.
-fn hardest(m: &mut Mirror, cand: &[u32], xu: &[f32], scores: &mut [f32], unseen: impl Fn(u32) -> bool) -> Option<u32> {
     m.score(cand, xu, scores);
     let c = *cand.get(leader(scores))?;
     if unseen(c) {

@@ -100,33 +100,19 @@ impl Mirror {
     pub fn rows(&self) -> usize {
         self.scale_bias.len()
     }
-
-    /// Starts fetching `row`'s codes and scale, so that the fetches of the
-    /// rows needed next overlap instead of stalling one after another.
-    #[inline]
-    pub fn prefetch(&self, row: usize) {
-        // Addresses, not slices: this runs for every candidate, and a hint
-        // needs no bounds check.
-        prefetch_lines(self.codes.as_ptr().wrapping_add(self.skip + row * self.stride) as usize, self.stride);
-        prefetch_lines(self.scale_bias.as_ptr().wrapping_add(row) as usize, 8);
-    }
 }
 
-/// A prefetch of every cache line under `s`.
+/// Hints the CPU to start fetching every cache line under `s`, so that the
+/// fetches of several rows needed next overlap instead of stalling one after
+/// another: the first and the last line directly (most rows span one or
+/// two), the rest in a loop.
 #[inline]
 pub(super) fn prefetch_range<T>(s: &[T]) {
-    prefetch_lines(s.as_ptr() as usize, std::mem::size_of_val(s));
-}
-
-/// A prefetch of every cache line of the `bytes` bytes from address `start`:
-/// the first and the last line directly (most rows span one or two), the rest
-/// in a loop.
-#[inline]
-fn prefetch_lines(start: usize, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let last = start + bytes.max(1) - 1;
+        let start = s.as_ptr() as usize;
+        let last = start + std::mem::size_of_val(s).max(1) - 1;
         // SAFETY: a prefetch is a hint with no architectural effect (it cannot
         // fault, whatever the address); SSE is part of the x86_64 baseline.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(start as *const i8) };
@@ -142,7 +128,7 @@ fn prefetch_lines(start: usize, bytes: usize) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (start, bytes);
+    let _ = s;
 }
 
 #[cfg(test)]
