@@ -40,6 +40,21 @@ def evaluate(score_batch, train, test_users, test_items_of, k=20):
     return float(np.mean(recalls)), float(np.mean(ndcgs))
 
 
+def time_bpr(data_dir, epochs):
+    """Seconds per epoch of implicit's BPR at its defaults (64 factors), timing
+    only: benches/recsys_peers.sh interleaves this with pgrec's BPR."""
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    tu, ti = read(Path(data_dir) / "train.txt")
+    train = sp.csr_matrix((np.ones(len(tu), dtype=np.float32), (tu, ti)))
+    train.sum_duplicates()
+    train.data[:] = 1.0
+    m = BayesianPersonalizedRanking(factors=64, iterations=epochs, random_state=42)
+    t = time.perf_counter()
+    m.fit(train, show_progress=False)
+    print(f"implicit BPR (defaults)  {epochs} epochs  {(time.perf_counter() - t) / epochs:.3f} s/epoch", flush=True)
+
+
 def main(data_dir):
     tu, ti = read(Path(data_dir) / "train.txt")
     su, si = read(Path(data_dir) / "test.txt")
@@ -107,4 +122,7 @@ def main(data_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) > 3 and sys.argv[2] == "--time-bpr":
+        time_bpr(sys.argv[1], int(sys.argv[3]))
+    else:
+        main(sys.argv[1])

@@ -7,6 +7,10 @@
 # virtualenv outside the repository ($PGREC_BENCH_VENV, default
 # ~/.cache/pgrec-bench-venv). Not part of CI.
 #
+# Then BPR's epoch alone, pgrec and implicit taking turns ($REPEATS rounds of
+# $EPOCHS epochs each, default 3 and 30), because this machine's speed drifts
+# by a third between runs: the turns see the same drift.
+#
 # Usage: ./benches/recsys_peers.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,3 +29,8 @@ echo "== pgrec (default params, 64 factors) =="
 cargo bench -q --bench recsys 2>/dev/null | grep -v '^$'
 echo "== peers, same machine, same data =="
 OPENBLAS_NUM_THREADS=1 "$VENV/bin/python" benches/recsys_peers.py "$DATA"
+echo "== BPR epoch, taking turns (${REPEATS:=3} rounds of ${EPOCHS:=30} epochs) =="
+for _ in $(seq "$REPEATS"); do
+    cargo bench -q --bench recsys -- bpr "{\"iterations\": $EPOCHS}" 2>/dev/null | grep 's/epoch' | sed 's/  (KGAT.*//'
+    OPENBLAS_NUM_THREADS=1 "$VENV/bin/python" benches/recsys_peers.py "$DATA" --time-bpr "$EPOCHS"
+done

@@ -56,8 +56,9 @@ pub struct Mirror {
     skip: usize,
     codes: Vec<i8>,
     scale_bias: Vec<(f32, f32)>,
-    /// The query's codes, rebuilt by `score`.
+    /// The query's codes and scale, set by `set_query`.
     query: Vec<i8>,
+    scale_x: f32,
     dots: Vec<i32>,
 }
 
@@ -74,6 +75,7 @@ impl Mirror {
             codes,
             scale_bias: vec![(0.0, 0.0); rows],
             query: vec![0; stride],
+            scale_x: 0.0,
             dots: Vec::new(),
         }
     }
@@ -85,15 +87,19 @@ impl Mirror {
         self.scale_bias[row] = (scale, bias);
     }
 
-    /// `out[k]` ≈ bias + row · x of row `rows[k]` (`x` the width given to `new`).
-    pub fn score(&mut self, rows: &[u32], x: &[f32], out: &mut [f32]) {
-        let scale_x = crate::kernels::quantize_i8(x, &mut self.query[..self.factors]);
+    /// Makes `x` (the width given to `new`) the query `score` uses.
+    pub fn set_query(&mut self, x: &[f32]) {
+        self.scale_x = crate::kernels::quantize_i8(x, &mut self.query[..self.factors]);
+    }
+
+    /// `out[k]` ≈ bias + row · x of row `rows[k]`, `x` the last query set.
+    pub fn score(&mut self, rows: &[u32], out: &mut [f32]) {
         self.dots.resize(rows.len(), 0);
         let codes = &self.codes[self.skip..self.skip + self.scale_bias.len() * self.stride];
         crate::kernels::dot_i8_rows(codes, rows, &self.query, &mut self.dots);
         for ((o, &r), &d) in out.iter_mut().zip(rows).zip(&self.dots) {
             let (scale, bias) = self.scale_bias[r as usize];
-            *o = bias + scale * scale_x * d as f32;
+            *o = bias + scale * self.scale_x * d as f32;
         }
     }
 
@@ -149,7 +155,8 @@ mod tests {
         let x: Vec<f32> = (0..f).map(|d| (d as f32 - 5.5) / 4.0).collect();
         let picks = [4u32, 0, 2, 2];
         let mut out = [0f32; 4];
-        m.score(&picks, &x, &mut out);
+        m.set_query(&x);
+        m.score(&picks, &mut out);
         for (&r, &got) in picks.iter().zip(&out) {
             let v = row(r as usize);
             let exact: f32 = v[f] + v[..f].iter().zip(&x).map(|(a, b)| a * b).sum::<f32>();
@@ -161,7 +168,7 @@ mod tests {
         assert_eq!(out[2], out[3]);
         // A rewrite replaces the row whole; a zero row scores its bias.
         m.set(2, &[0.0; 12], -3.0);
-        m.score(&[2], &x, &mut out[..1]);
+        m.score(&[2], &mut out[..1]);
         assert_eq!(out[0], -3.0);
     }
 }
