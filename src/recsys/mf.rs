@@ -1,7 +1,7 @@
 //! Explicit-rating matrix factorisation (Funk SVD with biases, Koren 2009):
 //! rating ≈ μ + b_u + b_i + p_u·q_i, fitted by SGD on squared error with L2
-//! regularisation, Hogwild-parallel like BPR. The loss reported per epoch is the
-//! training RMSE.
+//! regularisation, Hogwild-parallel over shared rows (`sgd::Shared`). The
+//! loss reported per epoch is the training RMSE.
 
 use ndarray::Array2;
 use rayon::prelude::*;
