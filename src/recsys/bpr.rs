@@ -38,7 +38,7 @@
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::data::Csr;
+use super::data::{draw_absent, Csr};
 use super::params::Params;
 use super::sgd::{prefetch_range, Mirror};
 use super::{init_factors, init_factors_with_bias, Progress};
@@ -62,12 +62,12 @@ pub fn train(
     // The item bias rides along as one more column of the item factors.
     let y0 = init_factors_with_bias(n_items, f, p.seed ^ 1);
     let mut user_blocks: Vec<Vec<f32>> =
-        plan.user_bounds.windows(2).map(|w| plan.gather(&x0, &plan.user_at[w[0]..w[1]])).collect();
+        plan.user_bounds.windows(2).map(|w| gather(&x0, &plan.user_at[w[0]..w[1]])).collect();
     let mut item_blocks: Vec<ItemBlock> = plan
         .item_bounds
         .windows(2)
         .map(|w| {
-            let rows = plan.gather(&y0, &plan.item_at[w[0]..w[1]]);
+            let rows = gather(&y0, &plan.item_at[w[0]..w[1]]);
             let len = w[1] - w[0];
             // Candidates are scored from the block's int8 mirror; the chosen
             // negative then trains in full precision.
@@ -124,8 +124,8 @@ pub fn train(
     }
     let users: Vec<f32> = user_blocks.concat();
     let items: Vec<f32> = item_blocks.into_iter().flat_map(|b| b.rows).collect();
-    let x = plan.scatter(&users, &plan.user_slot, f);
-    let all = plan.scatter(&items, &plan.item_slot, f + 1);
+    let x = scatter(&users, &plan.user_slot, f);
+    let all = scatter(&items, &plan.item_slot, f + 1);
     let y = all.slice(ndarray::s![.., ..f]).to_owned();
     let bias = all.column(f).to_vec();
     Ok((x, y, bias))
@@ -169,16 +169,16 @@ impl Plan {
         let ui = Csr { n_rows: ui.n_rows, n_cols: ui.n_cols, indptr, indices, data };
         Plan { user_slot, user_at, item_slot, item_at, user_bounds, item_bounds, ui }
     }
+}
 
-    /// The rows of `a` listed in `at`, one after another.
-    fn gather(&self, a: &Array2<f32>, at: &[u32]) -> Vec<f32> {
-        at.iter().flat_map(|&r| a.row(r as usize).to_vec()).collect()
-    }
+/// The rows of `a` listed in `at`, one after another.
+fn gather(a: &Array2<f32>, at: &[u32]) -> Vec<f32> {
+    at.iter().flat_map(|&r| a.row(r as usize).into_iter().copied()).collect()
+}
 
-    /// Back from slot order: row r of the result is row `slot[r]` of `rows`.
-    fn scatter(&self, rows: &[f32], slot: &[u32], cols: usize) -> Array2<f32> {
-        Array2::from_shape_fn((slot.len(), cols), |(r, c)| rows[slot[r] as usize * cols + c])
-    }
+/// Back from slot order: row r of the result is row `slot[r]` of `rows`.
+fn scatter(rows: &[f32], slot: &[u32], cols: usize) -> Array2<f32> {
+    Array2::from_shape_fn((slot.len(), cols), |(r, c)| rows[slot[r] as usize * cols + c])
 }
 
 /// A random permutation and its inverse.
@@ -245,12 +245,7 @@ impl Sweep<'_> {
             pos.extend(seen.iter().map(|&c| c - lo));
             rng.shuffle(&mut pos);
             let unseen = |c: u32| seen.binary_search(&(c + lo)).is_err();
-            let draw = |rng: &mut Rng| loop {
-                let c = rng.below(block.len as u64) as u32;
-                if unseen(c) {
-                    break c;
-                }
-            };
+            let draw = |rng: &mut Rng| draw_absent(seen, lo, block.len, rng) - lo;
             // Candidates are scored against the user as this stage found
             // them: refreshing the query after each of the user's samples
             // cost a quantization per sample for no change in Recall@20

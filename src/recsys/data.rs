@@ -159,12 +159,18 @@ impl Csr {
     /// A uniformly drawn column that row `r` lacks (a negative item for a
     /// user), or any column when the row has them all.
     pub fn draw_unseen(&self, r: usize, rng: &mut crate::ann::synth::Rng) -> u32 {
-        let full = self.row(r).0.len() >= self.n_cols;
-        loop {
-            let c = rng.below(self.n_cols as u64) as u32;
-            if full || !self.contains(r, c) {
-                break c;
-            }
+        draw_absent(self.row(r).0, 0, self.n_cols, rng)
+    }
+}
+
+/// A uniformly drawn value of `lo..lo + len` that `seen` (sorted, all within
+/// that range) lacks, or any value of it when `seen` has them all.
+pub fn draw_absent(seen: &[u32], lo: u32, len: usize, rng: &mut crate::ann::synth::Rng) -> u32 {
+    let full = seen.len() >= len;
+    loop {
+        let c = lo + rng.below(len as u64) as u32;
+        if full || seen.binary_search(&c).is_err() {
+            break c;
         }
     }
 }
