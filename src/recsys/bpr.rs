@@ -3,7 +3,7 @@
 //! SGD on −ln σ(x_ui − x_uj). Items carry a bias. The negative is the
 //! highest-scored of `negatives` unseen items drawn at random (dynamic negative
 //! sampling, Zhang et al. 2013): on amazon-book, 20 candidates lift Recall@20
-//! from 0.086 to 0.143 at equal epochs.
+//! from 0.084 to 0.146 at equal epochs.
 //!
 //! An epoch trains each interaction once (nnz triples, as many as uniform
 //! sampling over interactions draws, without its repeats). Workers never share
@@ -25,8 +25,9 @@
 //! then trains in full precision, with one kernel call for the three rows
 //! (`kernels::sgd_pair`). The next users' interactions and rows and the next
 //! positive's row are requested ahead; the candidates' are not (`hardest`).
-//! On amazon-book, one thread: 0.218 s an epoch before blocks, about 0.125 s
-//! after (plain BPR 0.103 s → 0.063 s).
+//! On amazon-book an epoch takes 0.118–0.126 s on one thread (0.218 s before
+//! blocks) and 0.057–0.064 s on two (plain BPR, one candidate: 0.019–0.020 s,
+//! was 0.040 s).
 //! (Tried without gain: candidates from a cache-sized window of rows, moved
 //! every thousand samples — no faster and 0.015 lower Recall@20, the window's
 //! hardest items pushed down over and over; scoring 20 candidates once for two
