@@ -3,6 +3,8 @@
 -- model files themselves are in pgrec.encoder_files, so replicas, pg_dump and
 -- restores carry them. Both are dumped with the extension's data.
 
+CREATE SEQUENCE pgrec.encoder_revisions;
+SELECT pg_catalog.pg_extension_config_dump('pgrec.encoder_revisions', '');
 CREATE TABLE pgrec.encoder_registry (
     name         text PRIMARY KEY,
     architecture text NOT NULL,
@@ -11,7 +13,9 @@ CREATE TABLE pgrec.encoder_registry (
     path         text NOT NULL,
     stored       boolean NOT NULL,
     bytes        bigint NOT NULL,
-    revision     bigint NOT NULL DEFAULT 1,
+    -- From a sequence, never reused: what per-connection caches are keyed on.
+    revision     bigint NOT NULL DEFAULT pg_catalog.nextval('pgrec.encoder_revisions'),
+    owner        regrole NOT NULL,
     loaded_at    timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE pgrec.encoder_registry IS 'pgrec encoders: model folders registered with load_encoder()';
@@ -30,8 +34,9 @@ SELECT pg_catalog.pg_extension_config_dump('pgrec.encoder_files', '');
 CREATE VIEW pgrec.encoders AS
 SELECT name, architecture, dims, max_tokens,
        CASE WHEN stored THEN 'database' ELSE path END AS source,
-       pg_size_pretty(bytes) AS size, loaded_at
+       pg_catalog.pg_size_pretty(bytes) AS size, loaded_at, owner
 FROM pgrec.encoder_registry ORDER BY name;
+GRANT SELECT ON pgrec.encoders TO PUBLIC;
 
 CREATE FUNCTION load_encoder(name text, path text, store_in_database boolean DEFAULT false)
     RETURNS TABLE(name text, architecture text, dims integer, max_tokens integer, stored boolean)

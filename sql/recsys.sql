@@ -3,11 +3,31 @@
 -- (bytea), so models are transactional, replicated and in pg_dump. Serving
 -- functions are PARALLEL RESTRICTED: each backend keeps its own model cache,
 -- which a parallel worker would have to load again.
+--
+-- Only pgrec's functions read and write the registry tables (as the
+-- extension's owner, after checking the caller's rights to the model in
+-- Rust): no role but the owner has privileges on them. Roles see the models
+-- they may use through the view pgrec.models.
 
 CREATE SCHEMA pgrec;
+GRANT USAGE ON SCHEMA pgrec TO PUBLIC;
+
+-- One row per model name: who owns it (the role that trained its first
+-- version) and who else may use it (grant_model / revoke_model).
+CREATE TABLE pgrec.model_acl (
+    name    text PRIMARY KEY,
+    owner   regrole NOT NULL,
+    readers regrole[] NOT NULL DEFAULT '{}',
+    public  boolean NOT NULL DEFAULT false
+);
+COMMENT ON TABLE pgrec.model_acl IS 'owner of each pgrec model and the roles granted its use';
+SELECT pg_catalog.pg_extension_config_dump('pgrec.model_acl', '');
+
+CREATE SEQUENCE pgrec.model_ids;
+SELECT pg_catalog.pg_extension_config_dump('pgrec.model_ids', '');
 
 CREATE TABLE pgrec.model_versions (
-    name          text NOT NULL,
+    name          text NOT NULL REFERENCES pgrec.model_acl (name) ON DELETE CASCADE,
     version       integer NOT NULL,
     algorithm     text NOT NULL,
     params        jsonb NOT NULL,
@@ -22,6 +42,13 @@ CREATE TABLE pgrec.model_versions (
     deployed      boolean NOT NULL DEFAULT false,
     data          bytea NOT NULL,
     graph         bytea,
+    -- content_knn over one indexed column: the relation and its (id, vector)
+    -- columns, from which serving builds its own index query.
+    source        regclass,
+    source_columns text[],
+    -- Never reused (a dropped and retrained name starts at version 1 again):
+    -- what per-connection caches are keyed on.
+    id            bigint NOT NULL UNIQUE DEFAULT pg_catalog.nextval('pgrec.model_ids'),
     PRIMARY KEY (name, version)
 );
 ALTER TABLE pgrec.model_versions ALTER COLUMN data SET STORAGE external;
@@ -31,13 +58,21 @@ CREATE UNIQUE INDEX model_versions_deployed ON pgrec.model_versions (name) WHERE
 COMMENT ON TABLE pgrec.model_versions IS 'every trained pgrec model version, with its parameters in data';
 SELECT pg_catalog.pg_extension_config_dump('pgrec.model_versions', '');
 
+-- Whether the current role may use a model with this owner and grants.
+CREATE FUNCTION pgrec.may_use_model(owner regrole, readers regrole[], public boolean) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'may_use_model_wrapper' LANGUAGE C STABLE PARALLEL SAFE;
+
 CREATE VIEW pgrec.models AS
-SELECT name, version, algorithm, deployed,
+SELECT v.name, version, algorithm, deployed,
        round((metrics->>'recall@20')::numeric, 4) AS recall_20,
        round((metrics->>'ndcg@20')::numeric, 4) AS ndcg_20,
        users, items, interactions, round(train_seconds::numeric, 1) AS train_seconds,
-       pg_size_pretty(octet_length(data)::bigint + coalesce(octet_length(graph), 0)) AS size, created_at, params, metrics
-FROM pgrec.model_versions ORDER BY name, version;
+       pg_catalog.pg_size_pretty(pg_catalog.octet_length(data)::bigint + coalesce(pg_catalog.octet_length(graph), 0)) AS size,
+       created_at, params, metrics, a.owner
+FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
+WHERE pgrec.may_use_model(a.owner, a.readers, a.public)
+ORDER BY v.name, version;
+GRANT SELECT ON pgrec.models TO PUBLIC;
 
 CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb DEFAULT '{}',
                       user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',
@@ -51,6 +86,12 @@ CREATE FUNCTION deploy(name text, version integer DEFAULT NULL) RETURNS integer
     AS 'MODULE_PATHNAME', 'deploy_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION drop_model(name text) RETURNS integer
     AS 'MODULE_PATHNAME', 'drop_model_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION grant_model(model text, role text) RETURNS void
+    AS 'MODULE_PATHNAME', 'grant_model_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+CREATE FUNCTION revoke_model(model text, role text) RETURNS void
+    AS 'MODULE_PATHNAME', 'revoke_model_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION grant_model(text, text) IS
+    'lets role (or public) use model: recommend, similar_items, embeddings, evaluate, explain, pretrain from it';
 
 CREATE FUNCTION recommend(user_id bigint, k integer DEFAULT 10, model text DEFAULT NULL,
                           exclude_seen boolean DEFAULT true, candidates bigint[] DEFAULT NULL)

@@ -1,6 +1,8 @@
 //! Every `pgrec.*` setting, registered once when the library loads. Each has a
 //! documented default and bounds; Postgres itself rejects values outside them
-//! with the parameter's name and the valid range.
+//! with the parameter's name and the valid range. Settings that guard the
+//! server (memory, decompression bombs) are superuser-only (`PGC_SUSET`);
+//! the `pgrec` prefix is reserved, so a misspelt `pgrec.*` name is an error.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
@@ -13,7 +15,7 @@ pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(40);
 pub static MAX_SCAN_TUPLES: GucSetting<i32> = GucSetting::<i32>::new(20_000);
 
 /// Worker threads for index builds, training and inference; 0
-/// means one per CPU core.
+/// means one per CPU core, and more than the cores are not started.
 pub static THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// Megabytes of model files one backend keeps loaded encoders for; beyond it
@@ -23,6 +25,10 @@ pub static ENCODER_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// Largest image (width × height) `embed_image` decodes; checked from the
 /// header, before decoding, so a small file cannot expand into gigabytes.
 pub static MAX_IMAGE_PIXELS: GucSetting<i32> = GucSetting::<i32>::new(50_000_000);
+
+/// Most memory one training may estimate it needs (MB); beyond it `train()`
+/// refuses before allocating.
+pub static MAX_TRAIN_MEMORY_MB: GucSetting<i32> = GucSetting::<i32>::new(4096);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -62,7 +68,7 @@ pub fn register() {
         &ENCODER_CACHE_MB,
         0,
         1_048_576,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::UNIT_MB,
     );
     GucRegistry::define_int_guc(
@@ -72,9 +78,26 @@ pub fn register() {
         &MAX_IMAGE_PIXELS,
         1,
         i32::MAX,
-        GucContext::Userset,
+        GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pgrec.max_train_memory",
+        c"Most memory one train() call may need, by pgrec's estimate from its params and data.",
+        c"Checked before training allocates; the error names the estimate and the param to lower.",
+        &MAX_TRAIN_MEMORY_MB,
+        16,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MB,
+    );
+    // SAFETY: called once from _PG_init, after pgrec's settings are defined.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"pgrec".as_ptr()) };
+}
+
+/// `pgrec.max_train_memory` in bytes.
+pub fn max_train_memory_bytes() -> u64 {
+    MAX_TRAIN_MEMORY_MB.get().max(16) as u64 * 1024 * 1024
 }
 
 pub fn max_image_pixels() -> u64 {
@@ -86,10 +109,12 @@ pub fn encoder_cache_bytes() -> usize {
     ENCODER_CACHE_MB.get().max(0) as usize * 1024 * 1024
 }
 
-/// Threads to use now: `pgrec.threads`, or the number of cores when it is 0.
+/// Threads to use now: `pgrec.threads`, or the number of cores when it is 0;
+/// never more than the cores (more would only compete for them).
 pub fn threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match THREADS.get() {
-        n if n > 0 => n as usize,
-        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n if n > 0 => (n as usize).min(cores),
+        _ => cores,
     }
 }

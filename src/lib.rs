@@ -32,6 +32,10 @@ mod pg_tests;
 /// settings and the index's reloptions.
 #[::pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // A panic's report goes to the client: never with a Rust backtrace in it,
+    // whatever RUST_BACKTRACE the server was started with. Set before any
+    // thread of ours exists, so nothing reads the environment concurrently.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     guc::register();
     am::options::register();
 }

@@ -19,17 +19,35 @@ fn model_workers() -> Result<std::rc::Rc<rayon::ThreadPool>> {
     workers()
 }
 
-/// Embeds `texts` on the worker threads; a NOTICE names each input that was
-/// cut to the model's token limit.
+/// Texts per forward-pass group between two checks for Ctrl-C and
+/// statement_timeout (about a second of MiniLM on two cores).
+const TEXTS_PER_CHECK: usize = 64;
+
+/// Embeds `texts` on the worker threads, a group at a time (longest first,
+/// so each group pads little), checking for interrupts between groups; a
+/// NOTICE names each input that was cut to the model's token limit.
 fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
     let pool = model_workers()?;
-    let out = pool.install(|| encoder.embed_texts(texts))?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(texts[k].len()));
+    let mut vectors = vec![Vec::new(); texts.len()];
+    let mut truncated = Vec::new();
+    for group in order.chunks(TEXTS_PER_CHECK) {
+        pgrx::check_for_interrupts!();
+        let batch: Vec<&str> = group.iter().map(|&k| texts[k]).collect();
+        let out = pool.install(|| encoder.embed_texts(&batch))?;
+        truncated.extend(out.truncated.iter().map(|&j| group[j]));
+        for (&k, v) in group.iter().zip(out.vectors) {
+            vectors[k] = v;
+        }
+    }
+    truncated.sort_unstable();
     let limit = encoder.tokenizer().max_tokens;
-    for &k in &out.truncated {
+    for &k in &truncated {
         let what = if texts.len() == 1 { "the input".to_string() } else { format!("input {}", k + 1) };
         pgrx::notice!("{what} was truncated to the model's limit of {limit} tokens");
     }
-    Ok(out.vectors)
+    Ok(vectors)
 }
 
 #[pg_extern(sql = false)]
@@ -91,14 +109,28 @@ fn tokenize(encoder: &str, input: &str) -> Vec<String> {
 
 #[pg_extern(sql = false)]
 fn token_count(encoder: &str, input: &str) -> i32 {
-    (|| encoders::load(encoder)?.tokenizer().count(input))().or_raise() as i32
+    let n = (|| {
+        encoders::load(encoder)?.tokenizer().count(input, &mut || {
+            pgrx::check_for_interrupts!();
+            Ok(())
+        })
+    })()
+    .or_raise();
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn images(encoder: &str, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
     let enc = encoders::load(encoder)?;
     let clip = enc.clip(encoder)?;
     let max = guc::max_image_pixels();
-    model_workers()?.install(|| clip.embed_images(images, max))
+    let pool = model_workers()?;
+    let mut out = Vec::with_capacity(images.len());
+    // Interrupts are checked between groups, as for texts.
+    for group in images.chunks(16) {
+        pgrx::check_for_interrupts!();
+        out.extend(pool.install(|| clip.embed_images(group, max))?);
+    }
+    Ok(out)
 }
 
 #[pg_extern(sql = false)]

@@ -23,11 +23,39 @@ use crate::recsys::{self, metrics, Algorithm, Dataset, Params};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
 
-fn check_k(k: Option<i32>) -> Result<usize> {
-    match k.unwrap_or(10) {
-        k if k >= 1 => Ok(k as usize),
-        k => Err(Error::new(ErrorKind::InvalidParameterValue, format!("k must be at least 1, got {k}"))),
+/// `k` checked, and bounded by what can be returned (a model's catalogue):
+/// nothing is ever sized from the caller's number alone.
+fn check_k(k: Option<i32>, at_most: usize) -> Result<usize> {
+    match k {
+        None => {
+            Err(Error::new(ErrorKind::NullValueNotAllowed, "k must not be null")
+                .with_hint("leave k out for the default"))
+        }
+        Some(k) if k >= 1 => Ok((k as usize).min(at_most.max(1))),
+        Some(k) => Err(Error::new(ErrorKind::InvalidParameterValue, format!("k must be at least 1, got {k}"))),
     }
+}
+
+/// Fails before training if it would need more than `pgrec.max_train_memory`.
+fn check_memory(algorithm: Algorithm, p: &Params, shape: &recsys::memory::Shape) -> Result<()> {
+    let (bytes, driver) = recsys::memory::estimate(algorithm, p, shape);
+    let limit = guc::max_train_memory_bytes();
+    if bytes <= limit {
+        return Ok(());
+    }
+    let mb = |b: u64| b.div_ceil(1024 * 1024);
+    Err(Error::new(
+        ErrorKind::ProgramLimitExceeded,
+        format!(
+            "training {} would need about {} MB, more than pgrec.max_train_memory ({} MB)",
+            algorithm.name(),
+            mb(bytes),
+            mb(limit)
+        ),
+    )
+    .with_hint(format!(
+        "lower \"{driver}\" in params, train on less data, or ask a superuser to raise pgrec.max_train_memory"
+    )))
 }
 
 fn item_rows(s: &Served, recs: Vec<(u32, f32)>) -> Vec<(i64, f32)> {
@@ -65,6 +93,8 @@ fn train(
         let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
         let json = params.map_or(serde_json::json!({}), |p| p.0);
         let p = Params::parse(algorithm, &json.to_string())?;
+        // Before any data is read: may this role write a version of `name`?
+        models::check_may_train(name)?;
         let started = Instant::now();
         let rows = interactions::read(&Source {
             relation: required(interactions, "interactions")?,
@@ -74,8 +104,10 @@ fn train(
             ts_column,
             require_weight: algorithm == Algorithm::Mf,
         })?;
+        pgrx::check_for_interrupts!();
         let mut ds = Dataset::from_rows(&rows)?;
         drop(rows);
+        pgrx::check_for_interrupts!();
         let graph = if algorithm == Algorithm::Kgat {
             let r = relations.ok_or_else(|| {
                 Error::new(ErrorKind::InvalidParameterValue, "kgat needs relations").with_hint(
@@ -108,6 +140,7 @@ fn train(
                 g.n_entities,
                 ds.n_items()
             );
+            pgrx::check_for_interrupts!();
             Some(g)
         } else if relations.is_some() || item_entities.is_some() || user_relations.is_some() {
             return Err(Error::new(
@@ -131,10 +164,11 @@ fn train(
                 f.dims(),
                 ds.n_items() - known
             );
-            // One vector column: content_knn can rank the query's rows by
-            // their index at serving time.
-            let source = (f.columns == 1).then(|| q.to_string());
-            Some((x, source))
+            // One plain vector column of one table: content_knn can rank that
+            // table's rows by their index at serving time.
+            let source =
+                if algorithm == Algorithm::ContentKnn && f.columns == 1 { features::content_source(q)? } else { None };
+            Some((x, source, f.dims()))
         } else if item_features.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
@@ -150,6 +184,19 @@ fn train(
             ds.n_users(),
             ds.n_items()
         );
+        check_memory(
+            algorithm,
+            &p,
+            &recsys::memory::Shape {
+                users: ds.n_users(),
+                items: ds.n_items(),
+                interactions: ds.len(),
+                entities: graph.as_ref().map_or(0, |g| g.n_entities),
+                relations: graph.as_ref().map_or(0, |g| g.relations.len()),
+                triples: graph.as_ref().map_or(0, |g| g.triples.len() + g.user_triples.len()),
+                feature_dims: features.as_ref().map_or(0, |f| f.2),
+            },
+        )?;
         let label = if algorithm == Algorithm::Als { "iteration" } else { "epoch" };
         let pretrained = p.pretrain.as_deref().map(|m| models::load(Some(m))).transpose()?;
         let side = recsys::Side {
@@ -161,6 +208,12 @@ fn train(
             pgrx::check_for_interrupts!();
             if pr.checkpoint {
                 return Ok(());
+            }
+            if !pr.loss.is_finite() {
+                return Err(recsys::model::diverged(
+                    algorithm,
+                    &format!("the loss is {} after {label} {}", pr.loss, pr.iteration),
+                ));
             }
             let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
             let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
@@ -177,13 +230,8 @@ fn train(
             Ok(())
         })?;
         let seconds = started.elapsed().as_secs_f64();
-        let mut t = t;
-        if let (Some(c), Some((_, source))) = (t.model.content.as_mut(), &features) {
-            if algorithm == Algorithm::ContentKnn {
-                c.source = source.clone();
-            }
-        }
-        let saved = models::save(name, &json, &t, ds.len(), seconds)?;
+        let source = features.as_ref().and_then(|f| f.1.as_ref());
+        let saved = models::save(name, &json, &t, ds.len(), seconds, source)?;
         let metrics = models::metrics_json(&t.metrics);
         Ok(vec![(name.to_string(), saved.version, algorithm.name().to_string(), saved.deployed, JsonB(metrics))])
     };
@@ -202,6 +250,22 @@ fn drop_model(name: &str) -> i32 {
 }
 
 #[pg_extern(sql = false)]
+fn grant_model(model: &str, role: &str) {
+    (|| models::set_grant(model, crate::catalog::access::role_oid(role)?, true))().or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn revoke_model(model: &str, role: &str) {
+    (|| models::set_grant(model, crate::catalog::access::role_oid(role)?, false))().or_raise()
+}
+
+/// Behind the `pgrec.models` view: whether the current role may use a model.
+#[pg_extern(sql = false)]
+fn may_use_model(owner: pg_sys::Oid, readers: Array<'_, pg_sys::Oid>, public: bool) -> bool {
+    models::may_use(owner, &readers.iter().flatten().collect::<Vec<_>>(), public)
+}
+
+#[pg_extern(sql = false)]
 fn recommend(
     user_id: Option<i64>,
     k: Option<i32>,
@@ -210,17 +274,14 @@ fn recommend(
     candidates: Option<Array<'_, i64>>,
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Vec<(i64, f32)>> {
-        let k = check_k(k)?;
         let s = models::load(model)?;
+        let k = check_k(k, s.model.n_items())?;
         let Some(user) = user_id else { return Ok(Vec::new()) };
         let pool = candidate_pool(&s, candidates);
         let exclude = exclude_seen.unwrap_or(true);
         // content_knn over one indexed embedding column: the index ranks the
         // table's rows as they are now, new ones included.
-        let source = s.model.content.as_ref().and_then(|c| c.source.as_deref());
-        if let (Some(src), Some(&u), None, Algorithm::ContentKnn) =
-            (source, s.users.get(&user), &pool, s.model.algorithm)
-        {
+        if let (Some(src), Some(&u), None) = (&s.source, s.users.get(&user), &pool) {
             let m = &s.model;
             let seen: Vec<i64> = if exclude && (u as usize) < m.seen.n_rows {
                 m.seen.row(u as usize).0.iter().map(|&i| m.item_ids[i as usize]).collect()
@@ -252,13 +313,12 @@ fn recommend_batch(
     exclude_seen: Option<bool>,
     candidates: Option<Array<'_, i64>>,
 ) -> TableIterator<'static, (name!(user_id, i64), name!(item_id, i64), name!(score, f32))> {
-    let run = || -> Result<Vec<(i64, i64, f32)>> {
-        let k = check_k(k)?;
+    let run = || -> Result<Batch> {
         let s = models::load(model)?;
+        let k = check_k(k, s.model.n_items())?;
         let pool = candidate_pool(&s, candidates);
         let ids: Vec<i64> = user_ids.map(|a| a.iter().flatten().collect()).unwrap_or_default();
-        let known: Vec<u32> = ids.iter().filter_map(|u| s.users.get(u).copied()).collect();
-        let unknown = ids.len() - known.len();
+        let unknown = ids.iter().filter(|u| !s.users.contains_key(u)).count();
         if unknown > 0 {
             pgrx::notice!(
                 "{unknown} of {} users are not in model \"{}\": they get the most popular items",
@@ -266,19 +326,72 @@ fn recommend_batch(
                 s.name
             );
         }
-        let exclude = exclude_seen.unwrap_or(true);
-        let workers = workers()?;
-        let m = &s.model;
-        let mut recs = workers.install(|| m.recommend_many(&known, k, exclude, pool.as_deref())).into_iter();
         let popular = s.model.popular_items(k, &[], pool.as_deref());
-        let mut out = Vec::with_capacity(ids.len() * k);
-        for u in ids {
-            let list = if s.users.contains_key(&u) { recs.next().unwrap_or_default() } else { popular.clone() };
-            out.extend(item_rows(&s, list).into_iter().map(|(i, sc)| (u, i, sc)));
-        }
-        Ok(out)
+        // About 2M result rows in memory at a time, however many users and k.
+        let per_chunk = ((1usize << 21) / k).clamp(1, 8192);
+        Ok(Batch {
+            s,
+            k,
+            pool,
+            exclude: exclude_seen.unwrap_or(true),
+            popular,
+            ids: ids.into_iter(),
+            per_chunk,
+            rows: Vec::new().into_iter(),
+        })
     };
     TableIterator::new(run().or_raise())
+}
+
+/// `recommend(user_ids[], ...)`'s rows, computed a chunk of users at a time
+/// as Postgres asks for them: memory stays bounded for any number of users,
+/// and Ctrl-C is seen between chunks.
+struct Batch {
+    s: std::rc::Rc<Served>,
+    k: usize,
+    pool: Option<Vec<u32>>,
+    exclude: bool,
+    popular: Vec<(u32, f32)>,
+    ids: std::vec::IntoIter<i64>,
+    per_chunk: usize,
+    rows: std::vec::IntoIter<(i64, i64, f32)>,
+}
+
+impl Batch {
+    fn next_chunk(&mut self) -> Result<bool> {
+        let chunk: Vec<i64> = self.ids.by_ref().take(self.per_chunk).collect();
+        if chunk.is_empty() {
+            return Ok(false);
+        }
+        pgrx::check_for_interrupts!();
+        let s = &self.s;
+        let known: Vec<u32> = chunk.iter().filter_map(|u| s.users.get(u).copied()).collect();
+        let m = &s.model;
+        let (k, exclude, pool) = (self.k, self.exclude, self.pool.as_deref());
+        let mut recs = workers()?.install(|| m.recommend_many(&known, k, exclude, pool)).into_iter();
+        let mut out = Vec::new();
+        for u in chunk {
+            let list = if s.users.contains_key(&u) { recs.next().unwrap_or_default() } else { self.popular.clone() };
+            out.extend(item_rows(s, list).into_iter().map(|(i, sc)| (u, i, sc)));
+        }
+        self.rows = out.into_iter();
+        Ok(true)
+    }
+}
+
+impl Iterator for Batch {
+    type Item = (i64, i64, f32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.rows.next() {
+                return Some(r);
+            }
+            if !self.next_chunk().or_raise() {
+                return None;
+            }
+        }
+    }
 }
 
 #[pg_extern(sql = false)]
@@ -289,8 +402,8 @@ fn recommend_for_items(
     candidates: Option<Array<'_, i64>>,
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Vec<(i64, f32)>> {
-        let k = check_k(k)?;
         let s = models::load(model)?;
+        let k = check_k(k, s.model.n_items())?;
         let pool = candidate_pool(&s, candidates);
         let ids: Vec<i64> = item_ids.map(|a| a.iter().flatten().collect()).unwrap_or_default();
         let liked = s.item_indices(&ids);
@@ -323,8 +436,8 @@ fn similar_items(
     model: Option<&str>,
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Vec<(i64, f32)>> {
-        let k = check_k(k)?;
         let s = models::load(model)?;
+        let k = check_k(k, s.model.n_items())?;
         let Some(item) = item_id else { return Ok(Vec::new()) };
         let i = *s.items.get(&item).ok_or_else(|| {
             Error::new(ErrorKind::InvalidParameterValue, format!("item {item} is not in model \"{}\"", s.name))
@@ -365,24 +478,41 @@ fn export_item_embeddings(model: &str, target: &str) -> i64 {
     if f == 0 {
         factor_row(&s, ndarray::ArrayView1::from(&[][..])).or_raise();
     }
-    // `schema.table` or `table`, each part quoted as an identifier.
+    // `schema.table`, or `table` in the schema CREATE TABLE would choose
+    // from the caller's search_path; the statements themselves run pinned.
     let table = match target.split_once('.') {
         Some((schema, name)) => pgrx::spi::quote_qualified_identifier(schema, name),
-        None => pgrx::spi::quote_identifier(target),
+        None => {
+            let schema: Option<String> = Spi::connect(|c| {
+                c.select("SELECT pg_catalog.current_schema()::text", Some(1), &[]).and_then(|t| t.first().get_one())
+            })
+            .or_raise_spi();
+            let schema = schema
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidParameterValue, "no schema has been selected to create in")
+                        .with_hint("name the target as schema.table")
+                })
+                .or_raise();
+            pgrx::spi::quote_qualified_identifier(schema, target.to_string())
+        }
     };
-    Spi::run(&format!("CREATE TABLE {table} (item_id bigint PRIMARY KEY, embedding embedding({f}))")).or_raise_spi();
+    let ext = crate::catalog::access::schema().or_raise();
     let ids: Vec<i64> = s.model.item_ids.clone();
-    let vecs: Vec<Vec<f32>> = s.model.item_factors.outer_iter().map(|r| r.to_vec()).collect();
-    Spi::run_with_args(
-        &format!("INSERT INTO {table} SELECT i, v::real[]::embedding FROM unnest($1::bigint[], $2::text[]) AS t(i, v)"),
-        &[
-            ids.into(),
-            vecs.iter()
-                .map(|v| format!("{{{}}}", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")))
-                .collect::<Vec<String>>()
-                .into(),
-        ],
-    )
+    let vecs: Vec<String> = s
+        .model
+        .item_factors
+        .outer_iter()
+        .map(|v| format!("{{{}}}", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")))
+        .collect();
+    crate::catalog::access::pinned(|| {
+        Spi::run(&format!("CREATE TABLE {table} (item_id bigint PRIMARY KEY, embedding {ext}.embedding({f}))"))?;
+        Spi::run_with_args(
+            &format!(
+                "INSERT INTO {table} SELECT i, v::real[]::{ext}.embedding FROM unnest($1::bigint[], $2::text[]) AS t(i, v)"
+            ),
+            &[ids.into(), vecs.into()],
+        )
+    })
     .or_raise_spi();
     s.model.n_items() as i64
 }
@@ -397,8 +527,8 @@ fn evaluate(
     item_column: Option<&str>,
 ) -> JsonB {
     let run = || -> Result<JsonB> {
-        let k = check_k(k.or(Some(20)))?;
         let s = models::load(Some(required(model, "model")?))?;
+        let k = check_k(k, s.model.n_items())?;
         let rows = interactions::read(&Source {
             relation: required(test, "test")?,
             user_column: user_column.unwrap_or("user_id"),
@@ -457,8 +587,8 @@ fn explain(
     k: Option<i32>,
 ) -> TableIterator<'static, (name!(rank, i32), name!(weight, f32), name!(hops, i32), name!(path, String))> {
     let run = || -> Result<_> {
-        let k = check_k(k.or(Some(3)))?;
         let s = models::load(Some(required(model, "model")?))?;
+        let k = check_k(k, 1000)?;
         let g = models::load_graph(&s)?;
         let user = *required(user_id.as_ref(), "user_id")?;
         let item = *required(item_id.as_ref(), "item_id")?;

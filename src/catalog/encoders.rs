@@ -2,6 +2,9 @@
 //! the model files in `pgrec.encoder_files`): registering a model folder,
 //! dropping it, and loading the encoder a query names through a per-backend
 //! cache bounded by `pgrec.encoder_cache_mb`, least recently used out first.
+//! The registry is read and written as its owner ([`as_registry_owner`]);
+//! replacing or dropping an encoder takes the rights of the role that loaded
+//! it, and loading from a path those of `pg_read_server_files`.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -9,6 +12,7 @@ use std::rc::Rc;
 
 use pgrx::prelude::*;
 
+use super::access::{self, as_registry_owner, caller};
 use super::spi_error;
 use crate::embed::{files::FILES, Encoder, ModelFiles};
 use crate::error::{Error, ErrorKind, Result};
@@ -29,23 +33,6 @@ fn unknown_encoder(name: &str) -> Error {
     )
 }
 
-/// Reading a path on the server is for superusers and members of
-/// `pg_read_server_files`, as for `COPY FROM` a file.
-fn check_may_read_files() -> Result<()> {
-    let ok: bool = Spi::get_one("SELECT pg_has_role(current_user, 'pg_read_server_files', 'USAGE')")
-        .map_err(spi_error)?
-        .unwrap_or(false);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::InsufficientPrivilege,
-            "permission denied to load an encoder from a file on the server",
-        )
-        .with_hint("only superusers and members of pg_read_server_files may load encoders from a path"))
-    }
-}
-
 /// Loads the folder at `path` (checking that it makes a working encoder) and
 /// registers it as `name`, replacing an encoder of that name. With `store`,
 /// the files go into the database too, so replicas and restores need no folder.
@@ -53,7 +40,9 @@ pub fn register(name: &str, path: &str, store: bool) -> Result<Registered> {
     if name.is_empty() {
         return Err(Error::new(ErrorKind::InvalidParameterValue, "encoder name must not be empty"));
     }
-    check_may_read_files()?;
+    access::check_may_read_server_files()?;
+    let me = caller();
+    as_registry_owner(|| Spi::connect(|client| check_may_replace(&client, me, name)))?;
     let files = ModelFiles::from_dir(Path::new(path))?;
     let encoder = Encoder::load(&files)?;
     let reg = Registered {
@@ -63,14 +52,17 @@ pub fn register(name: &str, path: &str, store: bool) -> Result<Registered> {
         max_tokens: encoder.tokenizer().max_tokens as i32,
         stored: store,
     };
-    Spi::connect_mut(|client| {
-        client
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            // Again, in the transaction that writes: the owner may have changed.
+            check_may_replace(client, me, name)?;
+            client
             .update(
-                "INSERT INTO pgrec.encoder_registry AS r (name, architecture, dims, max_tokens, path, stored, bytes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO pgrec.encoder_registry AS r (name, architecture, dims, max_tokens, path, stored, bytes, owner)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::int8::oid::regrole)
                  ON CONFLICT (name) DO UPDATE SET architecture = excluded.architecture, dims = excluded.dims,
                      max_tokens = excluded.max_tokens, path = excluded.path, stored = excluded.stored,
-                     bytes = excluded.bytes, revision = r.revision + 1, loaded_at = now()",
+                     bytes = excluded.bytes, revision = nextval('pgrec.encoder_revisions'), loaded_at = now()",
                 None,
                 &[
                     name.into(),
@@ -80,32 +72,59 @@ pub fn register(name: &str, path: &str, store: bool) -> Result<Registered> {
                     path.into(),
                     store.into(),
                     (files.total_bytes() as i64).into(),
+                    (me.to_u32() as i64).into(),
                 ],
             )
             .map_err(spi_error)?;
-        client.update("DELETE FROM pgrec.encoder_files WHERE encoder = $1", None, &[name.into()]).map_err(spi_error)?;
-        if store {
-            for (file, bytes) in &files.files {
-                client
-                    .update(
-                        "INSERT INTO pgrec.encoder_files (encoder, file, data) VALUES ($1, $2, $3)",
-                        None,
-                        &[name.into(), file.as_str().into(), bytes.as_slice().into()],
-                    )
-                    .map_err(spi_error)?;
+            client
+                .update("DELETE FROM pgrec.encoder_files WHERE encoder = $1", None, &[name.into()])
+                .map_err(spi_error)?;
+            if store {
+                for (file, bytes) in &files.files {
+                    client
+                        .update(
+                            "INSERT INTO pgrec.encoder_files (encoder, file, data) VALUES ($1, $2, $3)",
+                            None,
+                            &[name.into(), file.as_str().into(), bytes.as_slice().into()],
+                        )
+                        .map_err(spi_error)?;
+                }
             }
-        }
-        Ok::<(), Error>(())
+            Ok::<(), Error>(())
+        })
     })?;
     CACHE.with(|c| c.borrow_mut().retain(|e| e.name != name));
     Ok(reg)
 }
 
+/// Fails unless `role` may replace or drop encoder `name` (or it does not exist).
+fn check_may_replace(client: &pgrx::spi::SpiClient<'_>, role: pg_sys::Oid, name: &str) -> Result<bool> {
+    let owner: Option<i64> = client
+        .select("SELECT owner::oid::int8 FROM pgrec.encoder_registry WHERE name = $1", Some(1), &[name.into()])
+        .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
+        .map_err(spi_error)?;
+    match owner {
+        Some(o) => {
+            access::check_owner(role, &format!("encoder \"{name}\""), pg_sys::Oid::from(o as u32))?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 pub fn drop_encoder(name: &str) -> Result<()> {
-    let n = Spi::connect_mut(|client| {
-        client.update("DELETE FROM pgrec.encoder_registry WHERE name = $1", None, &[name.into()]).map(|t| t.len())
-    })
-    .map_err(spi_error)?;
+    let me = caller();
+    let n = as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            if !check_may_replace(client, me, name)? {
+                return Ok(0);
+            }
+            client
+                .update("DELETE FROM pgrec.encoder_registry WHERE name = $1", None, &[name.into()])
+                .map(|t| t.len())
+                .map_err(spi_error)
+        })
+    })?;
     CACHE.with(|c| c.borrow_mut().retain(|e| e.name != name));
     if n == 0 {
         return Err(unknown_encoder(name));
@@ -127,23 +146,25 @@ thread_local! {
 
 /// The encoder `name`, from this backend's cache unless it was re-registered.
 pub fn load(name: &str) -> Result<Rc<Encoder>> {
-    let row: Option<(i64, String, bool)> = Spi::connect(|client| {
-        let t = client
-            .select(
-                "SELECT revision, path, stored FROM pgrec.encoder_registry WHERE name = $1",
-                Some(1),
-                &[name.into()],
-            )
-            .map_err(spi_error)?;
-        if t.is_empty() {
-            return Ok(None);
-        }
-        let r = t.first();
-        Ok::<_, Error>(Some((
-            r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0),
-            r.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
-            r.get::<bool>(3).map_err(spi_error)?.unwrap_or(false),
-        )))
+    let row: Option<(i64, String, bool)> = as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select(
+                    "SELECT revision, path, stored FROM pgrec.encoder_registry WHERE name = $1",
+                    Some(1),
+                    &[name.into()],
+                )
+                .map_err(spi_error)?;
+            if t.is_empty() {
+                return Ok(None);
+            }
+            let r = t.first();
+            Ok::<_, Error>(Some((
+                r.get::<i64>(1).map_err(spi_error)?.unwrap_or(0),
+                r.get::<String>(2).map_err(spi_error)?.unwrap_or_default(),
+                r.get::<bool>(3).map_err(spi_error)?.unwrap_or(false),
+            )))
+        })
     })?;
     let (revision, path, stored) = row.ok_or_else(|| unknown_encoder(name))?;
     let hit = CACHE.with(|c| {
@@ -182,18 +203,20 @@ fn evict(c: &mut Vec<Cached>) {
 
 fn stored_files(name: &str) -> Result<ModelFiles> {
     let mut files = ModelFiles::default();
-    Spi::connect(|client| {
-        let t = client
-            .select("SELECT file, data FROM pgrec.encoder_files WHERE encoder = $1", None, &[name.into()])
-            .map_err(spi_error)?;
-        for r in t {
-            let file: String = r.get(1).map_err(spi_error)?.unwrap_or_default();
-            let data: Vec<u8> = r.get(2).map_err(spi_error)?.unwrap_or_default();
-            if FILES.contains(&file.as_str()) {
-                files.files.insert(file, data);
+    as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select("SELECT file, data FROM pgrec.encoder_files WHERE encoder = $1", None, &[name.into()])
+                .map_err(spi_error)?;
+            for r in t {
+                let file: String = r.get(1).map_err(spi_error)?.unwrap_or_default();
+                let data: Vec<u8> = r.get(2).map_err(spi_error)?.unwrap_or_default();
+                if FILES.contains(&file.as_str()) {
+                    files.files.insert(file, data);
+                }
             }
-        }
-        Ok::<(), Error>(())
+            Ok::<(), Error>(())
+        })
     })?;
     files.check_required(&format!("stored in the database for encoder \"{name}\""))?;
     Ok(files)

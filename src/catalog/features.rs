@@ -2,25 +2,38 @@
 //! `item_features` query's first column is the item id (any integer type),
 //! every further column an `embedding` (or a real / double precision array),
 //! concatenated in order into one vector per item. And, for serving a
-//! content_knn model, the nearest rows of that query through its index.
+//! content_knn model, the nearest rows of its item table through the table's
+//! index — by a query pgrec builds from the relation and columns it recorded
+//! at training, never by running the trainer's SQL text again.
+
+use std::ffi::{CStr, CString};
 
 use ndarray::Array2;
 use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_qualified_identifier, SpiClient};
 
+use super::access::{self, pinned};
 use super::interactions::{from_item, type_name, INTEGER_TYPES};
+use super::models::ContentSource;
 use super::spi_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::content::ItemFeatures;
+
+/// The OID of the `embedding` type, from the extension's own schema.
+fn embedding_type(client: &SpiClient<'_>) -> Result<Option<pg_sys::Oid>> {
+    let name = format!("{}.embedding", access::schema()?);
+    client
+        .select("SELECT pg_catalog.to_regtype($1)::pg_catalog.oid", Some(1), &[name.as_str().into()])
+        .and_then(|t| t.first().get_one())
+        .map_err(spi_error)
+}
 
 pub fn read(item_features: &str) -> Result<ItemFeatures> {
     Spi::connect(|client| {
         let from = from_item(client, item_features)?;
         let shape = client.select(&format!("SELECT * FROM {from} q LIMIT 0"), None, &[]).map_err(spi_error)?;
         let n = shape.columns().map_err(spi_error)?;
-        let embedding: Option<pg_sys::Oid> = client
-            .select("SELECT to_regtype('embedding')::oid", Some(1), &[])
-            .and_then(|t| t.first().get_one())
-            .map_err(spi_error)?;
+        let embedding = embedding_type(client)?;
         let vector_types = [embedding, Some(pg_sys::FLOAT4ARRAYOID), Some(pg_sys::FLOAT8ARRAYOID)];
         let mut names = Vec::with_capacity(n);
         for c in 1..=n {
@@ -41,9 +54,10 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
             return Err(Error::new(ErrorKind::DatatypeMismatch, "item_features has no embedding column")
                 .with_hint("item_features is 'SELECT item_id, embedding_column [, more embedding columns] FROM ...'"));
         }
-        let cols: Vec<String> = (2..=n).map(|c| format!("q.c{c}::real[]")).collect();
+        let cols: Vec<String> = (2..=n).map(|c| format!("q.c{c}::pg_catalog.float4[]")).collect();
         let aliases: Vec<String> = (2..=n).map(|c| format!("c{c}")).collect();
-        let sql = format!("SELECT q.c1::int8, {} FROM {from} AS q(c1, {})", cols.join(", "), aliases.join(", "));
+        let sql =
+            format!("SELECT q.c1::pg_catalog.int8, {} FROM {from} AS q(c1, {})", cols.join(", "), aliases.join(", "));
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
         let mut ids = Vec::with_capacity(table.len());
         let mut values: Vec<f32> = Vec::new();
@@ -91,38 +105,189 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
     })
 }
 
-/// The `k` rows of `source` (a content_knn model's `item_features`: item id,
-/// one embedding) nearest by cosine to `profile`, without the ids in
-/// `exclude`, as (item id, cosine) — if Postgres answers that with an index
-/// (a `pgrec_hnsw` index with `embedding_cosine_ops` on the column); `None`
-/// when it would scan every row, which the model's own vectors do faster.
-/// Rows added to the table since training are among the answers.
-pub fn nearest(source: &str, profile: &[f32], exclude: &[i64], k: usize) -> Result<Option<Vec<(i64, f32)>>> {
+/// The n-th pointer of a Postgres `List` (`None` past its end).
+///
+/// # Safety
+/// `list` is NIL or a valid pointer list.
+unsafe fn nth<T>(list: *mut pg_sys::List, n: usize) -> Option<*mut T> {
+    if list.is_null() || n >= (*list).length as usize {
+        return None;
+    }
+    Some((*(*list).elements.add(n)).ptr_value as *mut T)
+}
+
+/// # Safety
+/// `list` is NIL or a valid list.
+unsafe fn len(list: *mut pg_sys::List) -> usize {
+    if list.is_null() {
+        0
+    } else {
+        (*list).length as usize
+    }
+}
+
+/// Where a content_knn model's single vector column comes from, if its
+/// `item_features` reads two plain columns — an integer id and an embedding —
+/// of one table or materialized view, with no filter, grouping, limit or
+/// join: then ranking that table's rows by its index at serving time gives
+/// the same items (and any added since). Anything else is served from the
+/// model's own vectors.
+pub fn content_source(item_features: &str) -> Result<Option<ContentSource>> {
     Spi::connect(|client| {
-        let from = from_item(client, source)?;
-        let sql = format!(
-            "SELECT q.i::int8, (1 - (q.e <=> $1::real[]::embedding))::real FROM {from} AS q(i, e)
-             WHERE q.i::int8 <> ALL ($2) ORDER BY q.e <=> $1::real[]::embedding LIMIT $3"
-        );
-        let args = || [profile.to_vec().into(), exclude.to_vec().into(), (k as i64).into()];
-        let plan = client.select(&format!("EXPLAIN {sql}"), None, &args()).map_err(spi_error)?;
-        let mut indexed = false;
-        for row in plan {
-            let line: Option<String> = row.get(1).map_err(spi_error)?;
-            indexed |= line.is_some_and(|l| l.contains("Index Scan"));
+        let from = from_item(client, item_features)?;
+        let text = if from.starts_with('(') { item_features.to_string() } else { format!("SELECT * FROM {from}") };
+        let embedding = embedding_type(client)?;
+        let text = CString::new(text)
+            .map_err(|_| Error::new(ErrorKind::InvalidParameterValue, "item_features must not contain a zero byte"))?;
+        // SAFETY: SPI is connected (inside Spi::connect); the query already
+        // ran in `read`, so it parses (an error would be raised as usual).
+        // The plan and its analysed Query trees are only read, through
+        // bounds-checked list accesses and node tag checks, and freed here.
+        unsafe {
+            let plan = pg_sys::SPI_prepare(text.as_ptr(), 0, std::ptr::null_mut());
+            if plan.is_null() {
+                return Ok(None);
+            }
+            let found = simple_projection(plan, embedding);
+            pg_sys::SPI_freeplan(plan);
+            Ok(found)
         }
-        if !indexed {
+    })
+}
+
+/// # Safety
+/// `plan` is a valid SPI plan.
+unsafe fn simple_projection(plan: pg_sys::SPIPlanPtr, embedding: Option<pg_sys::Oid>) -> Option<ContentSource> {
+    let sources = pg_sys::SPI_plan_get_plan_sources(plan);
+    if len(sources) != 1 {
+        return None;
+    }
+    let source: *mut pg_sys::CachedPlanSource = nth(sources, 0)?;
+    let queries = (*source).query_list;
+    if len(queries) != 1 {
+        return None;
+    }
+    let q: *mut pg_sys::Query = nth(queries, 0)?;
+    let q = &*q;
+    let plain = q.commandType == pg_sys::CmdType::CMD_SELECT
+        && q.utilityStmt.is_null()
+        && !q.hasAggs
+        && !q.hasWindowFuncs
+        && !q.hasTargetSRFs
+        && !q.hasSubLinks
+        && !q.hasDistinctOn
+        && !q.hasForUpdate
+        && q.cteList.is_null()
+        && q.groupClause.is_null()
+        && q.groupingSets.is_null()
+        && q.havingQual.is_null()
+        && q.distinctClause.is_null()
+        && q.limitCount.is_null()
+        && q.limitOffset.is_null()
+        && q.setOperations.is_null()
+        && !q.jointree.is_null()
+        && (*q.jointree).quals.is_null()
+        && len((*q.jointree).fromlist) == 1
+        && len(q.rtable) == 1;
+    if !plain {
+        return None;
+    }
+    let rte: *mut pg_sys::RangeTblEntry = nth(q.rtable, 0)?;
+    let relkind = (*rte).relkind as u8;
+    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION || !matches!(relkind, b'r' | b'p' | b'm') {
+        return None;
+    }
+    let relation = (*rte).relid;
+    let mut columns = Vec::new();
+    for k in 0..len(q.targetList) {
+        let te: *mut pg_sys::TargetEntry = nth(q.targetList, k)?;
+        if (*te).resjunk {
+            continue;
+        }
+        let var = (*te).expr as *mut pg_sys::Node;
+        if var.is_null() || (*var).type_ != pg_sys::NodeTag::T_Var {
+            return None;
+        }
+        let var = &*(var as *mut pg_sys::Var);
+        if var.varno as i64 != 1 || var.varlevelsup != 0 || var.varattno <= 0 {
+            return None;
+        }
+        columns.push((var.varattno, var.vartype));
+    }
+    let [(id, id_type), (vector, vector_type)] = columns.as_slice() else { return None };
+    if !INTEGER_TYPES.contains(id_type) || Some(*vector_type) != embedding {
+        return None;
+    }
+    let name = |att: i16| {
+        let p = pg_sys::get_attname(relation, att, true);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    };
+    Some(ContentSource { relation, id_column: name(*id)?, vector_column: name(*vector)? })
+}
+
+/// The `k` rows of a content_knn model's item table nearest by cosine to
+/// `profile`, without the ids in `exclude`, as (item id, cosine) — if
+/// Postgres answers that with an index (a `pgrec_hnsw` index with
+/// `embedding_cosine_ops` on the column); `None` when it would scan every
+/// row, which the model's own vectors do faster, or when the table is gone.
+/// Rows added to the table since training are among the answers. The query
+/// runs as the caller, who needs SELECT on the table.
+pub fn nearest(src: &ContentSource, profile: &[f32], exclude: &[i64], k: usize) -> Result<Option<Vec<(i64, f32)>>> {
+    // SAFETY: syscache lookups on the backend's thread; each returns NULL
+    // (checked) for a relation that no longer exists.
+    let (schema, table) = unsafe {
+        let rel = pg_sys::get_rel_name(src.relation);
+        if rel.is_null() {
             return Ok(None);
         }
-        let table = client.select(&sql, None, &args()).map_err(spi_error)?;
-        let mut out = Vec::with_capacity(k);
-        for row in table {
-            let id: Option<i64> = row.get(1).map_err(spi_error)?;
-            let score: Option<f32> = row.get(2).map_err(spi_error)?;
-            if let (Some(id), Some(score)) = (id, score) {
-                out.push((id, score));
-            }
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(src.relation));
+        if nsp.is_null() {
+            return Ok(None);
         }
-        Ok(Some(out))
+        (CStr::from_ptr(nsp).to_string_lossy().into_owned(), CStr::from_ptr(rel).to_string_lossy().into_owned())
+    };
+    // SAFETY: an ACL lookup on the backend's thread.
+    let allowed = unsafe {
+        pg_sys::pg_class_aclcheck(src.relation, access::caller(), pg_sys::ACL_SELECT as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if !allowed {
+        return Err(Error::new(ErrorKind::InsufficientPrivilege, format!("permission denied for table {table}"))
+            .with_hint(format!("this content_knn model ranks the rows of {schema}.{table}: it needs SELECT on it")));
+    }
+    let ext = access::schema()?;
+    let sql = format!(
+        "SELECT q.{id}::pg_catalog.int8, (1 - (q.{v} OPERATOR({ext}.<=>) $1::pg_catalog.float4[]::{ext}.embedding))::real FROM {rel} AS q
+         WHERE q.{id}::pg_catalog.int8 <> ALL ($2) ORDER BY q.{v} OPERATOR({ext}.<=>) $1::pg_catalog.float4[]::{ext}.embedding LIMIT $3",
+        id = quote_identifier(&src.id_column),
+        v = quote_identifier(&src.vector_column),
+        rel = quote_qualified_identifier(&schema, &table),
+    );
+    pinned(|| {
+        // EXPLAIN is a utility statement, which read-only SPI refuses; it
+        // writes nothing, so this is safe in parallel mode too.
+        Spi::connect_mut(|client| {
+            let args = || [profile.to_vec().into(), exclude.to_vec().into(), (k as i64).into()];
+            let plan = client.update(&format!("EXPLAIN {sql}"), None, &args()).map_err(spi_error)?;
+            let mut indexed = false;
+            for row in plan {
+                let line: Option<String> = row.get(1).map_err(spi_error)?;
+                indexed |= line.is_some_and(|l| l.contains("Index Scan"));
+            }
+            if !indexed {
+                return Ok(None);
+            }
+            let table = client.select(&sql, None, &args()).map_err(spi_error)?;
+            // Sized by the rows that came back, not by the caller's k.
+            let mut out = Vec::with_capacity(table.len());
+            for row in table {
+                let id: Option<i64> = row.get(1).map_err(spi_error)?;
+                let score: Option<f32> = row.get(2).map_err(spi_error)?;
+                if let (Some(id), Some(score)) = (id, score) {
+                    out.push((id, score));
+                }
+            }
+            Ok(Some(out))
+        })
     })
 }

@@ -20,7 +20,9 @@ fn null(what: &str, row: usize, source: &str) -> Error {
 pub fn read_triples(relations: &str, source: &str) -> Result<Vec<(i64, String, i64)>> {
     Spi::connect(|client| {
         let from = from_item(client, relations)?;
-        let sql = format!("SELECT q.h::int8, q.r::text, q.t::int8 FROM {from} AS q(h, r, t)");
+        let sql = format!(
+            "SELECT q.h::pg_catalog.int8, q.r::pg_catalog.text, q.t::pg_catalog.int8 FROM {from} AS q(h, r, t)"
+        );
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
         let mut rows = Vec::with_capacity(table.len());
         for (k, r) in table.enumerate() {
@@ -37,7 +39,7 @@ pub fn read_triples(relations: &str, source: &str) -> Result<Vec<(i64, String, i
 pub fn read_item_entities(item_entities: &str) -> Result<Vec<(i64, i64)>> {
     Spi::connect(|client| {
         let from = from_item(client, item_entities)?;
-        let sql = format!("SELECT q.i::int8, q.e::int8 FROM {from} AS q(i, e)");
+        let sql = format!("SELECT q.i::pg_catalog.int8, q.e::pg_catalog.int8 FROM {from} AS q(i, e)");
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
         let mut rows = Vec::with_capacity(table.len());
         for (k, r) in table.enumerate() {

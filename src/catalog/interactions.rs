@@ -39,7 +39,7 @@ pub(super) fn from_item(client: &SpiClient<'_>, relation: &str) -> Result<String
         return Ok(format!("({relation})"));
     }
     let name: Option<String> = client
-        .select("SELECT to_regclass($1)::text", Some(1), &[relation.into()])
+        .select("SELECT pg_catalog.to_regclass($1)::pg_catalog.text", Some(1), &[relation.into()])
         .and_then(|t| t.first().get_one())
         .map_err(spi_error)?;
     name.ok_or_else(|| {
@@ -96,20 +96,30 @@ pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
                 format!("the interactions have columns {names}; name the ratings with weight_column => '...'"),
             ));
         }
-        let weight_expr = weight.map_or("1::float8".to_string(), |w| format!("q.{}::float8", quote_ident(&w)));
+        let weight_expr =
+            weight.map_or("1::pg_catalog.float8".to_string(), |w| format!("q.{}::pg_catalog.float8", quote_ident(&w)));
         let ts_expr = match src.ts_column {
             Some(t) => {
                 let ty = find(t, "ts")?;
                 if INTEGER_TYPES.contains(&ty) {
-                    format!("q.{}::int8", quote_ident(t))
+                    format!("q.{}::pg_catalog.int8", quote_ident(t))
+                } else if [pg_sys::DATEOID, pg_sys::TIMESTAMPOID, pg_sys::TIMESTAMPTZOID].contains(&ty) {
+                    format!("extract(epoch from q.{})::pg_catalog.int8", quote_ident(t))
                 } else {
-                    format!("extract(epoch from q.{})::int8", quote_ident(t))
+                    return Err(Error::new(
+                        ErrorKind::DatatypeMismatch,
+                        format!(
+                            "column \"{t}\" (ts) must be an integer, date, timestamp or timestamptz, not {}",
+                            type_name(&client, ty)
+                        ),
+                    )
+                    .with_hint("cast it in a query, e.g. interactions => 'SELECT user_id, item_id, ts::timestamptz AS ts FROM ...'"));
                 }
             }
-            None => "NULL::int8".to_string(),
+            None => "NULL::pg_catalog.int8".to_string(),
         };
         let sql = format!(
-            "SELECT q.{}::int8, q.{}::int8, {weight_expr}, {ts_expr} FROM {from} q",
+            "SELECT q.{}::pg_catalog.int8, q.{}::pg_catalog.int8, {weight_expr}, {ts_expr} FROM {from} q",
             quote_ident(src.user_column),
             quote_ident(src.item_column)
         );
@@ -135,7 +145,7 @@ pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
 
 pub(super) fn type_name(client: &SpiClient<'_>, ty: pg_sys::Oid) -> String {
     client
-        .select("SELECT format_type($1, NULL)", Some(1), &[ty.into()])
+        .select("SELECT pg_catalog.format_type($1, NULL)", Some(1), &[ty.into()])
         .and_then(|t| t.first().get_one::<String>())
         .ok()
         .flatten()

@@ -3,8 +3,10 @@
 //! (`interactions`), a knowledge graph (`graph`) and item content vectors
 //! (`features`), and storing, deploying and loading model versions
 //! (`models`, with the per-backend cache of served models), and the encoder
-//! registry (`encoders`, with its per-backend cache of loaded models).
+//! registry (`encoders`, with its per-backend cache of loaded models); and
+//! who pgrec's own SQL runs as, with which search_path (`access`).
 
+pub mod access;
 pub mod encoders;
 pub mod features;
 pub mod graph;

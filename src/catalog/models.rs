@@ -1,7 +1,11 @@
-//! The model registry `pgrec.model_versions`: saving a trained model as a new
-//! version (with the auto-deploy rule), deploying, dropping, and loading the
-//! model a query names, through a per-backend cache that notices when another
-//! version gets deployed; and a KGAT model's explanation graph.
+//! The model registry `pgrec.model_versions` (one row per version) and
+//! `pgrec.model_acl` (one per model: its owner and the roles granted its use):
+//! saving a trained model as a new version (with the auto-deploy rule),
+//! deploying, dropping, granting, and loading the model a query names through
+//! a per-backend cache keyed on the version's never-reused id; and a KGAT
+//! model's explanation graph. Every access goes through
+//! [`access::as_registry_owner`], after the caller's rights to the model are
+//! checked here.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -10,6 +14,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use super::access::{self, as_registry_owner, caller};
 use super::spi_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::kgat::explain::ExplainGraph;
@@ -25,13 +30,95 @@ fn key_metric(algorithm: Algorithm) -> (&'static str, bool) {
 
 fn unknown_model(name: &str) -> Error {
     Error::new(ErrorKind::UndefinedObject, format!("model \"{name}\" does not exist"))
-        .with_hint("SELECT name, version FROM pgrec.models lists the trained models")
+        .with_hint("SELECT name, version FROM pgrec.models lists the models you may use")
+}
+
+fn denied(name: &str) -> Error {
+    Error::new(ErrorKind::InsufficientPrivilege, format!("permission denied for model \"{name}\""))
+        .with_hint(format!("its owner can run SELECT grant_model('{name}', current_user)"))
+}
+
+type Oid = pg_sys::Oid;
+
+fn oid(v: Option<i64>) -> Oid {
+    Oid::from(v.unwrap_or(0) as u32)
+}
+
+/// Who may use and change a model.
+struct Acl {
+    owner: Oid,
+    readers: Vec<Oid>,
+    public: bool,
+}
+
+impl Acl {
+    fn may_use(&self, role: Oid) -> bool {
+        self.public
+            || access::has_privs_of(role, self.owner)
+            || self.readers.iter().any(|&r| access::has_privs_of(role, r))
+    }
+}
+
+/// `pgrec.model_acl`'s row for `name`; run as the registry owner.
+fn acl(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<Option<Acl>> {
+    let t = client
+        .select(
+            "SELECT owner::oid::int8, readers::oid[]::int8[], public FROM pgrec.model_acl WHERE name = $1",
+            Some(1),
+            &[name.into()],
+        )
+        .map_err(spi_error)?;
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let r = t.first();
+    Ok(Some(Acl {
+        owner: oid(r.get(1).map_err(spi_error)?),
+        readers: r
+            .get::<Vec<i64>>(2)
+            .map_err(spi_error)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| oid(Some(o)))
+            .collect(),
+        public: r.get(3).map_err(spi_error)?.unwrap_or(false),
+    }))
+}
+
+/// Fails unless `role` may change model `name` (absent models may be made).
+fn check_may_change(client: &pgrx::spi::SpiClient<'_>, role: Oid, name: &str) -> Result<Option<Acl>> {
+    let a = acl(client, name)?;
+    if let Some(a) = &a {
+        access::check_owner(role, &format!("model \"{name}\""), a.owner)?;
+    }
+    Ok(a)
+}
+
+/// `train()` asks before reading any data: the caller may write a new
+/// version of `name` (it does not exist yet, or the caller owns it).
+pub fn check_may_train(name: &str) -> Result<()> {
+    let me = caller();
+    as_registry_owner(|| Spi::connect(|client| check_may_change(&client, me, name).map(|_| ())))
+}
+
+/// The SQL function `pgrec.may_use_model`, behind the `pgrec.models` view.
+pub fn may_use(owner: Oid, readers: &[Oid], public: bool) -> bool {
+    Acl { owner, readers: readers.to_vec(), public }.may_use(caller())
 }
 
 /// What `train()` reports for a saved version.
 pub struct Saved {
     pub version: i32,
     pub deployed: bool,
+}
+
+/// A content_knn model's item table and its id and vector columns, from
+/// which serving builds its own index query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContentSource {
+    pub relation: Oid,
+    pub id_column: String,
+    pub vector_column: String,
 }
 
 /// The next version number of `name`, holding its lock until the transaction
@@ -52,55 +139,83 @@ fn next_version(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<i32
 }
 
 /// Stores `t` as the next version of `name`; deploys it if no version is
-/// deployed or its key metric beats the deployed one's.
-pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: usize, seconds: f64) -> Result<Saved> {
+/// deployed or its key metric beats the deployed one's. The first version
+/// makes the caller the model's owner; later ones need its rights.
+pub fn save(
+    name: &str,
+    params: &serde_json::Value,
+    t: &Trained,
+    interactions: usize,
+    seconds: f64,
+    source: Option<&ContentSource>,
+) -> Result<Saved> {
+    let me = caller();
     let algorithm = t.model.algorithm;
     let metrics = metrics_json(&t.metrics);
     let data = t.model.to_bytes();
     let graph = t.explain.as_ref().map(|g| g.to_bytes());
-    Spi::connect_mut(|client| {
-        let version = next_version(client, name)?;
-        let current: Option<JsonB> = client
-            .select("SELECT metrics FROM pgrec.model_versions WHERE name = $1 AND deployed", Some(1), &[name.into()])
-            .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
-            .map_err(spi_error)?;
-        let (key, lower_better) = key_metric(algorithm);
-        let better = match (&current, t.metrics.get(key)) {
-            (None, _) => true,
-            (Some(JsonB(cur)), Some(&new)) => match cur.get(key).and_then(|v| v.as_f64()) {
-                Some(old) => (new < old) == lower_better && new != old,
-                None => true,
-            },
-            (Some(_), None) => false,
-        };
-        if better {
-            undeploy(client, name)?;
-        }
-        client
-            .update(
-                "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
-                     train_rows, test_rows, train_seconds, deployed, data, graph)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                None,
-                &[
-                    name.into(),
-                    version.into(),
-                    algorithm.name().into(),
-                    JsonB(params.clone()).into(),
-                    JsonB(metrics).into(),
-                    (t.model.n_users() as i64).into(),
-                    (t.model.n_items() as i64).into(),
-                    (interactions as i64).into(),
-                    (t.train_rows as i64).into(),
-                    (t.test_rows as i64).into(),
-                    seconds.into(),
-                    better.into(),
-                    data.as_slice().into(),
-                    graph.as_deref().into(),
-                ],
-            )
-            .map_err(spi_error)?;
-        Ok(Saved { version, deployed: better })
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            let version = next_version(client, name)?;
+            // Checked again under the lock: the owner may have changed since
+            // training began.
+            if check_may_change(client, me, name)?.is_none() {
+                client
+                    .update(
+                        "INSERT INTO pgrec.model_acl (name, owner) VALUES ($1, $2::int8::oid::regrole)",
+                        None,
+                        &[name.into(), (me.to_u32() as i64).into()],
+                    )
+                    .map_err(spi_error)?;
+            }
+            let current: Option<JsonB> = client
+                .select(
+                    "SELECT metrics FROM pgrec.model_versions WHERE name = $1 AND deployed",
+                    Some(1),
+                    &[name.into()],
+                )
+                .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
+                .map_err(spi_error)?;
+            let (key, lower_better) = key_metric(algorithm);
+            let better = match (&current, t.metrics.get(key)) {
+                (None, _) => true,
+                (Some(JsonB(cur)), Some(&new)) => match cur.get(key).and_then(|v| v.as_f64()) {
+                    Some(old) => (new < old) == lower_better && new != old,
+                    None => true,
+                },
+                (Some(_), None) => false,
+            };
+            if better {
+                undeploy(client, name)?;
+            }
+            client
+                .update(
+                    "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
+                         train_rows, test_rows, train_seconds, deployed, data, graph, source, source_columns)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::int8::oid::regclass, $16)",
+                    None,
+                    &[
+                        name.into(),
+                        version.into(),
+                        algorithm.name().into(),
+                        JsonB(params.clone()).into(),
+                        JsonB(metrics).into(),
+                        (t.model.n_users() as i64).into(),
+                        (t.model.n_items() as i64).into(),
+                        (interactions as i64).into(),
+                        (t.train_rows as i64).into(),
+                        (t.test_rows as i64).into(),
+                        seconds.into(),
+                        better.into(),
+                        data.as_slice().into(),
+                        graph.as_deref().into(),
+                        source.map(|s| s.relation.to_u32() as i64).into(),
+                        source.map(|s| vec![s.id_column.clone(), s.vector_column.clone()]).into(),
+                    ],
+                )
+                .map_err(spi_error)?;
+            Ok(Saved { version, deployed: better })
+        })
     })
 }
 
@@ -108,30 +223,34 @@ pub fn save(name: &str, params: &serde_json::Value, t: &Trained, interactions: u
 /// content — as the next version of the model, deployed in its place, with
 /// the source's params (plus `added_items`, `from_version`) and metrics.
 pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f64) -> Result<i32> {
+    let me = caller();
     let data = model.to_bytes();
-    Spi::connect_mut(|client| {
-        let version = next_version(client, &s.name)?;
-        undeploy(client, &s.name)?;
-        client
-            .update(
-                "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
-                     train_rows, test_rows, train_seconds, deployed, data)
-                 SELECT name, $2, algorithm, params || jsonb_build_object('added_items', $3::bigint, 'from_version', version),
-                        metrics, users, $4, interactions, train_rows, test_rows, $5, true, $6
-                 FROM pgrec.model_versions WHERE name = $1 AND version = $7",
-                None,
-                &[
-                    s.name.as_str().into(),
-                    version.into(),
-                    (added as i64).into(),
-                    (model.n_items() as i64).into(),
-                    seconds.into(),
-                    data.as_slice().into(),
-                    s.version.into(),
-                ],
-            )
-            .map_err(spi_error)?;
-        Ok(version)
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            let version = next_version(client, &s.name)?;
+            check_may_change(client, me, &s.name)?;
+            undeploy(client, &s.name)?;
+            client
+                .update(
+                    "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
+                         train_rows, test_rows, train_seconds, deployed, data, source, source_columns)
+                     SELECT name, $2, algorithm, params || jsonb_build_object('added_items', $3::bigint, 'from_version', version),
+                            metrics, users, $4, interactions, train_rows, test_rows, $5, true, $6, source, source_columns
+                     FROM pgrec.model_versions WHERE name = $1 AND version = $7",
+                    None,
+                    &[
+                        s.name.as_str().into(),
+                        version.into(),
+                        (added as i64).into(),
+                        (model.n_items() as i64).into(),
+                        seconds.into(),
+                        data.as_slice().into(),
+                        s.version.into(),
+                    ],
+                )
+                .map_err(spi_error)?;
+            Ok(version)
+        })
     })
 }
 
@@ -145,59 +264,103 @@ fn undeploy(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
 
 /// Deploys `version` of `name` (the latest if `None`); returns the version.
 pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
-    Spi::connect_mut(|client| {
-        let v: Option<i32> = client
-            .select(
-                "SELECT version FROM pgrec.model_versions WHERE name = $1 AND ($2::int IS NULL OR version = $2)
-                 ORDER BY version DESC LIMIT 1",
-                Some(1),
-                &[name.into(), version.into()],
-            )
-            .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
-            .map_err(spi_error)?;
-        let v = match (v, version) {
-            (Some(v), _) => v,
-            (None, Some(want)) => {
-                return Err(Error::new(ErrorKind::UndefinedObject, format!("model \"{name}\" has no version {want}"))
-                    .with_hint("SELECT name, version FROM pgrec.models lists the trained versions"))
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            if check_may_change(client, me, name)?.is_none() {
+                return Err(unknown_model(name));
             }
-            (None, None) => return Err(unknown_model(name)),
-        };
-        // Two statements: the unique index on deployed names is checked row by row.
-        undeploy(client, name)?;
-        client
-            .update(
-                "UPDATE pgrec.model_versions SET deployed = true WHERE name = $1 AND version = $2",
-                None,
-                &[name.into(), v.into()],
-            )
-            .map_err(spi_error)?;
-        Ok(v)
+            let v: Option<i32> = client
+                .select(
+                    "SELECT version FROM pgrec.model_versions WHERE name = $1 AND ($2::int IS NULL OR version = $2)
+                     ORDER BY version DESC LIMIT 1",
+                    Some(1),
+                    &[name.into(), version.into()],
+                )
+                .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
+                .map_err(spi_error)?;
+            let v = match (v, version) {
+                (Some(v), _) => v,
+                (None, Some(want)) => {
+                    return Err(Error::new(
+                        ErrorKind::UndefinedObject,
+                        format!("model \"{name}\" has no version {want}"),
+                    )
+                    .with_hint("SELECT name, version FROM pgrec.models lists the trained versions"))
+                }
+                (None, None) => return Err(unknown_model(name)),
+            };
+            // Two statements: the unique index on deployed names is checked row by row.
+            undeploy(client, name)?;
+            client
+                .update(
+                    "UPDATE pgrec.model_versions SET deployed = true WHERE name = $1 AND version = $2",
+                    None,
+                    &[name.into(), v.into()],
+                )
+                .map_err(spi_error)?;
+            Ok(v)
+        })
     })
 }
 
 /// Deletes every version of `name`; returns how many there were.
 pub fn drop_model(name: &str) -> Result<i64> {
-    let n = Spi::connect_mut(|client| {
-        client
-            .update("DELETE FROM pgrec.model_versions WHERE name = $1", None, &[name.into()])
-            .map(|t| t.len() as i64)
-            .map_err(spi_error)
+    let me = caller();
+    let n = as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            if check_may_change(client, me, name)?.is_none() {
+                return Err(unknown_model(name));
+            }
+            let n = client
+                .update("DELETE FROM pgrec.model_versions WHERE name = $1", None, &[name.into()])
+                .map(|t| t.len() as i64)
+                .map_err(spi_error)?;
+            client.update("DELETE FROM pgrec.model_acl WHERE name = $1", None, &[name.into()]).map_err(spi_error)?;
+            Ok(n)
+        })
     })?;
-    if n == 0 {
-        return Err(unknown_model(name));
-    }
     CACHE.with(|c| c.borrow_mut().remove(name));
     Ok(n)
+}
+
+/// Lets `role` (`None`: every role) use model `name`, or (`grant` false)
+/// takes that back. Only the model's owner may.
+pub fn set_grant(name: &str, role: Option<Oid>, grant: bool) -> Result<()> {
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            if check_may_change(client, me, name)?.is_none() {
+                return Err(unknown_model(name));
+            }
+            let (sql, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match (role, grant) {
+                (None, g) => ("UPDATE pgrec.model_acl SET public = $2 WHERE name = $1", vec![name.into(), g.into()]),
+                (Some(r), true) => (
+                    "UPDATE pgrec.model_acl SET readers = readers || $2::int8::oid::regrole
+                     WHERE name = $1 AND NOT $2::int8::oid::regrole = ANY (readers)",
+                    vec![name.into(), (r.to_u32() as i64).into()],
+                ),
+                (Some(r), false) => (
+                    "UPDATE pgrec.model_acl SET readers = array_remove(readers, $2::int8::oid::regrole) WHERE name = $1",
+                    vec![name.into(), (r.to_u32() as i64).into()],
+                ),
+            };
+            client.update(sql, None, &args).map_err(spi_error)?;
+            Ok(())
+        })
+    })
 }
 
 /// A model as served: with its external ids indexed.
 pub struct Served {
     pub name: String,
     pub version: i32,
+    /// The version's registry id, never reused.
+    pub id: i64,
     pub model: Model,
     pub users: HashMap<i64, u32>,
     pub items: HashMap<i64, u32>,
+    pub source: Option<ContentSource>,
 }
 
 impl Served {
@@ -208,86 +371,158 @@ impl Served {
 }
 
 thread_local! {
-    /// name → (version, model): one load per backend per deployed version.
-    static CACHE: RefCell<HashMap<String, (i32, Rc<Served>)>> = RefCell::new(HashMap::new());
+    /// name → (version id, model): one load per backend per deployed version.
+    static CACHE: RefCell<HashMap<String, (i64, Rc<Served>)>> = RefCell::new(HashMap::new());
 }
 
-/// The deployed model `name`, or the only deployed model when `name` is None.
-pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
-    let (name, version): (String, i32) = Spi::connect(|client| {
+/// A deployed version as the registry lists it.
+struct Deployed {
+    name: String,
+    version: i32,
+    id: i64,
+    acl: Acl,
+    source: Option<ContentSource>,
+}
+
+fn read_deployed(name: Option<&str>) -> Result<Vec<Deployed>> {
+    Spi::connect(|client| {
         let t = client
             .select(
-                "SELECT name, version FROM pgrec.model_versions WHERE deployed AND ($1::text IS NULL OR name = $1) ORDER BY name",
-                Some(3),
+                "SELECT v.name, v.version, v.id, a.owner::oid::int8, a.readers::oid[]::int8[], a.public,
+                        v.source::oid::int8, v.source_columns
+                 FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
+                 WHERE v.deployed AND ($1::text IS NULL OR v.name = $1) ORDER BY v.name",
+                None,
                 &[name.into()],
             )
             .map_err(spi_error)?;
-        let found: Vec<(String, i32)> = t
-            .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?.unwrap_or_default())))
-            .collect::<std::result::Result<_, pgrx::spi::SpiError>>()
-            .map_err(spi_error)?;
-        match (found.as_slice(), name) {
-            ([one], _) => Ok(one.clone()),
-            ([], Some(n)) => {
-                let exists: bool = client
-                    .select("SELECT EXISTS (SELECT 1 FROM pgrec.model_versions WHERE name = $1)", Some(1), &[n.into()])
-                    .and_then(|t| t.first().get_one())
-                    .map_err(spi_error)?
-                    .unwrap_or(false);
-                Err(if exists {
-                    Error::new(ErrorKind::UndefinedObject, format!("model \"{n}\" has no deployed version"))
-                        .with_hint(format!("deploy one with SELECT deploy('{n}')"))
-                } else {
-                    unknown_model(n)
-                })
+        let mut out = Vec::new();
+        for r in t {
+            let columns: Vec<String> = r.get(8).map_err(spi_error)?.unwrap_or_default();
+            let relation: Option<i64> = r.get(7).map_err(spi_error)?;
+            let source = match (relation, columns.as_slice()) {
+                (Some(rel), [id, vector]) => Some(ContentSource {
+                    relation: oid(Some(rel)),
+                    id_column: id.clone(),
+                    vector_column: vector.clone(),
+                }),
+                _ => None,
+            };
+            out.push(Deployed {
+                name: r.get(1).map_err(spi_error)?.unwrap_or_default(),
+                version: r.get(2).map_err(spi_error)?.unwrap_or_default(),
+                id: r.get(3).map_err(spi_error)?.unwrap_or_default(),
+                acl: Acl {
+                    owner: oid(r.get(4).map_err(spi_error)?),
+                    readers: r
+                        .get::<Vec<i64>>(5)
+                        .map_err(spi_error)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|o| oid(Some(o)))
+                        .collect(),
+                    public: r.get(6).map_err(spi_error)?.unwrap_or(false),
+                },
+                source,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The deployed model `name`, or the only deployed model the caller may use
+/// when `name` is None.
+pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
+    let me = caller();
+    let found = as_registry_owner(|| {
+        let all = read_deployed(name)?;
+        if all.is_empty() {
+            if let Some(n) = name {
+                return Spi::connect(|client| match acl(&client, n)? {
+                    Some(a) if !a.may_use(me) => Err(denied(n)),
+                    Some(_) => {
+                        Err(Error::new(ErrorKind::UndefinedObject, format!("model \"{n}\" has no deployed version"))
+                            .with_hint(format!("deploy one with SELECT deploy('{n}')")))
+                    }
+                    None => Err(unknown_model(n)),
+                });
             }
-            ([], None) => Err(Error::new(ErrorKind::UndefinedObject, "no model is deployed")
-                .with_hint("train one with SELECT * FROM train('name', 'als', 'interactions')")),
-            (many, _) => Err(Error::new(
+        }
+        Ok(all)
+    })?;
+    let usable: Vec<&Deployed> = found.iter().filter(|d| d.acl.may_use(me)).collect();
+    let d = match (usable.as_slice(), name) {
+        ([one], _) => *one,
+        ([], Some(n)) => return Err(denied(n)),
+        ([], None) => {
+            return Err(Error::new(ErrorKind::UndefinedObject, "no model is deployed")
+                .with_hint("train one with SELECT * FROM train('name', 'als', 'interactions')"))
+        }
+        (many, _) => {
+            return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
                 format!(
                     "several models are deployed ({}): name one",
-                    many.iter().map(|m| m.0.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             )
-            .with_hint(format!("pass model => '{}'", many[0].0))),
+            .with_hint(format!("pass model => '{}'", many[0].name)))
         }
-    })?;
-    if let Some(m) = CACHE.with(|c| c.borrow().get(&name).filter(|(v, _)| *v == version).map(|(_, m)| m.clone())) {
+    };
+    if let Some(m) = CACHE.with(|c| c.borrow().get(&d.name).filter(|(id, _)| *id == d.id).map(|(_, m)| m.clone())) {
         return Ok(m);
     }
-    let bytes: Vec<u8> = Spi::get_one_with_args(
-        "SELECT data FROM pgrec.model_versions WHERE name = $1 AND version = $2",
-        &[name.as_str().into(), version.into()],
-    )
-    .map_err(spi_error)?
-    .ok_or_else(|| unknown_model(&name))?;
+    let bytes: Vec<u8> = as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select("SELECT data FROM pgrec.model_versions WHERE id = $1", Some(1), &[d.id.into()])
+                .map_err(spi_error)?;
+            if t.is_empty() {
+                return Err(unknown_model(&d.name));
+            }
+            t.first().get::<Vec<u8>>(1).map_err(spi_error)?.ok_or_else(|| unknown_model(&d.name))
+        })
+    })?;
     let model = Model::from_bytes(&bytes)?;
+    drop(bytes);
     let users = model.user_ids.iter().enumerate().map(|(k, &u)| (u, k as u32)).collect();
     let items = model.item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();
-    let served = Rc::new(Served { name: name.clone(), version, model, users, items });
-    CACHE.with(|c| c.borrow_mut().insert(name, (version, served.clone())));
+    let served = Rc::new(Served {
+        name: d.name.clone(),
+        version: d.version,
+        id: d.id,
+        model,
+        users,
+        items,
+        source: d.source.clone(),
+    });
+    CACHE.with(|c| c.borrow_mut().insert(d.name.clone(), (d.id, served.clone())));
     Ok(served)
 }
 
 thread_local! {
-    /// The last explanation graph read, by (name, version): explain() is
-    /// called for one model many times in a row.
-    static GRAPH: RefCell<Option<(String, i32, Rc<ExplainGraph>)>> = const { RefCell::new(None) };
+    /// The last explanation graph read, by version id: explain() is called
+    /// for one model many times in a row.
+    static GRAPH: RefCell<Option<(i64, Rc<ExplainGraph>)>> = const { RefCell::new(None) };
 }
 
-/// The explanation graph stored with version `s.version` of model `s.name`.
+/// The explanation graph stored with the version `s` serves.
 pub fn load_graph(s: &Served) -> Result<Rc<ExplainGraph>> {
-    let hit = GRAPH
-        .with(|c| c.borrow().as_ref().filter(|(n, v, _)| *n == s.name && *v == s.version).map(|(_, _, g)| g.clone()));
+    let hit = GRAPH.with(|c| c.borrow().as_ref().filter(|(id, _)| *id == s.id).map(|(_, g)| g.clone()));
     if let Some(g) = hit {
         return Ok(g);
     }
-    let bytes: Option<Vec<u8>> = Spi::get_one_with_args(
-        "SELECT graph FROM pgrec.model_versions WHERE name = $1 AND version = $2",
-        &[s.name.as_str().into(), s.version.into()],
-    )
-    .map_err(spi_error)?;
+    let bytes: Option<Vec<u8>> = as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select("SELECT graph FROM pgrec.model_versions WHERE id = $1", Some(1), &[s.id.into()])
+                .map_err(spi_error)?;
+            if t.is_empty() {
+                return Ok(None);
+            }
+            t.first().get::<Vec<u8>>(1).map_err(spi_error)
+        })
+    })?;
     let bytes = bytes.ok_or_else(|| {
         Error::new(
             ErrorKind::FeatureNotSupported,
@@ -296,7 +531,7 @@ pub fn load_graph(s: &Served) -> Result<Rc<ExplainGraph>> {
         .with_hint("train one with SELECT * FROM train('name', 'kgat', 'interactions', relations => '...')")
     })?;
     let g = Rc::new(ExplainGraph::from_bytes(&bytes)?);
-    GRAPH.with(|c| *c.borrow_mut() = Some((s.name.clone(), s.version, g.clone())));
+    GRAPH.with(|c| *c.borrow_mut() = Some((s.id, g.clone())));
     Ok(g)
 }
 

@@ -38,6 +38,16 @@ const BATCH: usize = 32;
 impl Bert {
     pub fn load(files: &ModelFiles) -> Result<Bert> {
         let config: Config = parse_json("config.json", files.need("config.json")?)?;
+        super::Shape {
+            section: "",
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+            layers: config.num_hidden_layers,
+            intermediate: config.intermediate_size,
+            vocab: config.vocab_size,
+            positions: config.max_position_embeddings,
+        }
+        .check()?;
         let pooling = match files.json("1_Pooling/config.json")? {
             None => Pooling::Mean,
             Some(p) => {

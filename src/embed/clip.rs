@@ -129,6 +129,42 @@ impl Clip {
         let c: HfConfig = parse_json("config.json", files.need("config.json")?)?;
         check_supported("text_config", &c.text_config.hidden_act, c.text_config.layer_norm_eps)?;
         check_supported("vision_config", &c.vision_config.hidden_act, c.vision_config.layer_norm_eps)?;
+        let t = &c.text_config;
+        let v = &c.vision_config;
+        super::Shape {
+            section: "text_config.",
+            hidden: t.hidden_size,
+            heads: t.num_attention_heads,
+            layers: t.num_hidden_layers,
+            intermediate: t.intermediate_size,
+            vocab: t.vocab_size,
+            positions: t.max_position_embeddings,
+        }
+        .check()?;
+        let patches = v.image_size.checked_div(v.patch_size).map_or(0, |n| n * n + 1);
+        super::Shape {
+            section: "vision_config.",
+            hidden: v.hidden_size,
+            heads: v.num_attention_heads,
+            layers: v.num_hidden_layers,
+            intermediate: v.intermediate_size,
+            vocab: v.num_channels,
+            positions: patches,
+        }
+        .check()?;
+        if v.patch_size == 0
+            || !v.image_size.is_multiple_of(v.patch_size)
+            || v.image_size > 4096
+            || c.projection_dim == 0
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "config.json vision_config.image_size {} must be a multiple of patch_size {} and at most 4096, projection_dim ({}) positive",
+                    v.image_size, v.patch_size, c.projection_dim
+                ),
+            ));
+        }
         let text_cfg = ClipTextConfig {
             vocab_size: c.text_config.vocab_size,
             embed_dim: c.text_config.hidden_size,

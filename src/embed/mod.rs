@@ -148,6 +148,55 @@ impl Encoder {
     }
 }
 
+/// Transformer sizes from a `config.json`, checked before any tensor is
+/// made from them: zero heads would divide by zero at the first text, and
+/// absurd sizes would allocate without end.
+pub(crate) struct Shape<'a> {
+    pub section: &'a str,
+    pub hidden: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub positions: usize,
+}
+
+impl Shape<'_> {
+    pub fn check(&self) -> Result<()> {
+        let bad = |key: &str, v: usize, rule: &str| {
+            Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("config.json {}{key} is {v}: {rule}", self.section),
+            )
+            .with_hint("check that config.json belongs to the model's weights"))
+        };
+        const MAX: usize = 1 << 20;
+        for (key, v) in [
+            ("hidden_size", self.hidden),
+            ("num_attention_heads", self.heads),
+            ("num_hidden_layers", self.layers),
+            ("intermediate_size", self.intermediate),
+            ("vocab_size", self.vocab),
+            ("max_position_embeddings", self.positions),
+        ] {
+            if v == 0 || v > MAX {
+                return bad(key, v, "must be between 1 and 1048576");
+            }
+        }
+        if !self.hidden.is_multiple_of(self.heads) {
+            return bad(
+                "hidden_size",
+                self.hidden,
+                &format!("must be a multiple of num_attention_heads ({})", self.heads),
+            );
+        }
+        if self.layers > 256 {
+            return bad("num_hidden_layers", self.layers, "must be at most 256");
+        }
+        Ok(())
+    }
+}
+
 /// A candle error while loading or running `what`: a damaged or mismatched
 /// weights file is the usual cause.
 pub(crate) fn candle_err(what: &str, e: candle_core::Error) -> Error {

@@ -59,7 +59,12 @@ fn minilm_matches_sentence_transformers() {
         assert_eq!(enc.tokenizer().tokens(sentences[k]).unwrap(), want);
     }
     for (k, n) in r["token_counts"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(enc.tokenizer().count(sentences[k]).unwrap(), n.as_u64().unwrap() as usize, "{:?}", sentences[k]);
+        assert_eq!(
+            enc.tokenizer().count(sentences[k], &mut || Ok(())).unwrap(),
+            n.as_u64().unwrap() as usize,
+            "{:?}",
+            sentences[k]
+        );
     }
     assert_eq!(enc.tokenizer().tokens(sentences[long]).unwrap().len(), 256);
 }
@@ -123,6 +128,54 @@ fn bad_model_folders_fail_with_the_right_error() {
     let e = err(&d);
     assert_eq!(e.kind, ErrorKind::InvalidParameterValue);
     assert!(e.message.starts_with("config.json is not valid"), "{}", e.message);
+
+    // Sizes that would divide by zero or allocate without end: refused at load.
+    for (key, value, message) in [
+        ("num_attention_heads", 0, "config.json num_attention_heads is 0: must be between 1 and 1048576"),
+        ("hidden_size", 100, "config.json hidden_size is 100: must be a multiple of num_attention_heads (12)"),
+        ("num_hidden_layers", 100_000, "config.json num_hidden_layers is 100000: must be at most 256"),
+    ] {
+        let d = damaged(key, |d| {
+            let mut c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+            c[key] = value.into();
+            std::fs::write(d.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        });
+        let e = err(&d);
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidParameterValue, message));
+    }
+}
+
+#[test]
+fn long_texts_are_read_only_as_far_as_the_model_can_use() {
+    let files = ModelFiles::from_dir(&minilm_dir()).unwrap();
+    let enc = Encoder::load(&files).unwrap();
+    let tok = enc.tokenizer();
+    let sentence = "the quick brown fox jumps over the lazy dog. ";
+    let long = sentence.repeat(20_000);
+    // The model sees the same first tokens whether the text is cut or not.
+    let short = sentence.repeat(100);
+    let (a, b) = (tok.encode(&[&long]).unwrap().remove(0), tok.encode(&[&short]).unwrap().remove(0));
+    assert_eq!(a.0.get_ids(), b.0.get_ids());
+    assert!(a.1 && b.1);
+    // Counting in pieces gives the count of the whole text, and stops when asked.
+    let whole = tok.count(&sentence.repeat(1000), &mut || Ok(())).unwrap();
+    assert_eq!(whole, 2 + 10 * 1000);
+    let mut pieces = 0;
+    assert_eq!(
+        tok.count(&long, &mut || {
+            pieces += 1;
+            Ok(())
+        })
+        .unwrap(),
+        2 + 10 * 20_000
+    );
+    assert_eq!(pieces, long.len().div_ceil(64 * 1024));
+    let stop = tok.count(&long, &mut || Err(crate::error::Error::new(ErrorKind::DataException, "stop")));
+    assert_eq!(stop.unwrap_err().message, "stop");
+    // A multi-byte character at the cut is kept whole.
+    let wide = "é".repeat(40_000);
+    assert!(tok.encode(&[&wide]).unwrap()[0].1);
 }
 
 fn tiny_clip_dir() -> PathBuf {

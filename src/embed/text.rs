@@ -38,16 +38,26 @@ impl TextTokenizer {
         Ok(TextTokenizer { model_view, full, max_tokens })
     }
 
+    /// Bytes of a text the model can possibly use: `max_tokens` tokens never
+    /// span more in text that is not mostly whitespace. Only this much is
+    /// tokenized, so a 100 MB text costs no more than a page.
+    pub fn max_text_bytes(&self) -> usize {
+        self.max_tokens.max(1) * TEXT_BYTES_PER_TOKEN
+    }
+
     /// What the model sees for each text, and whether it was cut short.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<(Encoding, bool)>> {
+        let limit = self.max_text_bytes();
+        let heads: Vec<(&str, bool)> = texts.iter().map(|t| head(t, limit)).collect();
         let encs = self
             .model_view
-            .encode_batch(texts.to_vec(), true)
+            .encode_batch(heads.iter().map(|h| h.0).collect::<Vec<_>>(), true)
             .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("could not tokenize the input: {e}")))?;
         Ok(encs
             .into_iter()
-            .map(|e| {
-                let cut = !e.get_overflowing().is_empty();
+            .zip(heads)
+            .map(|(e, (_, cut_text))| {
+                let cut = cut_text || !e.get_overflowing().is_empty();
                 (e, cut)
             })
             .collect())
@@ -59,17 +69,58 @@ impl TextTokenizer {
     }
 
     /// Tokens in the whole text, special tokens included, before truncation.
-    pub fn count(&self, text: &str) -> Result<usize> {
-        self.full
-            .encode(text, true)
-            .map(|e| e.len())
-            .map_err(|e| Error::new(ErrorKind::InvalidParameterValue, format!("could not tokenize the input: {e}")))
+    /// A long text is counted in pieces cut at whitespace (where every
+    /// supported pre-tokenizer splits anyway), so memory stays bounded;
+    /// `between` runs before each piece and may stop the count.
+    pub fn count(&self, text: &str, between: &mut dyn FnMut() -> Result<()>) -> Result<usize> {
+        let err = |e: tokenizers::Error| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("could not tokenize the input: {e}"))
+        };
+        if text.len() <= COUNT_PIECE_BYTES {
+            return self.full.encode(text, true).map(|e| e.len()).map_err(err);
+        }
+        let specials = self.full.encode("", true).map_err(err)?.len();
+        let mut total = specials;
+        let mut rest = text;
+        while !rest.is_empty() {
+            between()?;
+            let (piece, _) = head(rest, COUNT_PIECE_BYTES);
+            // Back to the last whitespace, unless the piece has none.
+            let cut = match piece.len() < rest.len() {
+                true => piece.rfind(char::is_whitespace).filter(|&w| w > 0).unwrap_or(piece.len()),
+                false => piece.len(),
+            };
+            let (piece, tail) = rest.split_at(cut);
+            total += self.full.encode(piece, false).map_err(err)?.len();
+            rest = tail;
+        }
+        Ok(total)
     }
 
     /// Token id of `token`, if the vocabulary has it.
     pub fn id(&self, token: &str) -> Option<u32> {
         self.full.token_to_id(token)
     }
+}
+
+/// See [`TextTokenizer::max_text_bytes`]: 64 bytes a token is over ten times
+/// English prose's average.
+const TEXT_BYTES_PER_TOKEN: usize = 64;
+
+/// Piece size of a long text's token count.
+const COUNT_PIECE_BYTES: usize = 64 * 1024;
+
+/// The first `max` bytes of `text` (back to a character boundary), and
+/// whether that is not all of it.
+fn head(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
 }
 
 /// Padded tokens per forward pass. Larger passes make larger matrix

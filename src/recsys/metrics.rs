@@ -90,7 +90,9 @@ impl Ord for Kept {
 
 impl TopK {
     pub fn new(k: usize) -> TopK {
-        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k + 1), floor: f32::NEG_INFINITY }
+        // Room for the usual k; a larger k grows the heap only as scores
+        // arrive, so memory follows the catalogue, never the k asked for.
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k.min(1024) + 1), floor: f32::NEG_INFINITY }
     }
 
     #[inline]

@@ -17,6 +17,7 @@ mod codec;
 pub mod content;
 pub mod data;
 pub mod kgat;
+pub mod memory;
 pub mod metrics;
 pub mod mf;
 pub mod model;
@@ -187,14 +188,12 @@ pub fn fit_with(
                     dims: features.ncols(),
                     projection: Some(m.projection),
                     bias: m.cold_bias,
-                    source: None,
                 });
             } else {
                 let (users, items) = pool.install(|| content::knn(&train, features));
                 model.user_factors = users;
                 model.item_factors = items;
-                model.content =
-                    Some(model::ContentMap { dims: features.ncols(), projection: None, bias: 0.0, source: None });
+                model.content = Some(model::ContentMap { dims: features.ncols(), projection: None, bias: 0.0 });
                 on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
             }
         }
@@ -224,6 +223,7 @@ pub fn fit_with(
         }
     }
     if !cs.cold_test.is_empty() {
+        on_iteration(&Progress { checkpoint: true, ..Progress::default() })?;
         let cold_test = ds.user_items(Some(&cs.cold_test));
         let cold = pool.install(|| metrics::evaluate(&model, &train, &cold_test, Some(&cs.cold_items), &[10, 20]));
         metrics.extend(cold.into_iter().map(|(k, v)| (format!("cold_{k}"), v)));

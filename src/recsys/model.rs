@@ -89,14 +89,28 @@ pub struct ContentMap {
     pub dims: usize,
     pub projection: Option<Array2<f32>>,
     pub bias: f32,
-    /// content_knn with one embedding column: the `item_features` query, so
-    /// that serving can rank the items it returns now with their index.
-    pub source: Option<String>,
 }
 
 impl Model {
     pub fn factors(&self) -> usize {
         self.item_factors.ncols()
+    }
+
+    /// Fails if training diverged: a factor, bias or the global mean is not
+    /// a finite number (the model would recommend nothing, and its embeddings
+    /// could not be stored).
+    pub fn check_finite(&self) -> Result<()> {
+        let bad = |v: &[f32]| v.iter().any(|x| !x.is_finite());
+        let factors = |a: &Array2<f32>| a.iter().any(|x| !x.is_finite());
+        if factors(&self.user_factors)
+            || factors(&self.item_factors)
+            || bad(&self.user_bias)
+            || bad(&self.item_bias)
+            || !self.global.is_finite()
+        {
+            return Err(diverged(self.algorithm, "the trained factors are not finite numbers"));
+        }
+        Ok(())
     }
 
     pub fn n_users(&self) -> usize {
@@ -356,7 +370,9 @@ impl Model {
                 w.u32(p.map_or(0, |p| p.ncols() as u32));
                 w.f32s(p.and_then(|p| p.as_slice()).unwrap_or(&[]));
                 w.f32s(&[c.bias]);
-                w.str(c.source.as_deref().unwrap_or(""));
+                // Was the item_features text (format 2 as first released);
+                // never read back: serving does not run stored SQL text.
+                w.str("");
             }
         }
         w.0
@@ -398,7 +414,7 @@ impl Model {
             let cols = r.u32()? as usize;
             let values = r.f32s()?;
             let bias = r.f32s()?;
-            let source = Some(r.str()?).filter(|s| !s.is_empty());
+            r.str()?;
             let projection = (cols > 0)
                 .then(|| Array2::from_shape_vec((dims, cols), values))
                 .transpose()
@@ -406,7 +422,7 @@ impl Model {
             if projection.as_ref().map_or(dims, |p| p.ncols()) != f || bias.len() != 1 {
                 return Err(corrupt("content map"));
             }
-            Some(ContentMap { dims, projection, bias: bias[0], source })
+            Some(ContentMap { dims, projection, bias: bias[0] })
         } else {
             None
         };
@@ -439,6 +455,19 @@ impl Scorer for Model {
         let us = self.user_factors.select(ndarray::Axis(0), &idx);
         self.score_block(users, &us, 0..self.n_items(), out);
     }
+}
+
+/// The error that stops a training whose numbers overflowed.
+pub fn diverged(algorithm: Algorithm, what: &str) -> Error {
+    let hint = match algorithm {
+        Algorithm::Als => "lower alpha, or scale the weights down (log1p(weight) often suits counts)",
+        _ => "lower learning_rate, raise regularization, or scale the weights down",
+    };
+    Error::new(
+        ErrorKind::NumericValueOutOfRange,
+        format!("{} training diverged: {what}; nothing was stored", algorithm.name()),
+    )
+    .with_hint(hint)
 }
 
 const MAGIC: &[u8] = b"pgrecmdl";

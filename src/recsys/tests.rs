@@ -252,3 +252,17 @@ fn content_models_score_held_out_and_added_items_from_content() {
     let e = b.add_items(&[9001], &ndarray::Array2::zeros((1, 8))).unwrap_err();
     assert_eq!(e.message, "a bpr model cannot add items from content");
 }
+
+#[test]
+fn diverged_factors_are_refused_with_the_fix_named() {
+    let ds = Dataset::from_rows(&planted(7)).unwrap();
+    let mut p = Params::defaults(Algorithm::Bpr);
+    p.iterations = 2;
+    let mut t = fit(&ds, Algorithm::Bpr, &p, 1, &mut |_| Ok(())).unwrap();
+    assert!(t.model.check_finite().is_ok());
+    t.model.item_factors[[3, 1]] = f32::NAN;
+    let e = t.model.check_finite().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NumericValueOutOfRange);
+    assert_eq!(e.message, "bpr training diverged: the trained factors are not finite numbers; nothing was stored");
+    assert_eq!(e.hint.as_deref(), Some("lower learning_rate, raise regularization, or scale the weights down"));
+}

@@ -1,0 +1,185 @@
+//! Who pgrec's own SQL runs as, and with which search_path; and the privilege
+//! checks, done here in Rust on role OIDs so that no SQL a user can shadow
+//! decides them.
+//!
+//! Every SQL text pgrec writes itself runs under [`pinned`]: search_path is
+//! `pg_catalog, pg_temp` for its duration (as a function's `SET search_path`
+//! clause would make it), so no function or operator a user created in a
+//! schema of their search_path can stand in for a built-in one. The registry
+//! tables are read and written only under [`as_registry_owner`], which also
+//! runs as the extension's owner: no other role needs privileges on them, and
+//! the caller's rights to a model are checked in Rust before.
+
+use std::ffi::CString;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::spi_error;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Restores the search_path and the user id when a pinned section ends
+/// normally. After an ERROR it does nothing: the (sub)transaction's abort
+/// resets both, as it does for functions with `SET` clauses.
+struct Restore {
+    nest_level: i32,
+    user: Option<(pg_sys::Oid, i32)>,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // SAFETY: restores exactly what `enter` saved, on the backend's own
+        // thread, in the order Postgres' fmgr_security_definer uses.
+        unsafe {
+            pg_sys::AtEOXact_GUC(true, self.nest_level);
+            if let Some((user, context)) = self.user {
+                pg_sys::SetUserIdAndSecContext(user, context);
+            }
+        }
+    }
+}
+
+fn pin_search_path() -> Restore {
+    // SAFETY: NewGUCNestLevel and set_config_option are called on the
+    // backend's thread; GUC_ACTION_SAVE is the form function SET clauses use
+    // and is allowed in parallel mode; the value is a valid C string.
+    unsafe {
+        let nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        );
+        Restore { nest_level, user: None }
+    }
+}
+
+/// Runs `f` with search_path `pg_catalog, pg_temp`, as the calling role.
+pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = pin_search_path();
+    f()
+}
+
+/// The calling role (`current_user`).
+pub fn caller() -> pg_sys::Oid {
+    // SAFETY: reads a backend global.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// The extension's schema and owner.
+pub struct Extension {
+    pub schema: String,
+    pub owner: pg_sys::Oid,
+}
+
+/// Must run pinned.
+fn extension() -> Result<Extension> {
+    Spi::connect(|client| {
+        let t = client
+            .select(
+                "SELECT n.nspname::text, e.extowner::int8 FROM pg_catalog.pg_extension e
+                 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgrec'",
+                Some(1),
+                &[],
+            )
+            .map_err(spi_error)?;
+        if t.is_empty() {
+            return Err(Error::new(
+                ErrorKind::UndefinedObject,
+                "extension \"pgrec\" is not installed in this database",
+            )
+            .with_hint("CREATE EXTENSION pgrec"));
+        }
+        let r = t.first();
+        Ok(Extension {
+            schema: r.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
+            owner: pg_sys::Oid::from(r.get::<i64>(2).map_err(spi_error)?.unwrap_or_default() as u32),
+        })
+    })
+}
+
+/// The extension's schema, quoted for use in SQL text (`public`, `"my schema"`).
+pub fn schema() -> Result<String> {
+    Ok(pgrx::spi::quote_identifier(pinned(extension)?.schema))
+}
+
+/// Runs `f` pinned and as the extension's owner, who owns the registry
+/// tables. `f` must only run pgrec's own SQL on them.
+pub fn as_registry_owner<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let mut restore = pin_search_path();
+    let owner = extension()?.owner;
+    let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
+    // SAFETY: saves and switches the user id on the backend's thread, with
+    // SECURITY_LOCAL_USERID_CHANGE as SECURITY DEFINER functions do; `restore`
+    // puts the saved values back.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    restore.user = Some((user, context));
+    f()
+}
+
+/// Whether `role` has the privileges of `of` (is it, a member of it that
+/// inherits, or a superuser).
+pub fn has_privs_of(role: pg_sys::Oid, of: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog lookup on the backend's thread.
+    unsafe { pg_sys::has_privs_of_role(role, of) }
+}
+
+/// The role's name, for messages (its OID when it no longer exists).
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr returns NULL or a palloc'd C string.
+    unsafe {
+        let p = pg_sys::GetUserNameFromId(role, true);
+        if p.is_null() {
+            format!("{}", role.to_u32())
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// The OID of role `name` (`None` for `public`).
+pub fn role_oid(name: &str) -> Result<Option<pg_sys::Oid>> {
+    if name.eq_ignore_ascii_case("public") {
+        return Ok(None);
+    }
+    let c = CString::new(name)
+        .map_err(|_| Error::new(ErrorKind::InvalidParameterValue, "role name must not contain a zero byte"))?;
+    // SAFETY: get_role_oid with missing_ok returns InvalidOid instead of raising.
+    let oid = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+    if oid == pg_sys::Oid::INVALID {
+        return Err(Error::new(ErrorKind::UndefinedObject, format!("role \"{name}\" does not exist")));
+    }
+    Ok(Some(oid))
+}
+
+/// Reading a path on the server is for superusers and roles with the
+/// privileges of `pg_read_server_files`, as for `COPY FROM` a file.
+pub fn check_may_read_server_files() -> Result<()> {
+    let me = caller();
+    if has_privs_of(me, pg_sys::Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES)) {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::InsufficientPrivilege, "permission denied to load an encoder from a file on the server")
+        .with_hint("only superusers and members of pg_read_server_files may load encoders from a path"))
+}
+
+/// `role` may change what `owner` owns: it is a superuser, the owner, or a
+/// member of the owner role.
+pub fn check_owner(role: pg_sys::Oid, what: &str, owner: pg_sys::Oid) -> Result<()> {
+    if has_privs_of(role, owner) {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::InsufficientPrivilege, format!("must be owner of {what}"))
+        .with_hint(format!("{what} belongs to role \"{}\"; ask it, or a superuser", role_name(owner))))
+}
