@@ -105,7 +105,7 @@ fn is_superuser(c: &mut Client, role: &str) -> bool {
 
 #[test]
 fn k_and_user_counts_from_the_caller_never_size_an_allocation() {
-    let Some(mut c) = admin() else { return };
+    let Some(_admin) = admin() else { return };
     let mut app = connect(TRAINER);
     let items = count(&mut app, "SELECT items FROM pgrec.models WHERE name = 'shop'");
     // k beyond the catalogue: every item once (none are seen by user 1? the
@@ -465,6 +465,163 @@ fn encoder_configs_are_checked_at_load_and_caches_follow_reloads() {
     assert_ne!(clip_dims, 384);
     assert_eq!(dims(&mut t), clip_dims);
     let _ = std::fs::remove_dir_all(bad);
+    let _ = std::fs::remove_dir_all(clip);
+    assert_no_restart();
+}
+
+/// Values to try for an argument of SQL type `ty`: NULL, empties, extremes,
+/// NaN and infinities, huge inputs, wrong shapes.
+fn extremes(ty: &str) -> Vec<&'static str> {
+    let mut v = vec!["NULL"];
+    v.extend(match ty {
+        "bigint" => vec!["0", "-1", "9223372036854775807", "-9223372036854775808"],
+        "integer" => vec!["0", "-1", "2147483647", "-2147483648", "100000"],
+        "boolean" => vec!["true", "false"],
+        "text" => vec![
+            "''",
+            "'nope'",
+            "repeat('x', 100000)",
+            "'SELECT 1'",
+            "'trainer.clicks'",
+            "'pg_catalog.pg_authid'",
+            "'\"'",
+        ],
+        "jsonb" => vec![
+            "'{}'",
+            "'[]'",
+            "'null'",
+            "'{\"factors\": 1000000000}'",
+            "'{\"factors\": 1024, \"iterations\": 10000}'",
+            "'{\"iterations\": -1}'",
+            "'{\"learning_rate\": 1e308}'",
+            "'{\"unknown\": 1}'",
+            "'{\"layers\": [1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024], \"factors\": 1024}'",
+        ],
+        "bigint[]" => {
+            vec!["'{}'", "'{NULL}'", "ARRAY[9223372036854775807]", "ARRAY(SELECT generate_series(1, 200000))::bigint[]"]
+        }
+        "text[]" => {
+            vec!["'{}'", "'{NULL}'", "ARRAY[repeat('a b ', 20000)]", "ARRAY(SELECT 'x' FROM generate_series(1, 5000))"]
+        }
+        "embedding" => vec!["'[0,0,0,0]'", "'[1]'", "'[3e38,3e38,3e38,3e38]'", "'[-3e38,3e38,-3e38,3e38]'"],
+        "embedding[]" => vec!["'{}'", "ARRAY['[1]'::embedding, '[1,2]']"],
+        "double precision[]" => {
+            vec!["'{}'", "'{NaN}'", "'{Infinity,1,2}'", "'{0,0,0}'", "'{1e308,1e308}'", "'{{1,2},{3,4}}'", "'{NULL,1}'"]
+        }
+        "real[]" | "numeric[]" | "integer[]" => {
+            vec!["'{}'", "'{NULL}'", "'{1,NULL}'", "'{{1,2},{3,4}}'", "ARRAY(SELECT 1 FROM generate_series(1, 16001))"]
+        }
+        "bytea" => vec!["''", "'\\x00'", "'\\x89504e470d0a1a0a'", "decode(repeat('ff', 100000), 'hex')"],
+        "bytea[]" => vec!["'{}'", "ARRAY[''::bytea]"],
+        "cstring" => vec!["''", "'['", "'[1e99]'", "'[NaN]'", "'[1,2'", "repeat('1,', 20000)"],
+        "cstring[]" => vec!["'{}'", "'{abc}'", "'{-1}'", "'{99999999999}'", "'{1,2}'"],
+        "oid" => vec!["0", "4294967295"],
+        "regrole" => vec!["0", "'postgres'"],
+        "regrole[]" => vec!["'{}'", "ARRAY[0::oid::regrole]"],
+        _ => vec![],
+    });
+    v
+}
+
+/// A value of type `ty` for argument `name` that the call might accept.
+fn usual(name: &str, ty: &str) -> &'static str {
+    match (name, ty) {
+        ("model" | "name", _) => "'sweep'",
+        ("algorithm", _) => "'bpr'",
+        ("interactions" | "test", _) => "'trainer.clicks'",
+        ("encoder", _) => "'sweep_enc'",
+        ("params", _) => "'{\"iterations\": 1}'",
+        ("template", _) => "'a photo of a {}'",
+        ("path", _) => "'/nonexistent'",
+        ("target", _) => "'sweep_export'",
+        ("role", _) => "'public'",
+        ("user_column", _) => "'user_id'",
+        ("item_column", _) => "'item_id'",
+        (_, "text") => "'hello'",
+        (_, "bigint") => "1",
+        (_, "integer") => "2",
+        (_, "boolean") => "false",
+        (_, "embedding") => "'[1,2,3,4]'",
+        (_, "double precision[]") => "'{1,1,2,3,4}'",
+        (_, "real[]" | "numeric[]" | "integer[]") => "'{1,2,3,4}'",
+        (_, "bigint[]") => "'{1,2}'",
+        (_, "text[]") => "'{cat,dog}'",
+        (_, "bytea") => "'\\x00'",
+        (_, "cstring") => "'[1,2]'",
+        (_, "cstring[]") => "'{4}'",
+        (_, "oid") => "0",
+        (_, "regrole") => "'postgres'",
+        (_, "regrole[]") => "'{}'",
+        _ => "NULL",
+    }
+}
+
+#[test]
+fn every_function_answers_bad_input_with_an_error_or_a_result() {
+    let Some(mut c) = admin() else { return };
+    let clip = clip_copy("sweep", |_| {});
+    c.execute("SELECT * FROM load_encoder('sweep_enc', $1)", &[&clip]).unwrap();
+    c.batch_execute(&format!("SELECT grant_model('shop', '{TRAINER}')")).unwrap();
+    let functions: Vec<(String, Vec<(String, String)>)> = c
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(p.proname), coalesce((SELECT array_agg(coalesce(p.proargnames[i], 'arg' || i) ORDER BY i)
+                                         FROM generate_series(1, p.pronargs) i), '{}'),
+                    coalesce((SELECT array_agg(format_type(p.proargtypes[i - 1], NULL) ORDER BY i)
+                              FROM generate_series(1, p.pronargs) i), '{}')
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
+             JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'pgrec'
+             WHERE p.prokind = 'f' AND NOT 'internal'::regtype = ANY (p.proargtypes::oid[])
+             ORDER BY p.proname IN ('drop_model', 'drop_encoder'), 1, 2",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let names: Vec<String> = r.get(1);
+            let types: Vec<String> = r.get(2);
+            (r.get(0), names.into_iter().zip(types).collect())
+        })
+        .collect();
+    assert!(functions.len() >= 50, "{} functions", functions.len());
+    let mut t = connect(TRAINER);
+    let mut failures = Vec::new();
+    let (mut calls, mut ok) = (0, 0);
+    for (f, args) in &functions {
+        for (k, (_, ty)) in args.iter().enumerate() {
+            for value in extremes(ty) {
+                let list: Vec<String> = args
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (n, ty))| format!("{}::{ty}", if j == k { value } else { usual(n, ty) }))
+                    .collect();
+                let sql = format!("SELECT count(*) FROM (SELECT {f}({})) s", list.join(", "));
+                calls += 1;
+                let _ = t.batch_execute(
+                    "SET statement_timeout = '5s'; SELECT count(*) FROM (SELECT 1 WHERE NOT EXISTS
+                       (SELECT 1 FROM pgrec.models WHERE name = 'sweep')) s,
+                       LATERAL train('sweep', 'bpr', 'trainer.clicks', '{\"iterations\": 1, \"factors\": 4}') t",
+                );
+                match t.batch_execute(&sql) {
+                    Ok(()) => ok += 1,
+                    Err(e) => match e.code() {
+                        Some(code) if *code == SqlState::INTERNAL_ERROR => failures.push(format!("{sql}: XX000 {e}")),
+                        Some(code) => {
+                            if std::env::var("SWEEP_DEBUG").is_ok() {
+                                eprintln!("{} {sql}: {e}", code.code());
+                            }
+                        }
+                        None => {
+                            failures.push(format!("{sql}: connection lost: {e}"));
+                            t = connect(TRAINER);
+                        }
+                    },
+                }
+            }
+        }
+    }
+    eprintln!("{calls} calls over {} functions, {ok} answered with a result", functions.len());
+    assert!(failures.is_empty(), "{} of {calls} calls failed:\n{}", failures.len(), failures.join("\n"));
     let _ = std::fs::remove_dir_all(clip);
     assert_no_restart();
 }
