@@ -341,6 +341,8 @@ fn another_sessions_drop_and_retrain_is_seen_at_once() {
 #[test]
 fn serving_functions_work_in_parallel_plans() {
     let Some(mut c) = admin() else { return };
+    let clip = clip_copy("parallel", |_| {});
+    c.execute("SELECT * FROM load_encoder('par_enc', $1)", &[&clip]).unwrap();
     c.batch_execute(
         "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
          SET max_parallel_workers_per_gather = 2; SET enable_seqscan = on",
@@ -355,6 +357,9 @@ fn serving_functions_work_in_parallel_plans() {
         ("SELECT count(*) FROM trainer.clicks t JOIN recommend(ARRAY[1, 2], 50, 'shop') r ON t.item_id = r.item_id", true),
         ("SELECT count(*) FROM trainer.clicks t JOIN recommend_for_items(ARRAY[1], 50, 'shop') r ON t.item_id = r.item_id", true),
         ("SELECT count(*) FROM trainer.clicks t JOIN pgrec.models m ON m.name = 'shop'", true),
+        ("SELECT count(*) FROM trainer.clicks t JOIN recommend(1, 50, 'cknn') r ON t.item_id = r.item_id", true),
+        ("SELECT count(*) FROM trainer.clicks t JOIN unnest(tokenize('par_enc', 'a red shoe')) w ON true", true),
+        ("SELECT count(*) FROM trainer.clicks t JOIN unnest(embed_text('par_enc', ARRAY['a red shoe'])) e ON true", true),
         ("SELECT count(*) FROM trainer.clicks t WHERE user_embedding('shop', t.user_id) IS NOT NULL", false),
         ("SELECT count(*) FROM trainer.clicks t WHERE item_embedding('shop', t.item_id) IS NOT NULL", false),
     ] {
@@ -364,6 +369,7 @@ fn serving_functions_work_in_parallel_plans() {
         let n = count(&mut c, sql);
         assert!(n > 0, "{sql}");
     }
+    let _ = std::fs::remove_dir_all(clip);
     assert_no_restart();
 }
 

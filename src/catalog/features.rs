@@ -226,12 +226,12 @@ unsafe fn simple_projection(plan: pg_sys::SPIPlanPtr, embedding: Option<pg_sys::
 }
 
 /// The `k` rows of a content_knn model's item table nearest by cosine to
-/// `profile`, without the ids in `exclude`, as (item id, cosine) — if
-/// Postgres answers that with an index (a `pgrec_hnsw` index with
-/// `embedding_cosine_ops` on the column); `None` when it would scan every
-/// row, which the model's own vectors do faster, or when the table is gone.
-/// Rows added to the table since training are among the answers. The query
-/// runs as the caller, who needs SELECT on the table.
+/// `profile`, without the ids in `exclude`, as (item id, cosine) — if the
+/// vector column has a `pgrec_hnsw` index with `embedding_cosine_ops`; `None`
+/// without one (the model's own vectors are then faster than a scan of the
+/// table) or when the table is gone. Rows added to the table since training
+/// are among the answers. The query runs as the caller, who needs SELECT on
+/// the table.
 pub fn nearest(src: &ContentSource, profile: &[f32], exclude: &[i64], k: usize) -> Result<Option<Vec<(i64, f32)>>> {
     // SAFETY: syscache lookups on the backend's thread; each returns NULL
     // (checked) for a relation that no longer exists.
@@ -255,6 +255,9 @@ pub fn nearest(src: &ContentSource, profile: &[f32], exclude: &[i64], k: usize) 
         return Err(Error::new(ErrorKind::InsufficientPrivilege, format!("permission denied for table {table}"))
             .with_hint(format!("this content_knn model ranks the rows of {schema}.{table}: it needs SELECT on it")));
     }
+    if !has_cosine_index(src)? {
+        return Ok(None);
+    }
     let ext = access::schema()?;
     let sql = format!(
         "SELECT q.{id}::pg_catalog.int8, (1 - (q.{v} OPERATOR({ext}.<=>) $1::pg_catalog.float4[]::{ext}.embedding))::real FROM {rel} AS q
@@ -264,19 +267,8 @@ pub fn nearest(src: &ContentSource, profile: &[f32], exclude: &[i64], k: usize) 
         rel = quote_qualified_identifier(&schema, &table),
     );
     pinned(|| {
-        // EXPLAIN is a utility statement, which read-only SPI refuses; it
-        // writes nothing, so this is safe in parallel mode too.
-        Spi::connect_mut(|client| {
+        Spi::connect(|client| {
             let args = || [profile.to_vec().into(), exclude.to_vec().into(), (k as i64).into()];
-            let plan = client.update(&format!("EXPLAIN {sql}"), None, &args()).map_err(spi_error)?;
-            let mut indexed = false;
-            for row in plan {
-                let line: Option<String> = row.get(1).map_err(spi_error)?;
-                indexed |= line.is_some_and(|l| l.contains("Index Scan"));
-            }
-            if !indexed {
-                return Ok(None);
-            }
             let table = client.select(&sql, None, &args()).map_err(spi_error)?;
             // Sized by the rows that came back, not by the caller's k.
             let mut out = Vec::with_capacity(table.len());
@@ -288,6 +280,31 @@ pub fn nearest(src: &ContentSource, profile: &[f32], exclude: &[i64], k: usize) 
                 }
             }
             Ok(Some(out))
+        })
+    })
+}
+
+/// Whether `src`'s vector column has a usable `pgrec_hnsw` index for cosine
+/// distance (valid, not partial, on the column itself).
+fn has_cosine_index(src: &ContentSource) -> Result<bool> {
+    pinned(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT EXISTS (
+                         SELECT 1 FROM pg_catalog.pg_index i
+                         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+                         JOIN pg_catalog.pg_am a ON a.oid = c.relam
+                         JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[0]
+                         JOIN pg_catalog.pg_attribute t ON t.attrelid = i.indrelid AND t.attnum = i.indkey[0]
+                         WHERE i.indrelid = $1::pg_catalog.int8::pg_catalog.oid AND i.indisvalid AND i.indpred IS NULL
+                           AND a.amname = 'pgrec_hnsw' AND o.opcname = 'embedding_cosine_ops' AND t.attname = $2)",
+                    Some(1),
+                    &[(src.relation.to_u32() as i64).into(), src.vector_column.as_str().into()],
+                )
+                .and_then(|t| t.first().get_one::<bool>())
+                .map(|b| b.unwrap_or(false))
+                .map_err(spi_error)
         })
     })
 }
