@@ -138,7 +138,8 @@ EOF
     fi
     if ! as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         log "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$port ($data)"
-        as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+        # RUST_BACKTRACE=1: the tests check that no backtrace reaches a client anyway.
+        as_owner env RUST_BACKTRACE=1 "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \
             || { tail -20 "$dir/server.log" >&2; die "cluster $name did not start"; }
     fi
 }

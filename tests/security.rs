@@ -39,7 +39,11 @@ fn admin() -> Option<Client> {
     c.batch_execute("SET client_min_messages = warning").unwrap();
     STARTED.get_or_init(|| {
         for r in [APP, TRAINER, HOSTILE] {
-            c.batch_execute(&format!("DROP ROLE IF EXISTS {r}; CREATE ROLE {r} LOGIN")).unwrap();
+            c.batch_execute(&format!(
+                "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{r}') THEN DROP OWNED BY {r}; END IF; END $$;
+                 DROP ROLE IF EXISTS {r}; CREATE ROLE {r} LOGIN"
+            ))
+            .unwrap();
         }
         // The documented grants: the app role needs none beyond what PUBLIC
         // has (EXECUTE on pgrec's functions, USAGE on schema pgrec) plus
@@ -394,6 +398,12 @@ fn guard_settings_are_for_superusers_and_the_prefix_is_reserved() {
     assert_eq!(count(&mut h, "SELECT count(*) FROM recommend(ARRAY[1, 2, 3]::bigint[], 2, 'h_threads')"), 6);
     assert_eq!(code(h.query("SET pgrec.no_such_setting = 1", &[])), SqlState::INVALID_NAME);
     c.batch_execute("SET pgrec.max_image_pixels = 1000").unwrap();
+    // An error raised inside pgrec's SPI reaches the client without the Rust
+    // backtrace pgrx would attach (the test cluster runs with RUST_BACKTRACE=1).
+    let e = h.query("SELECT * FROM train('bt', 'bpr', 'SELECT 1 / 0 AS user_id, 1 AS item_id')", &[]).unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::DIVISION_BY_ZERO);
+    assert!(db.detail().is_none_or(|d| !d.contains("pgrx") && !d.contains(".rs:")), "{:?}", db.detail());
     assert_no_restart();
 }
 
