@@ -11,6 +11,7 @@
 //! the caller's rights to a model are checked in Rust before.
 
 use std::ffi::CString;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -80,8 +81,27 @@ pub struct Extension {
     pub owner: pg_sys::Oid,
 }
 
+thread_local! {
+    /// The extension's schema and owner, by the extension's OID: neither can
+    /// change while the extension exists (it is not relocatable, and
+    /// extensions have no ALTER ... OWNER), and a re-created extension has a
+    /// new OID. Saves a query on every call that reads the registry.
+    static EXTENSION: std::cell::RefCell<Option<(pg_sys::Oid, Rc<Extension>)>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Must run pinned.
-fn extension() -> Result<Extension> {
+fn extension() -> Result<Rc<Extension>> {
+    // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid.
+    let oid = unsafe { pg_sys::get_extension_oid(c"pgrec".as_ptr(), true) };
+    if let Some(e) = EXTENSION.with(|c| c.borrow().as_ref().filter(|(o, _)| *o == oid).map(|(_, e)| e.clone())) {
+        return Ok(e);
+    }
+    let e = Rc::new(read_extension()?);
+    EXTENSION.with(|c| *c.borrow_mut() = Some((oid, e.clone())));
+    Ok(e)
+}
+
+fn read_extension() -> Result<Extension> {
     Spi::connect(|client| {
         let t = client
             .select(
@@ -108,7 +128,7 @@ fn extension() -> Result<Extension> {
 
 /// The extension's schema, quoted for use in SQL text (`public`, `"my schema"`).
 pub fn schema() -> Result<String> {
-    Ok(pgrx::spi::quote_identifier(pinned(extension)?.schema))
+    Ok(pgrx::spi::quote_identifier(&pinned(extension)?.schema))
 }
 
 /// Runs `f` pinned and as the extension's owner, who owns the registry
