@@ -100,6 +100,28 @@ pub fn max_train_memory_bytes() -> u64 {
     MAX_TRAIN_MEMORY_MB.get().max(16) as u64 * 1024 * 1024
 }
 
+/// Bytes a training holds per input row at least (the row as read, the
+/// dataset, its splits): `rows` of `what` are refused before pgrec copies
+/// them if that alone passes `pgrec.max_train_memory`.
+const BYTES_PER_ROW: u64 = 96;
+
+pub fn check_rows_fit(rows: usize, what: &str) -> crate::error::Result<()> {
+    let need = rows as u64 * BYTES_PER_ROW;
+    let limit = max_train_memory_bytes();
+    if need <= limit {
+        return Ok(());
+    }
+    Err(crate::error::Error::new(
+        crate::error::ErrorKind::ProgramLimitExceeded,
+        format!(
+            "{rows} rows of {what} would need about {} MB, more than pgrec.max_train_memory ({} MB)",
+            need.div_ceil(1 << 20),
+            limit >> 20
+        ),
+    )
+    .with_hint("train on a sample of the rows, or ask a superuser to raise pgrec.max_train_memory"))
+}
+
 pub fn max_image_pixels() -> u64 {
     MAX_IMAGE_PIXELS.get().max(1) as u64
 }

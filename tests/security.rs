@@ -318,6 +318,25 @@ fn diverged_trainings_stop_with_an_error_and_store_nothing() {
         assert_eq!(code(r), SqlState::NUMERIC_VALUE_OUT_OF_RANGE, "{algorithm}");
     }
     assert_eq!(count(&mut c, "SELECT count(*) FROM pgrec.model_versions WHERE name = 'nan'"), 0);
+    // A timestamp column of the wrong type is named, not a raw 42883.
+    let r = t.query(
+        "SELECT * FROM train('ts', 'bpr', 'SELECT user_id, item_id, user_id::text AS ts FROM trainer.clicks', ts_column => 'ts')",
+        &[],
+    );
+    let m = message(r);
+    assert_eq!(m, "column \"ts\" (ts) must be an integer, date, timestamp or timestamptz, not text");
+    // Rows beyond what pgrec.max_train_memory can hold are refused before
+    // they are copied.
+    c.batch_execute("SET pgrec.max_train_memory = 16").unwrap();
+    let r = c.query(
+        "SELECT * FROM train('rows', 'popular', 'SELECT 1 AS user_id, i AS item_id FROM generate_series(1, 200000) i')",
+        &[],
+    );
+    assert_eq!(
+        message(r),
+        "200000 rows of interactions would need about 19 MB, more than pgrec.max_train_memory (16 MB)"
+    );
+    c.batch_execute("RESET pgrec.max_train_memory").unwrap();
     assert_no_restart();
 }
 

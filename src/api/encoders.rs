@@ -19,6 +19,20 @@ fn model_workers() -> Result<std::rc::Rc<rayon::ThreadPool>> {
     workers()
 }
 
+/// An array of `n` vectors of `dims` floats must fit in one Postgres value
+/// (1 GB): refused before any is computed.
+fn check_result_size(n: usize, dims: usize) -> Result<()> {
+    const MAX_BYTES: usize = 1 << 30;
+    if n.saturating_mul(dims.saturating_mul(4) + 8) <= MAX_BYTES {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::ProgramLimitExceeded,
+        format!("{n} embeddings of {dims} dimensions exceed the 1 GB limit of one array"),
+    )
+    .with_hint("embed fewer inputs per call, e.g. in batches of 10000 rows"))
+}
+
 /// Texts per forward-pass group between two checks for Ctrl-C and
 /// statement_timeout (about a second of MiniLM on two cores).
 const TEXTS_PER_CHECK: usize = 64;
@@ -27,6 +41,7 @@ const TEXTS_PER_CHECK: usize = 64;
 /// so each group pads little), checking for interrupts between groups; a
 /// NOTICE names each input that was cut to the model's token limit.
 fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    check_result_size(texts.len(), encoder.dims())?;
     let pool = model_workers()?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&k| std::cmp::Reverse(texts[k].len()));
@@ -122,6 +137,7 @@ fn token_count(encoder: &str, input: &str) -> i32 {
 fn images(encoder: &str, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
     let enc = encoders::load(encoder)?;
     let clip = enc.clip(encoder)?;
+    check_result_size(images.len(), enc.dims())?;
     let max = guc::max_image_pixels();
     let pool = model_workers()?;
     let mut out = Vec::with_capacity(images.len());

@@ -59,6 +59,7 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
         let sql =
             format!("SELECT q.c1::pg_catalog.int8, {} FROM {from} AS q(c1, {})", cols.join(", "), aliases.join(", "));
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
+        crate::guc::check_rows_fit(table.len(), "item_features")?;
         let mut ids = Vec::with_capacity(table.len());
         let mut values: Vec<f32> = Vec::new();
         let mut dims: Vec<Option<usize>> = vec![None; n - 1];

@@ -24,6 +24,7 @@ pub fn read_triples(relations: &str, source: &str) -> Result<Vec<(i64, String, i
             "SELECT q.h::pg_catalog.int8, q.r::pg_catalog.text, q.t::pg_catalog.int8 FROM {from} AS q(h, r, t)"
         );
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
+        crate::guc::check_rows_fit(table.len(), source)?;
         let mut rows = Vec::with_capacity(table.len());
         for (k, r) in table.enumerate() {
             let head: i64 = r.get(1).map_err(spi_error)?.ok_or_else(|| null("the head", k + 1, source))?;
@@ -41,6 +42,7 @@ pub fn read_item_entities(item_entities: &str) -> Result<Vec<(i64, i64)>> {
         let from = from_item(client, item_entities)?;
         let sql = format!("SELECT q.i::pg_catalog.int8, q.e::pg_catalog.int8 FROM {from} AS q(i, e)");
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
+        crate::guc::check_rows_fit(table.len(), "item_entities")?;
         let mut rows = Vec::with_capacity(table.len());
         for (k, r) in table.enumerate() {
             let item: i64 = r.get(1).map_err(spi_error)?.ok_or_else(|| null("the item", k + 1, "item_entities"))?;

@@ -124,6 +124,7 @@ pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
             quote_ident(src.item_column)
         );
         let table = client.select(&sql, None, &[]).map_err(spi_error)?;
+        crate::guc::check_rows_fit(table.len(), "interactions")?;
         let mut rows = Vec::with_capacity(table.len());
         for (k, r) in table.enumerate() {
             let null = |what: &str| {
