@@ -52,6 +52,17 @@ struct Acl {
 }
 
 impl Acl {
+    /// From `owner::oid::int8, readers::oid[]::int8[], public` at columns
+    /// `at`, `at + 1`, `at + 2` of a registry row.
+    fn read(r: &pgrx::spi::SpiHeapTupleData<'_>, at: usize) -> Result<Acl> {
+        let readers: Vec<i64> = r.get(at + 1).map_err(spi_error)?.unwrap_or_default();
+        Ok(Acl {
+            owner: oid(r.get(at).map_err(spi_error)?),
+            readers: readers.into_iter().map(|o| oid(Some(o))).collect(),
+            public: r.get(at + 2).map_err(spi_error)?.unwrap_or(false),
+        })
+    }
+
     fn may_use(&self, role: Oid) -> bool {
         self.public
             || access::has_privs_of(role, self.owner)
@@ -68,21 +79,7 @@ fn acl(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<Option<Acl>> {
             &[name.into()],
         )
         .map_err(spi_error)?;
-    if t.is_empty() {
-        return Ok(None);
-    }
-    let r = t.first();
-    Ok(Some(Acl {
-        owner: oid(r.get(1).map_err(spi_error)?),
-        readers: r
-            .get::<Vec<i64>>(2)
-            .map_err(spi_error)?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| oid(Some(o)))
-            .collect(),
-        public: r.get(3).map_err(spi_error)?.unwrap_or(false),
-    }))
+    t.into_iter().next().map(|r| Acl::read(&r, 1)).transpose()
 }
 
 /// Fails unless `role` may change model `name` (absent models may be made).
@@ -429,17 +426,7 @@ fn read_deployed(name: Option<&str>) -> Result<Vec<Deployed>> {
                 name: r.get(1).map_err(spi_error)?.unwrap_or_default(),
                 version: r.get(2).map_err(spi_error)?.unwrap_or_default(),
                 id: r.get(3).map_err(spi_error)?.unwrap_or_default(),
-                acl: Acl {
-                    owner: oid(r.get(4).map_err(spi_error)?),
-                    readers: r
-                        .get::<Vec<i64>>(5)
-                        .map_err(spi_error)?
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|o| oid(Some(o)))
-                        .collect(),
-                    public: r.get(6).map_err(spi_error)?.unwrap_or(false),
-                },
+                acl: Acl::read(&r, 4)?,
                 source,
             });
         }
