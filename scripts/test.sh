@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test tier of pgrec on this machine, installing what is missing first:
 #   1. purity    the pure cores (src/kernels, ann, embed, recsys) never import pgrx
+#      released  the SQL scripts already shipped are byte for byte as released
 #   2. unit      `cargo test --lib` for the pure Rust code
 #   3. pgrx      `cargo pgrx test pg15` in-process tests (src/pg_tests.rs)
 #   4. regress   golden SQL tests in pg_test/ through PostgreSQL's pg_regress
 #   5. driver    integration tests in tests/ through the Rust `postgres` driver
+#                (among them tests/upgrade.rs: ALTER EXTENSION pgrec UPDATE from
+#                every released version, and tests/security.rs)
 #   6. crash     the HNSW index after the postmaster is killed mid-insert
 #                (scripts/crash-test.sh, on a cluster of its own)
 # Everything builds in the dev profile only (dependencies at opt-level 3).
@@ -64,6 +67,28 @@ if [ -n "$impure" ]; then
     record purity FAIL 0 1
 else
     record purity ok 4 0
+fi
+
+# 1b. Released SQL is never edited: every base and upgrade script that has
+#     shipped is listed with its checksum in sql/released/SHA256SUMS.
+log "tier released: shipped SQL scripts are unchanged"
+released_ok=0
+released_bad=0
+for f in "$REPO_ROOT"/sql/released/pgrec--*.sql "$REPO_ROOT"/sql/pgrec--*--*.sql; do
+    rel="${f#"$REPO_ROOT"/sql/}"
+    want=$(awk -v f="$rel" '$2 == f { print $1 }' "$REPO_ROOT/sql/released/SHA256SUMS")
+    have=$(sha256sum "$f" | cut -d' ' -f1)
+    if [ -n "$want" ] && [ "$want" = "$have" ]; then
+        released_ok=$((released_ok + 1))
+    else
+        echo "sql/$rel: ${want:+edited after its release (checksum differs from sql/released/SHA256SUMS)}${want:-not listed in sql/released/SHA256SUMS}" >&2
+        released_bad=$((released_bad + 1))
+    fi
+done
+if [ "$released_bad" -eq 0 ] && [ "$released_ok" -gt 0 ]; then
+    record released ok "$released_ok" 0
+else
+    record released FAIL "$released_ok" "$((released_bad > 0 ? released_bad : 1))"
 fi
 
 # 2. Unit tests of the pure Rust code. In-process #[pg_test]s need a server and

@@ -15,8 +15,8 @@ CREATE TABLE pgrec.encoder_registry (
     bytes        bigint NOT NULL,
     -- From a sequence, never reused: what per-connection caches are keyed on.
     revision     bigint NOT NULL DEFAULT pg_catalog.nextval('pgrec.encoder_revisions'),
-    owner        regrole NOT NULL,
-    loaded_at    timestamptz NOT NULL DEFAULT now()
+    loaded_at    timestamptz NOT NULL DEFAULT now(),
+    owner        regrole NOT NULL
 );
 COMMENT ON TABLE pgrec.encoder_registry IS 'pgrec encoders: model folders registered with load_encoder()';
 SELECT pg_catalog.pg_extension_config_dump('pgrec.encoder_registry', '');

@@ -44,6 +44,9 @@ pub enum ErrorKind {
     InsufficientPrivilege,
     /// 0A000: a model architecture or format pgrec does not support.
     FeatureNotSupported,
+    /// 55000: the database is not ready for the call (the extension's SQL is
+    /// another version than the library's).
+    ObjectNotInPrerequisiteState,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -27,6 +27,7 @@ fn code(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::IoError => ERRCODE_IO_ERROR,
         ErrorKind::InsufficientPrivilege => ERRCODE_INSUFFICIENT_PRIVILEGE,
         ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
+        ErrorKind::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
     }
 }
 

@@ -66,9 +66,45 @@ fn candidate_pool(s: &Served, candidates: Option<Array<'_, i64>>) -> Option<Vec<
     candidates.map(|c| s.item_indices(&c.iter().flatten().collect::<Vec<_>>()))
 }
 
+/// Arguments of `train` in this library's SQL.
+const TRAIN_ARGS: i16 = 12;
+
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_train_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    const V1_API: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1_API
+}
+
+/// `train`'s symbol. Its argument list grew from 8 to 12 before the first
+/// release, and a database holding an older `CREATE FUNCTION train` would
+/// otherwise reach pgrx's argument unboxing and fail there (XX000): this
+/// checks the count first and says which versions disagree. A function whose
+/// arguments change gets the same guard.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn train_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: Postgres passes a valid fcinfo for the duration of the call.
+    let nargs = unsafe { (*fcinfo).nargs };
+    if nargs != TRAIN_ARGS {
+        crate::catalog::access::check_version()
+            .and_then(|()| {
+                Err::<(), _>(Error::new(
+                    ErrorKind::ObjectNotInPrerequisiteState,
+                    format!("train() is declared with {nargs} arguments in this database; the pgrec library's takes {TRAIN_ARGS}"),
+                )
+                .with_hint("reinstall the extension's SQL: ALTER EXTENSION pgrec UPDATE, or DROP and CREATE EXTENSION"))
+            })
+            .or_raise();
+    }
+    // SAFETY: the same fcinfo, whose argument count is the one this
+    // library's wrapper unboxes.
+    unsafe { train_impl_wrapper(fcinfo) }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(sql = false)]
-fn train(
+fn train_impl(
     name: Option<&str>,
     algorithm: Option<&str>,
     interactions: Option<&str>,

@@ -8,10 +8,10 @@
 //! schema of their search_path can stand in for a built-in one. The registry
 //! tables are read and written only under [`as_registry_owner`], which also
 //! runs as the extension's owner: no other role needs privileges on them, and
-//! the caller's rights to a model are checked in Rust before.
+//! the caller's rights to a model are checked in Rust before, and only when
+//! the extension's SQL in this database is the version this library reads.
 
 use std::ffi::CString;
-use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -75,41 +75,64 @@ pub fn caller() -> pg_sys::Oid {
     unsafe { pg_sys::GetUserId() }
 }
 
-/// The extension's schema and owner.
+/// The extension's schema, owner and installed SQL version.
 pub struct Extension {
     pub schema: String,
     pub owner: pg_sys::Oid,
+    pub version: String,
+}
+
+/// The SQL version this library was built for (`default_version` in
+/// pgrec.control is the crate's version).
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The error for a database whose pgrec SQL is not this library's version:
+/// its catalogue (tables, function signatures) is not what this code reads.
+pub fn version_mismatch(installed: &str) -> Error {
+    Error::new(
+        ErrorKind::ObjectNotInPrerequisiteState,
+        format!("the pgrec library is {LIBRARY_VERSION} but the extension in this database is {installed}"),
+    )
+    .with_hint("ALTER EXTENSION pgrec UPDATE")
+}
+
+/// Fails unless the extension in this database is this library's version.
+pub fn check_version() -> Result<()> {
+    let e = pinned(extension)?;
+    if e.version == LIBRARY_VERSION {
+        Ok(())
+    } else {
+        Err(version_mismatch(&e.version))
+    }
 }
 
 thread_local! {
-    /// The extension's schema and owner, by the extension's OID: neither can
-    /// change while the extension exists (it is not relocatable, and
-    /// extensions have no ALTER ... OWNER), and a re-created extension has a
-    /// new OID. Saves a query on every call that reads the registry.
-    static EXTENSION: std::cell::RefCell<Option<(pg_sys::Oid, Rc<Extension>)>> = const { std::cell::RefCell::new(None) };
+    /// `extension`'s statement, planned once per backend. Not its answer:
+    /// `ALTER EXTENSION pgrec UPDATE` changes the version in place, and
+    /// pg_extension sends no invalidations a cache could follow.
+    static EXTENSION: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Must run pinned.
-fn extension() -> Result<Rc<Extension>> {
-    // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid.
-    let oid = unsafe { pg_sys::get_extension_oid(c"pgrec".as_ptr(), true) };
-    if let Some(e) = EXTENSION.with(|c| c.borrow().as_ref().filter(|(o, _)| *o == oid).map(|(_, e)| e.clone())) {
-        return Ok(e);
-    }
-    let e = Rc::new(read_extension()?);
-    EXTENSION.with(|c| *c.borrow_mut() = Some((oid, e.clone())));
-    Ok(e)
-}
-
-fn read_extension() -> Result<Extension> {
+/// The extension's schema, owner and version. Must run pinned.
+fn extension() -> Result<Extension> {
     Spi::connect(|client| {
-        let t = client
-            .select(
-                "SELECT n.nspname::text, e.extowner::int8 FROM pg_catalog.pg_extension e
-                 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgrec'",
-                Some(1),
-                &[],
-            )
+        let prepared = EXTENSION.with(|c| -> Result<()> {
+            if c.borrow().is_none() {
+                let p = client
+                    .prepare(
+                        "SELECT n.nspname::text, e.extowner::int8, e.extversion FROM pg_catalog.pg_extension e
+                         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgrec'",
+                        &[],
+                    )
+                    .map_err(spi_error)?;
+                *c.borrow_mut() = Some(p.keep());
+            }
+            Ok(())
+        });
+        prepared?;
+        let t = EXTENSION
+            .with(|c| c.borrow().as_ref().map(|p| client.select(p, Some(1), &[])))
+            .ok_or_else(|| Error::new(ErrorKind::DataException, "internal query failed: no plan"))?
             .map_err(spi_error)?;
         if t.is_empty() {
             return Err(Error::new(
@@ -122,20 +145,25 @@ fn read_extension() -> Result<Extension> {
         Ok(Extension {
             schema: r.get::<String>(1).map_err(spi_error)?.unwrap_or_default(),
             owner: pg_sys::Oid::from(r.get::<i64>(2).map_err(spi_error)?.unwrap_or_default() as u32),
+            version: r.get::<String>(3).map_err(spi_error)?.unwrap_or_default(),
         })
     })
 }
 
 /// The extension's schema, quoted for use in SQL text (`public`, `"my schema"`).
 pub fn schema() -> Result<String> {
-    Ok(pgrx::spi::quote_identifier(&pinned(extension)?.schema))
+    Ok(pgrx::spi::quote_identifier(pinned(extension)?.schema))
 }
 
 /// Runs `f` pinned and as the extension's owner, who owns the registry
 /// tables. `f` must only run pgrec's own SQL on them.
 pub fn as_registry_owner<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     let mut restore = pin_search_path();
-    let owner = extension()?.owner;
+    let ext = extension()?;
+    if ext.version != LIBRARY_VERSION {
+        return Err(version_mismatch(&ext.version));
+    }
+    let owner = ext.owner;
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
     // SAFETY: saves and switches the user id on the backend's thread, with
     // SECURITY_LOCAL_USERID_CHANGE as SECURITY DEFINER functions do; `restore`

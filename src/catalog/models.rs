@@ -487,7 +487,8 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
             t.first().get::<Vec<u8>>(1).map_err(spi_error)?.ok_or_else(|| unknown_model(&d.name))
         })
     })?;
-    let model = Model::from_bytes(&bytes)?;
+    let model = Model::from_bytes(&bytes)
+        .map_err(|e| Error { message: format!("model \"{}\" version {}: {}", d.name, d.version, e.message), ..e })?;
     drop(bytes);
     let users = model.user_ids.iter().enumerate().map(|(k, &u)| (u, k as u32)).collect();
     let items = model.item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();

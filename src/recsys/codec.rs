@@ -4,6 +4,16 @@
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// A stored model or graph in a format this build does not read: written by
+/// a newer pgrec (older formats are all read).
+pub(crate) fn unknown_format(what: &str, format: u32, newest: u32) -> Error {
+    Error::new(
+        ErrorKind::FeatureNotSupported,
+        format!("the stored {what} is in format {format}, written by a newer pgrec; this library reads formats 1 to {newest}"),
+    )
+    .with_hint("install the pgrec library that trained it, or train the model again with this one")
+}
+
 pub(crate) fn corrupt(what: &str) -> Error {
     Error::new(ErrorKind::DataCorrupted, format!("stored model is not valid: {what}"))
         .with_hint("train the model again")

@@ -7,7 +7,7 @@
 use ndarray::{Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{corrupt, Reader, Writer};
+use super::codec::{corrupt, unknown_format, Reader, Writer};
 use super::data::Csr;
 use super::metrics::{top_k, Scorer, TopK};
 use crate::error::{Error, ErrorKind, Result};
@@ -384,8 +384,11 @@ impl Model {
             return Err(corrupt("wrong magic"));
         }
         let format = r.u32()?;
-        if !(1..=FORMAT).contains(&format) {
-            return Err(corrupt(&format!("format {format}, this build reads 1 to {FORMAT}")));
+        if format > FORMAT {
+            return Err(unknown_format("model", format, FORMAT));
+        }
+        if format == 0 {
+            return Err(corrupt("format 0"));
         }
         let algorithm = Algorithm::parse(&r.str()?).map_err(|_| corrupt("unknown algorithm"))?;
         let user_ids = r.i64s()?;

@@ -266,3 +266,21 @@ fn diverged_factors_are_refused_with_the_fix_named() {
     assert_eq!(e.message, "bpr training diverged: the trained factors are not finite numbers; nothing was stored");
     assert_eq!(e.hint.as_deref(), Some("lower learning_rate, raise regularization, or scale the weights down"));
 }
+
+#[test]
+fn models_from_a_newer_format_are_refused_by_name() {
+    let ds = Dataset::from_rows(&planted(3)).unwrap();
+    let mut p = Params::defaults(Algorithm::Popular);
+    p.test_fraction = 0.0;
+    let t = fit(&ds, Algorithm::Popular, &p, 1, &mut |_| Ok(())).unwrap();
+    let mut bytes = t.model.to_bytes();
+    assert!(Model::from_bytes(&bytes).is_ok());
+    // The format number follows the 8-byte magic.
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let e = Model::from_bytes(&bytes).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
+    assert_eq!(
+        e.message,
+        "the stored model is in format 99, written by a newer pgrec; this library reads formats 1 to 2"
+    );
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use super::graph::Ckg;
 use super::KnowledgeGraph;
 use crate::error::Result;
-use crate::recsys::codec::{corrupt, Reader, Writer};
+use crate::recsys::codec::{corrupt, unknown_format, Reader, Writer};
 use crate::recsys::data::Csr;
 
 /// The attention-weighted collaborative knowledge graph of a trained model.
@@ -158,8 +158,13 @@ impl ExplainGraph {
 
     pub fn from_bytes(b: &[u8]) -> Result<ExplainGraph> {
         let mut r = Reader::new(b);
-        if r.take(MAGIC.len())? != MAGIC || r.u32()? != FORMAT {
+        if r.take(MAGIC.len())? != MAGIC {
             return Err(corrupt("wrong graph header"));
+        }
+        match r.u32()? {
+            FORMAT => {}
+            f if f > FORMAT => return Err(unknown_format("explanation graph", f, FORMAT)),
+            f => return Err(corrupt(&format!("graph format {f}"))),
         }
         let sizes = r.u32s()?;
         let [n_items, n_entities, n] = sizes[..] else { return Err(corrupt("graph sizes")) };
