@@ -77,6 +77,7 @@ fetch_pg() {
         python3 -m zipfile -e "$tmp"/*.whl "$root"
         rm -rf "$tmp"
         chmod +x "$root/$folder/bin/"*
+        find "$root/$folder" -name pg_regress -exec chmod +x {} +
         chmod -R a+rX "$root"
     fi
     "$PG_CONFIG" --version | grep -q "PostgreSQL $PG_MAJOR\." || die "$PG_CONFIG is not PostgreSQL $PG_MAJOR"

@@ -10,8 +10,10 @@
 # (./scripts/test.sh does that first). Last line: "N passed, N failed".
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-PORT=54826
-STANDBY_PORT=54827
+# Other PostgreSQL versions (PG_MAJOR) get clusters and ports of their own.
+sfx=""; [ "$PG_MAJOR" = 15 ] || sfx="-$PG_MAJOR"
+PORT=$((54826 + 20 * (PG_MAJOR - 15)))
+STANDBY_PORT=$((PORT + 1))
 DB=pgrec_crash
 passed=0
 failed=0
@@ -21,9 +23,9 @@ check() { # check NAME EXPECTED ACTUAL
 q() { pg_psql "${QPORT:-$PORT}" -d "$DB" -tA "$@"; }
 
 install_debian_packages
-dir="$(cluster_dir pgrec-crash)"
-trap 'stop_cluster pgrec-standby; stop_cluster pgrec-crash' EXIT
-start_cluster pgrec-crash "$PORT"
+dir="$(cluster_dir pgrec-crash$sfx)"
+trap 'stop_cluster pgrec-standby$sfx; stop_cluster pgrec-crash$sfx' EXIT
+start_cluster pgrec-crash$sfx "$PORT"
 pg_psql "$PORT" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 q <<'SQL'
 CREATE EXTENSION pgrec;
@@ -46,7 +48,7 @@ log "killing the postmaster during inserts (pg_ctl stop -m immediate)"
 as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
 wait "$writer" || true
 rm -f "$inserts"
-start_cluster pgrec-crash "$PORT"
+start_cluster pgrec-crash$sfx "$PORT"
 
 rows=$(q -c "SELECT count(*) FROM t")
 echo "rows after recovery: $rows"
@@ -87,7 +89,7 @@ rows=$(q -c "SELECT count(*) FROM t")
 check "after more inserts, deletes and VACUUM every row is reachable" "$rows" "$(reach 1)"
 
 # A streaming standby replays the indexes from WAL.
-standby="$(cluster_dir pgrec-standby)/data"
+standby="$(cluster_dir pgrec-standby$sfx)/data"
 rm -rf "$standby"
 log "pg_basebackup of the primary into a standby on port $STANDBY_PORT"
 as_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$standby" -R -X stream >/dev/null
