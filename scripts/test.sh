@@ -13,14 +13,40 @@
 # Everything builds in the dev profile only (dependencies at opt-level 3).
 # Exits non-zero if any tier fails; the last line is the summary.
 #
-# Usage: ./scripts/test.sh [--pg 15|16|18]
+# Usage: ./scripts/test.sh [--pg 15|16|18 | --all]
 #   --pg N   PostgreSQL N (15, Debian's, by default; 16 and 18 come from PyPI,
 #            see fetch_pg in common.sh): the unit tier is skipped (it does not
 #            touch PostgreSQL), every other tier runs against N.
+#   --all    15, 16 and 18 one after the other, then pg_upgrade from 15 to 18
+#            (scripts/pg-upgrade-test.sh), with one summary.
 case "${1:-}" in
     --pg) export PG_MAJOR="${2:?--pg needs a version}" ;;
+    --all)
+        # Every supported version in turn (what CI runs), one summary.
+        all_passed=0; all_failed=0; lines=()
+        for v in 15 16 18; do
+            out="$(mktemp)"
+            "$0" --pg "$v" 2>&1 | tee "$out" || true
+            read -r p f < <(awk '/^summary: [0-9]+ passed, [0-9]+ failed$/ { print $2, $4 }' "$out" | tail -1; echo "0 1")
+            lines+=("$(printf 'PostgreSQL %s: %s passed, %s failed' "$v" "$p" "$f")")
+            all_passed=$((all_passed + p)); all_failed=$((all_failed + f))
+            rm -f "$out"
+        done
+        # pg_upgrade 15 -> 18 with pgrec installed in both (done above).
+        out="$(mktemp)"
+        "$(dirname "$0")/pg-upgrade-test.sh" 2>&1 | tee "$out" || true
+        read -r p f < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { print $1, $3 }' "$out" | tail -1; echo "0 1")
+        lines+=("$(printf 'pg_upgrade 15 -> 18: %s passed, %s failed' "$p" "$f")")
+        all_passed=$((all_passed + p)); all_failed=$((all_failed + f))
+        rm -f "$out"
+        echo
+        printf '  %s\n' "${lines[@]}"
+        echo "summary: $all_passed passed, $all_failed failed"
+        [ "$all_failed" -eq 0 ]
+        exit
+        ;;
     "") ;;
-    *) echo "usage: $0 [--pg 15|16|18]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--pg 15|16|18 | --all]" >&2; exit 2 ;;
 esac
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

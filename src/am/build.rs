@@ -226,7 +226,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         }
         let metric = opclass_metric(index).or_raise();
         let params = options::params(index).or_raise();
-        let typmod = (*(*index).rd_att).attrs.as_slice(1)[0].atttypmod;
+        let typmod = super::column_typmod(index);
         let dims = if typmod > 0 { typmod as usize } else { 0 };
         if dims > 0 {
             check_fits(dims, params.m).or_raise();

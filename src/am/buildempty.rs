@@ -14,7 +14,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     // while it is formatted, and logged as a full page.
     unsafe {
         let params = options::params(index).or_raise();
-        let typmod = (*(*index).rd_att).attrs.as_slice(1)[0].atttypmod;
+        let typmod = super::column_typmod(index);
         let meta = Meta {
             dims: if typmod > 0 { typmod as u16 } else { 0 },
             metric: opclass_metric(index).or_raise(),

@@ -61,7 +61,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             for (i, &r) in newly_dead.iter().enumerate() {
                 if i % 256 == 0 {
                     pgrx::check_for_interrupts!();
-                    pg_sys::vacuum_delay_point();
+                    super::vacuum_delay_point();
                 }
                 g.write(r, |n| n.mark_deleted());
             }

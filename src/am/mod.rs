@@ -23,6 +23,31 @@ mod validate;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Internal};
 
+/// The type modifier (dimensions) of the index's one column, from the
+/// catalogue: the tuple descriptor's layout differs between versions (18
+/// keeps compact attributes beside it).
+///
+/// # Safety
+/// `index` is an open relation.
+pub(crate) unsafe fn column_typmod(index: pg_sys::Relation) -> i32 {
+    let (mut ty, mut typmod, mut collation) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+    // SAFETY: a syscache lookup of attribute 1 of an open index, which exists.
+    unsafe { pg_sys::get_atttypetypmodcoll((*index).rd_id, 1, &mut ty, &mut typmod, &mut collation) };
+    typmod
+}
+
+/// Lets vacuum's cost-based delay act between pages (18 asks whether it is
+/// ANALYZE that calls).
+pub(crate) fn vacuum_delay_point() {
+    // SAFETY: called on the backend's thread during a vacuum or index scan.
+    unsafe {
+        #[cfg(feature = "pg18")]
+        pg_sys::vacuum_delay_point(false);
+        #[cfg(not(feature = "pg18"))]
+        pg_sys::vacuum_delay_point();
+    }
+}
+
 /// Returns the `IndexAmRoutine` for `pgrec_hnsw`. Postgres calls this with no
 /// arguments (the SQL declaration's `internal` is a formality), so the wrapper
 /// reads none.
@@ -76,6 +101,13 @@ fn pgrec_hnsw_handler() -> Internal {
             amestimateparallelscan: None,
             aminitparallelscan: None,
             amparallelrescan: None,
+            // Fields newer than 15, tested on 16 and 18 (./scripts/test.sh
+            // --pg N) at their zero values: amsummarizing (16: not a BRIN-like
+            // summary), amcanbuildparallel (17: the build is already parallel
+            // inside ambuild, on pgrec's own threads), aminsertcleanup (17:
+            // inserts keep no state), and 18's amcanhash, amconsistentequality,
+            // amconsistentordering, amtranslatestrategy/amtranslatecmptype and
+            // amgettreeheight (no equality or btree semantics; no tree height).
             ..Default::default()
         };
         p

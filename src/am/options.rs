@@ -63,11 +63,16 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             optname: c"m".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(HnswOptions, m) as i32,
+            // PostgreSQL 18: no flag records whether the option was given.
+            #[cfg(feature = "pg18")]
+            isset_offset: 0,
         },
         pg_sys::relopt_parse_elt {
             optname: c"ef_construction".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(HnswOptions, ef_construction) as i32,
+            #[cfg(feature = "pg18")]
+            isset_offset: 0,
         },
     ];
     // SAFETY: the table describes HnswOptions exactly; build_reloptions pallocs

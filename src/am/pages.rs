@@ -276,7 +276,7 @@ impl PageGraph {
             let blocks = pg_sys::RelationGetNumberOfBlocksInFork(self.index, pg_sys::ForkNumber::MAIN_FORKNUM);
             for block in 1..blocks {
                 pgrx::check_for_interrupts!();
-                pg_sys::vacuum_delay_point();
+                super::vacuum_delay_point();
                 let buf = pg_sys::ReadBuffer(self.index, block);
                 pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
                 let page = pg_sys::BufferGetPage(buf);
