@@ -100,13 +100,10 @@ pub fn max_train_memory_bytes() -> u64 {
     MAX_TRAIN_MEMORY_MB.get().max(16) as u64 * 1024 * 1024
 }
 
-/// Bytes a training holds per input row at least (the row as read, the
-/// dataset, its splits): `rows` of `what` are refused before pgrec copies
-/// them if that alone passes `pgrec.max_train_memory`.
-const BYTES_PER_ROW: u64 = 96;
-
+/// `rows` of a training's relation `what` are refused before pgrec copies
+/// them if they alone would pass `pgrec.max_train_memory`.
 pub fn check_rows_fit(rows: usize, what: &str) -> crate::error::Result<()> {
-    let need = rows as u64 * BYTES_PER_ROW;
+    let need = rows as u64 * crate::recsys::memory::BYTES_PER_INTERACTION;
     let limit = max_train_memory_bytes();
     if need <= limit {
         return Ok(());

@@ -98,42 +98,66 @@ pub fn version_mismatch(installed: &str) -> Error {
 
 /// Fails unless the extension in this database is this library's version.
 pub fn check_version() -> Result<()> {
-    let e = pinned(extension)?;
-    if e.version == LIBRARY_VERSION {
-        Ok(())
-    } else {
-        Err(version_mismatch(&e.version))
+    pinned(extension)?.check_version()
+}
+
+impl Extension {
+    fn check_version(&self) -> Result<()> {
+        if self.version == LIBRARY_VERSION {
+            Ok(())
+        } else {
+            Err(version_mismatch(&self.version))
+        }
+    }
+}
+
+/// A statement planned once per backend and kept (`SPI_keepplan`), for the
+/// registry reads every serving call makes. Postgres re-plans it when the
+/// tables it reads change; it always runs pinned, so its plan never depends
+/// on a caller's search_path.
+pub struct Kept {
+    sql: &'static str,
+    args: &'static [pgrx::PgOid],
+    plan: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>>,
+}
+
+impl Kept {
+    pub const fn new(sql: &'static str, args: &'static [pgrx::PgOid]) -> Kept {
+        Kept { sql, args, plan: std::cell::RefCell::new(None) }
+    }
+
+    pub fn select<'conn>(
+        &self,
+        client: &pgrx::spi::SpiClient<'conn>,
+        limit: Option<i64>,
+        args: &[pgrx::datum::DatumWithOid<'_>],
+    ) -> Result<pgrx::spi::SpiTupleTable<'conn>> {
+        if self.plan.borrow().is_none() {
+            let p = client.prepare(self.sql, self.args).map_err(spi_error)?;
+            *self.plan.borrow_mut() = Some(p.keep());
+        }
+        let plan = self.plan.borrow();
+        let p = plan.as_ref().ok_or_else(|| Error::new(ErrorKind::DataException, "internal query failed: no plan"))?;
+        client.select(p, limit, args).map_err(spi_error)
     }
 }
 
 thread_local! {
-    /// `extension`'s statement, planned once per backend. Not its answer:
-    /// `ALTER EXTENSION pgrec UPDATE` changes the version in place, and
-    /// pg_extension sends no invalidations a cache could follow.
-    static EXTENSION: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> = const { std::cell::RefCell::new(None) };
+    /// Not a cache of the answer: `ALTER EXTENSION pgrec UPDATE` changes the
+    /// version in place, and pg_extension sends no invalidations to follow.
+    static EXTENSION: Kept = const {
+        Kept::new(
+            "SELECT n.nspname::text, e.extowner::int8, e.extversion FROM pg_catalog.pg_extension e
+             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgrec'",
+            &[],
+        )
+    };
 }
 
 /// The extension's schema, owner and version. Must run pinned.
 fn extension() -> Result<Extension> {
     Spi::connect(|client| {
-        let prepared = EXTENSION.with(|c| -> Result<()> {
-            if c.borrow().is_none() {
-                let p = client
-                    .prepare(
-                        "SELECT n.nspname::text, e.extowner::int8, e.extversion FROM pg_catalog.pg_extension e
-                         JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgrec'",
-                        &[],
-                    )
-                    .map_err(spi_error)?;
-                *c.borrow_mut() = Some(p.keep());
-            }
-            Ok(())
-        });
-        prepared?;
-        let t = EXTENSION
-            .with(|c| c.borrow().as_ref().map(|p| client.select(p, Some(1), &[])))
-            .ok_or_else(|| Error::new(ErrorKind::DataException, "internal query failed: no plan"))?
-            .map_err(spi_error)?;
+        let t = EXTENSION.with(|k| k.select(client, Some(1), &[]))?;
         if t.is_empty() {
             return Err(Error::new(
                 ErrorKind::UndefinedObject,
@@ -160,9 +184,7 @@ pub fn schema() -> Result<String> {
 pub fn as_registry_owner<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     let mut restore = pin_search_path();
     let ext = extension()?;
-    if ext.version != LIBRARY_VERSION {
-        return Err(version_mismatch(&ext.version));
-    }
+    ext.check_version()?;
     let owner = ext.owner;
     let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
     // SAFETY: saves and switches the user id on the backend's thread, with

@@ -42,7 +42,7 @@ pub fn register(name: &str, path: &str, store: bool) -> Result<Registered> {
     }
     access::check_may_read_server_files()?;
     let me = caller();
-    as_registry_owner(|| Spi::connect(|client| check_may_replace(&client, me, name)))?;
+    as_registry_owner(|| Spi::connect(|client| check_may_replace(client, me, name)))?;
     let files = ModelFiles::from_dir(Path::new(path))?;
     let encoder = Encoder::load(&files)?;
     let reg = Registered {

@@ -110,7 +110,7 @@ pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
                         ErrorKind::DatatypeMismatch,
                         format!(
                             "column \"{t}\" (ts) must be an integer, date, timestamp or timestamptz, not {}",
-                            type_name(&client, ty)
+                            type_name(client, ty)
                         ),
                     )
                     .with_hint("cast it in a query, e.g. interactions => 'SELECT user_id, item_id, ts::timestamptz AS ts FROM ...'"));

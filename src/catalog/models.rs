@@ -14,7 +14,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::access::{self, as_registry_owner, caller};
+use super::access::{self, as_registry_owner, caller, Kept};
 use super::spi_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::kgat::explain::ExplainGraph;
@@ -382,34 +382,21 @@ struct Deployed {
 }
 
 thread_local! {
-    /// `read_deployed`'s statement, planned once per backend: it runs on
-    /// every `recommend()` (always pinned, so its plan never depends on a
-    /// caller's search_path; Postgres re-plans it if the tables change).
-    static DEPLOYED: RefCell<Option<pgrx::spi::OwnedPreparedStatement>> = const { RefCell::new(None) };
+    /// `read_deployed`'s statement: it runs on every `recommend()`.
+    static DEPLOYED: Kept = const {
+        Kept::new(
+            "SELECT v.name, v.version, v.id, a.owner::oid::int8, a.readers::oid[]::int8[], a.public,
+                    v.source::oid::int8, v.source_columns
+             FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
+             WHERE v.deployed AND ($1::text IS NULL OR v.name = $1) ORDER BY v.name",
+            &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)],
+        )
+    };
 }
 
 fn read_deployed(name: Option<&str>) -> Result<Vec<Deployed>> {
     Spi::connect(|client| {
-        let plan = DEPLOYED.with(|d| -> Result<()> {
-            if d.borrow().is_none() {
-                let p = client
-                    .prepare(
-                        "SELECT v.name, v.version, v.id, a.owner::oid::int8, a.readers::oid[]::int8[], a.public,
-                                v.source::oid::int8, v.source_columns
-                         FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
-                         WHERE v.deployed AND ($1::text IS NULL OR v.name = $1) ORDER BY v.name",
-                        &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)],
-                    )
-                    .map_err(spi_error)?;
-                *d.borrow_mut() = Some(p.keep());
-            }
-            Ok(())
-        });
-        plan?;
-        let t = DEPLOYED
-            .with(|d| d.borrow().as_ref().map(|p| client.select(p, None, &[name.into()])))
-            .ok_or_else(|| Error::new(ErrorKind::DataException, "internal query failed: no plan"))?
-            .map_err(spi_error)?;
+        let t = DEPLOYED.with(|k| k.select(client, None, &[name.into()]))?;
         let mut out = Vec::new();
         for r in t {
             let columns: Vec<String> = r.get(8).map_err(spi_error)?.unwrap_or_default();

@@ -7,6 +7,10 @@
 
 use super::{Algorithm, Params};
 
+/// Bytes a training holds per interaction at least: the row as read, the
+/// dataset, its train/test splits and the seen matrix.
+pub const BYTES_PER_INTERACTION: u64 = 96;
+
 /// Sizes of a training's inputs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Shape {
@@ -26,8 +30,7 @@ pub struct Shape {
 pub fn estimate(algorithm: Algorithm, p: &Params, s: &Shape) -> (u64, &'static str) {
     let f = p.factors as u64;
     let (users, items, nnz) = (s.users as u64, s.items as u64, s.interactions as u64);
-    // Rows as read, the dataset, train/test splits and the seen matrix.
-    let data = nnz * 96;
+    let data = nnz * BYTES_PER_INTERACTION;
     // Factors plus the stored copy and scoring buffers.
     let model = (users + items) * f * 4 * 3 + items * 8 * 4;
     let (extra, driver) = match algorithm {
