@@ -4,8 +4,8 @@
 # encoder stored in the database is upgraded with pg_upgrade (copy mode) to
 # 18, and everything must answer there exactly as it did on 15.
 #
-# Needs pgrec installed into both (./scripts/test.sh and ./scripts/test.sh
-# --pg 18 do that). Prints `N passed, M failed` last; exits non-zero on failure.
+# Needs pgrec installed into both (./scripts/test.sh does that first, as do
+# --pg 15 and --pg 18). Prints `N passed, M failed` last; exits non-zero on failure.
 #
 # Usage: ./scripts/pg-upgrade-test.sh
 set -euo pipefail
@@ -27,7 +27,7 @@ PG_MAJOR=18 install_debian_packages
 NEW_BIN="$PG_BIN"
 for bin in "$OLD_BIN" "$NEW_BIN"; do
     [ -f "$("$bin/pg_config" --pkglibdir)/pgrec.so" ] \
-        || die "pgrec is not installed into $("$bin/pg_config" --version): run ./scripts/test.sh [--pg 18] first"
+        || die "pgrec is not installed into $("$bin/pg_config" --version): run ./scripts/test.sh --pg 15 and --pg 18 first"
 done
 
 old_dir="$(cluster_dir pgrec-pgupgrade-15)"
