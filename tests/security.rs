@@ -453,6 +453,9 @@ fn encoders_honour_cancel_and_read_only_what_the_model_can_use() {
     let minilm = std::env::var("PGREC_MINILM_DIR").expect("PGREC_MINILM_DIR (scripts/test.sh sets it)");
     c.execute("SELECT * FROM load_encoder('sec_minilm', $1)", &[&minilm]).unwrap();
     let mut t = connect(TRAINER);
+    // The session reads the stored model once (tens of MB, seconds on a busy
+    // machine) before any timing below starts.
+    t.query_one("SELECT dims(embed_text('sec_minilm', 'warm'))", &[]).unwrap();
     t.batch_execute("SET statement_timeout = '2s'").unwrap();
     let began = Instant::now();
     let r = t
