@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
 use super::hnsw::{repair, select_neighbors, BuildParams};
-use super::search::{search, search_layer, Graph, Scored};
+use super::search::{search, search_layer, Graph, Scored, UPPER_EF};
 
 /// Write access to a graph, for one writer at a time.
 pub trait GraphMut: Graph {
@@ -68,7 +68,7 @@ where
 }
 
 /// The planning half of an HNSW insert, shared by the parallel build and
-/// [`link_new_node`]: greedy descent from `entry` to the node's top level, then on
+/// [`link_new_node`]: a narrow descent ([`UPPER_EF`]) from `entry` to the node's top level, then on
 /// each of its levels (top down) a search with ef_construction and the neighbour
 /// heuristic. Returns the links to give the node per level; `dist` measures
 /// between two stored nodes.
@@ -84,7 +84,7 @@ pub(super) fn plan_links<G: Graph>(
     let mut cur = vec![Scored { dist: g.distance(vector, ep), node: ep }];
     for lv in (level + 1..=top).rev() {
         let mut visited = g.visited();
-        cur = search_layer(g, vector, &cur, 1, lv, &mut visited);
+        cur = search_layer(g, vector, &cur, UPPER_EF, lv, &mut visited);
     }
     let mut plans = Vec::with_capacity(level.min(top) + 1);
     for lv in (0..=level.min(top)).rev() {
