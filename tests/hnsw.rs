@@ -63,7 +63,7 @@ fn recall(c: &mut Client, sql: &str, queries: &[Emb]) -> f64 {
 }
 
 #[test]
-fn recall_at_10_is_at_least_095_for_each_operator_class() {
+fn recall_at_10_is_at_least_099_for_each_operator_class() {
     let Some(mut c) = common::client(DB) else { return };
     let queries = load(&mut c, "rec", 7);
     for (opclass, op) in [("embedding_l2_ops", "<->"), ("embedding_cosine_ops", "<=>"), ("embedding_ip_ops", "<#>")] {
@@ -77,9 +77,20 @@ fn recall_at_10_is_at_least_095_for_each_operator_class() {
         assert!(plan.iter().any(|l| l.contains("Index Scan using rec_e")), "{opclass}: planner chose {plan:?}");
         let r = recall(&mut c, &sql, &queries);
         eprintln!("{opclass}: recall@10 {r:.3} at the default ef_search");
-        assert!(r >= 0.95, "{opclass}: recall@10 {r:.3} < 0.95");
+        assert!(r >= 0.99, "{opclass}: recall@10 {r:.3} < 0.99");
+        c.batch_execute("SET pgrec.ef_search = 10").unwrap();
+        let r10 = recall(&mut c, &sql, &queries);
+        c.batch_execute("RESET pgrec.ef_search").unwrap();
+        eprintln!("{opclass}: recall@10 {r10:.3} at ef_search 10");
+        assert!(r10 >= FLOOR_EF10, "{opclass}: recall@10 {r10:.3} < {FLOOR_EF10} at ef_search 10");
     }
 }
+
+/// The graph reaches 0.998–1.000 at ef_search 10 on these rows (three runs of
+/// each operator class); the margin is for the parallel build's run-to-run
+/// differences. Before the upper layers were searched with a beam the default
+/// ef_search (40) was held to 0.95.
+const FLOOR_EF10: f64 = 0.98;
 
 #[test]
 fn recall_after_deleting_a_fifth_and_vacuum_stays_within_002_of_a_fresh_build() {
