@@ -1,19 +1,28 @@
-//! End-to-end benchmark of the `pgrec_hnsw` index in PostgreSQL, on 100,000
-//! embedding-shaped vectors (clustered near a 32-dimensional subspace, small
-//! noise: `ann::synth`) of 128 and of 384 dimensions, cosine, m = 16,
-//! ef_construction = 64: build time, index size, and for ef_search in
-//! {10, 20, 40, 80, 160} recall@10 against exact search, p50 latency of a
-//! prepared query from one client, and queries/s from pgbench (prepared, query
-//! vector read from a small table by a random id) with one and with two clients.
+//! `pgrec_hnsw` beside pgvector's `hnsw`, in one PostgreSQL 15, on the same
+//! rows: build time (both in parallel on this machine's cores: pgrec with
+//! `pgrec.threads`, pgvector with `max_parallel_maintenance_workers` = cores − 1),
+//! index size, and for ef_search in {10, 20, 40, 80, 160} recall@10 against
+//! exact search, p50 latency of a prepared query from one client, and
+//! queries/s from pgbench (prepared, the query vector read from a table by a
+//! random id) with one and with two clients; then, for each of pgvector's
+//! points, the smallest pgrec ef_search with at least its recall and both q/s.
 //!
-//! pgvector, the peer, cannot be installed on this machine (not in Debian 12's
-//! archive, no network beyond the package registries), so its figures are the
-//! ones the index issue quotes for pgvector 0.8.6 on this 2-core machine and data
-//! of this shape, printed beside ours and labelled as quoted.
+//! Data (`ann::synth`, embedding-shaped: 100 clusters near a 32-dimensional
+//! subspace), m = 16, ef_construction = 64, maintenance_work_mem = 2 GB:
+//!   l2      50,000 × 128, L2, 1,000 held-out queries (the index issue's set)
+//!   cos384  100,000 × 384, cosine, 1,000 queries
+//!   l2-1m   1,000,000 × 128, L2, 100 queries (build time and size above all)
+//!
+//! pgvector 0.8.6 is built from ../shared/peers/pgvector-0.8.6.tar.gz and
+//! installed into the cluster's PostgreSQL when it is missing (needs root or
+//! sudo); without the archive the pgvector columns say "absent" and only pgrec
+//! is measured.
 //!
 //! Run: ./scripts/demo.sh (release build, cluster on 54815), then
-//!      cargo bench --bench hnsw_index [-- ROWS [SECONDS_PER_PGBENCH_RUN]]
+//!      cargo bench --bench hnsw_index [-- CASE... [SECONDS_PER_PGBENCH_RUN]]
+//!      (default: l2 cos384, 10 s per pgbench run)
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -24,22 +33,70 @@ use postgres::{Client, NoTls};
 
 const URL: &str = "host=127.0.0.1 port=54815 user=postgres";
 const DB: &str = "pgrec_bench";
-const QUERIES: usize = 1000;
-const RECALL_QUERIES: usize = 200;
+const PGVECTOR: &str = "pgvector-0.8.6";
+const EFS: [i32; 5] = [10, 20, 40, 80, 160];
 
 // The client-side `embedding` the driver tests use.
 #[path = "../tests/common/mod.rs"]
 mod common;
 use common::Emb;
 
-/// pgvector 0.8.6 on this machine, as quoted in the index issue: build s, index
-/// MB, recall@10 at ef_search 10/20/40/80, and pgbench q/s at ef 40 (1, 2 clients).
-fn pgvector_quoted(dim: usize) -> (&'static str, &'static str, [f64; 4], Option<(f64, f64)>) {
-    if dim == 128 {
-        ("22.3", "79", [0.894, 0.974, 0.990, 0.994], None)
-    } else {
-        ("30.6", "195", [0.840, 0.938, 0.975, 0.979], Some((805.0, 1817.0)))
+struct Case {
+    tag: &'static str,
+    rows: usize,
+    dim: usize,
+    cosine: bool,
+    queries: usize,
+}
+
+const CASES: [Case; 3] = [
+    Case { tag: "l2", rows: 50_000, dim: 128, cosine: false, queries: 1000 },
+    Case { tag: "cos384", rows: 100_000, dim: 384, cosine: true, queries: 1000 },
+    Case { tag: "l2_1m", rows: 1_000_000, dim: 128, cosine: false, queries: 100 },
+];
+
+fn pg_config(arg: &str) -> String {
+    let out = Command::new("pg_config").arg(arg).output().expect("pg_config");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Builds and installs pgvector from the peers folder unless the server has it;
+/// false when it is neither installed nor buildable here.
+fn ensure_pgvector(c: &mut Client) -> bool {
+    let have = |c: &mut Client| {
+        c.query_opt("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'", &[]).unwrap().is_some()
+    };
+    if !have(c) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tarball = root.join("../shared/peers").join(format!("{PGVECTOR}.tar.gz"));
+        if !tarball.exists() {
+            println!("pgvector: {} not found, so only pgrec is measured", tarball.display());
+            return false;
+        }
+        let dir = root.join("target/peers");
+        std::fs::create_dir_all(&dir).unwrap();
+        eprintln!("building {PGVECTOR} from {}", tarball.display());
+        let sudo = if is_root() { "" } else { "sudo " };
+        let script = format!(
+            "set -e; tar xzf '{}' -C '{}'; cd '{}/{PGVECTOR}'; make -s OPTFLAGS='' >/dev/null; {sudo}make -s install >/dev/null",
+            tarball.display(),
+            dir.display(),
+            dir.display()
+        );
+        let ok = Command::new("bash").args(["-c", &script]).status().map(|s| s.success()).unwrap_or(false);
+        if !ok || !have(c) {
+            println!("pgvector: building {PGVECTOR} failed, so only pgrec is measured");
+            return false;
+        }
     }
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").unwrap();
+    let v: String = c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).unwrap().get(0);
+    println!("pgvector {v} installed in the same server");
+    true
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
 
 fn connect() -> Client {
@@ -62,51 +119,85 @@ fn copy_rows(c: &mut Client, table: &str, rows: &[f32], dim: usize) {
     w.finish().unwrap();
 }
 
-/// Loads `hb_DIM` (rows) and `hq_DIM` (query vectors) unless already there.
-fn load(c: &mut Client, rows: usize, dim: usize) -> Vec<Emb> {
-    let data = synth::embeddings(rows + QUERIES, dim, 42);
-    let (base, queries) = data.split_at(rows * dim);
+/// Loads the rows (`hb_TAG`, with an `embedding` and, when pgvector is there, a
+/// `vector` column holding the same floats) and query vectors (`hq_TAG`) unless
+/// already there; returns the query vectors.
+fn load(c: &mut Client, case: &Case, pgvector: bool) -> Vec<Emb> {
+    let (tag, dim) = (case.tag, case.dim);
+    let data = synth::embeddings(case.rows + case.queries, dim, 42);
+    let (base, queries) = data.split_at(case.rows * dim);
     let have: i64 =
-        c.query_one(&format!("SELECT count(*) FROM pg_class WHERE relname = 'hb_{dim}'"), &[]).unwrap().get(0);
+        c.query_one(&format!("SELECT count(*) FROM pg_class WHERE relname = 'hb_{tag}'"), &[]).unwrap().get(0);
     let count: i64 =
-        if have > 0 { c.query_one(&format!("SELECT count(*) FROM hb_{dim}"), &[]).unwrap().get(0) } else { 0 };
-    if count != rows as i64 {
-        eprintln!("loading {rows} x {dim} rows");
+        if have > 0 { c.query_one(&format!("SELECT count(*) FROM hb_{tag}"), &[]).unwrap().get(0) } else { 0 };
+    if count != case.rows as i64 {
+        eprintln!("loading {} x {dim} rows", case.rows);
         c.batch_execute(&format!(
-            "DROP TABLE IF EXISTS hb_{dim}, hq_{dim};
-             CREATE TABLE hb_{dim} (id int PRIMARY KEY, emb embedding({dim}));
-             CREATE TABLE hq_{dim} (id int PRIMARY KEY, emb embedding({dim}));"
+            "DROP TABLE IF EXISTS hb_{tag}, hq_{tag};
+             CREATE TABLE hb_{tag} (id int PRIMARY KEY, emb embedding({dim}));
+             CREATE TABLE hq_{tag} (id int PRIMARY KEY, emb embedding({dim}));"
         ))
         .unwrap();
-        copy_rows(c, &format!("hb_{dim}"), base, dim);
-        copy_rows(c, &format!("hq_{dim}"), queries, dim);
-        c.batch_execute(&format!("VACUUM ANALYZE hb_{dim}")).unwrap();
-        c.batch_execute(&format!("VACUUM ANALYZE hq_{dim}")).unwrap();
+        copy_rows(c, &format!("hb_{tag}"), base, dim);
+        copy_rows(c, &format!("hq_{tag}"), queries, dim);
     }
-    queries.chunks(dim).take(RECALL_QUERIES).map(|q| Emb(q.to_vec())).collect()
+    if pgvector {
+        let has_v: i64 = c
+            .query_one(
+                &format!("SELECT count(*) FROM pg_attribute WHERE attrelid = 'hb_{tag}'::regclass AND attname = 'v'"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if has_v == 0 {
+            c.batch_execute(&format!(
+                "ALTER TABLE hb_{tag} ADD COLUMN v vector({dim}); UPDATE hb_{tag} SET v = emb::real[]::vector;
+                 ALTER TABLE hq_{tag} ADD COLUMN v vector({dim}); UPDATE hq_{tag} SET v = emb::real[]::vector;"
+            ))
+            .unwrap();
+            // (VACUUM cannot share a multi-statement batch: it would be one transaction.)
+            c.batch_execute(&format!("VACUUM FULL hb_{tag}")).unwrap();
+            c.batch_execute(&format!("VACUUM FULL hq_{tag}")).unwrap();
+        }
+    }
+    c.batch_execute(&format!("VACUUM ANALYZE hb_{tag}")).unwrap();
+    c.batch_execute(&format!("VACUUM ANALYZE hq_{tag}")).unwrap();
+    queries.chunks(dim).map(|q| Emb(q.to_vec())).collect()
 }
 
-fn top10(c: &mut Client, stmt: &postgres::Statement, q: &Emb) -> Vec<i32> {
-    c.query(stmt, &[q]).unwrap().iter().map(|r| r.get(0)).collect()
+struct Peer {
+    name: &'static str,
+    column: &'static str,
+    op: &'static str,
+    ef_guc: &'static str,
 }
 
-fn pgbench(dim: usize, ef: i32, clients: usize, secs: u64) -> f64 {
-    let bindir = String::from_utf8(Command::new("pg_config").arg("--bindir").output().unwrap().stdout).unwrap();
-    let script = std::env::temp_dir().join(format!("pgrec_hnsw_bench_{dim}.sql"));
+fn peers(cosine: bool) -> [Peer; 2] {
+    let op = if cosine { "<=>" } else { "<->" };
+    [
+        Peer { name: "pgrec_hnsw", column: "emb", op, ef_guc: "pgrec.ef_search" },
+        Peer { name: "pgvector hnsw", column: "v", op, ef_guc: "hnsw.ef_search" },
+    ]
+}
+
+fn pgbench(tag: &str, p: &Peer, ef: i32, clients: usize, secs: u64, queries: usize) -> f64 {
+    let script = std::env::temp_dir().join(format!("pgrec_hnsw_bench_{tag}_{}.sql", p.column));
     std::fs::write(
         &script,
         format!(
-            "\\set id random(1, {QUERIES})\nSELECT id FROM hb_{dim} ORDER BY emb <=> (SELECT emb FROM hq_{dim} WHERE id = :id) LIMIT 10;\n"
+            "\\set id random(1, {queries})\nSELECT id FROM hb_{tag} ORDER BY {c} {op} (SELECT {c} FROM hq_{tag} WHERE id = :id) LIMIT 10;\n",
+            c = p.column,
+            op = p.op
         ),
     )
     .unwrap();
-    let out = Command::new(format!("{}/pgbench", bindir.trim()))
+    let out = Command::new(format!("{}/pgbench", pg_config("--bindir")))
         .args(["-h", "127.0.0.1", "-p", "54815", "-U", "postgres", "-n", "-M", "prepared"])
         .args(["-c", &clients.to_string(), "-j", &clients.to_string(), "-T", &secs.to_string()])
         .arg("-f")
         .arg(&script)
         .arg(DB)
-        .env("PGOPTIONS", format!("-c pgrec.ef_search={ef}"))
+        .env("PGOPTIONS", format!("-c {}={ef}", p.ef_guc))
         .output()
         .expect("pgbench");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -117,59 +208,119 @@ fn pgbench(dim: usize, ef: i32, clients: usize, secs: u64) -> f64 {
         .unwrap_or_else(|| panic!("pgbench failed: {text}{}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// (ef, recall, p50 ms, q/s 1 client, q/s 2 clients) per ef_search.
+type Curve = Vec<(i32, f64, f64, f64, f64)>;
+
+fn measure(c: &mut Client, case: &Case, p: &Peer, queries: &[Emb], truth: &[Vec<i32>], secs: u64) -> Curve {
+    let tag = case.tag;
+    let knn = c
+        .prepare(&format!("SELECT id FROM hb_{tag} ORDER BY {} {} $1::real[]::{} LIMIT 10", p.column, p.op, ty(p, case)))
+        .unwrap();
+    let mut curve = Vec::new();
+    for ef in EFS {
+        c.batch_execute(&format!("SET {} = {ef}", p.ef_guc)).unwrap();
+        let mut hits = 0;
+        let mut lat = Vec::with_capacity(queries.len());
+        for (q, want) in queries.iter().zip(truth) {
+            let t = Instant::now();
+            let got: Vec<i32> = c.query(&knn, &[&q.0]).unwrap().iter().map(|r| r.get(0)).collect();
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            hits += got.iter().filter(|x| want.contains(x)).count();
+        }
+        lat.sort_by(f64::total_cmp);
+        let recall = hits as f64 / (10 * queries.len()) as f64;
+        let q1 = pgbench(tag, p, ef, 1, secs, case.queries);
+        let q2 = pgbench(tag, p, ef, 2, secs, case.queries);
+        curve.push((ef, recall, lat[lat.len() / 2], q1, q2));
+    }
+    curve
+}
+
+fn ty(p: &Peer, case: &Case) -> String {
+    if p.column == "v" {
+        format!("vector({})", case.dim)
+    } else {
+        format!("embedding({})", case.dim)
+    }
+}
+
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let rows = args.first().copied().unwrap_or(100_000) as usize;
-    let secs = args.get(1).copied().unwrap_or(10);
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let secs: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
+    let mut chosen: Vec<&Case> = CASES.iter().filter(|c| args.iter().any(|a| a == c.tag)).collect();
+    if chosen.is_empty() {
+        chosen = CASES.iter().take(2).collect();
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut c = connect();
-    println!(
-        "pgrec_hnsw in PostgreSQL 15, {rows} rows, cosine, m=16, ef_construction=64, {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    for dim in [128usize, 384] {
-        let queries = load(&mut c, rows, dim);
-        let exact = c.prepare(&format!("SELECT id FROM hb_{dim} ORDER BY emb <=> $1 LIMIT 10")).unwrap();
-        c.batch_execute("SET enable_indexscan = off").unwrap();
-        let truth: Vec<Vec<i32>> = queries.iter().map(|q| top10(&mut c, &exact, q)).collect();
+    let server: String = c.query_one("SHOW server_version", &[]).unwrap().get(0);
+    println!("pgrec_hnsw and pgvector's hnsw in PostgreSQL {server}, m = 16, ef_construction = 64, {cores} cores");
+    let pgvector = ensure_pgvector(&mut c);
+    for case in chosen {
+        let tag = case.tag;
+        let queries = load(&mut c, case, pgvector);
+        let op = if case.cosine { "<=>" } else { "<->" };
+        let exact = c.prepare(&format!("SELECT id FROM hb_{tag} ORDER BY emb {op} $1 LIMIT 10")).unwrap();
+        c.batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off").unwrap();
+        eprintln!("exact top 10 of {} queries", queries.len());
+        let truth: Vec<Vec<i32>> =
+            queries.iter().map(|q| c.query(&exact, &[q]).unwrap().iter().map(|r| r.get(0)).collect()).collect();
         c.batch_execute(&format!(
-            "RESET enable_indexscan; DROP INDEX IF EXISTS hb_{dim}_emb; SET maintenance_work_mem = '2GB'"
+            "RESET enable_indexscan; RESET enable_bitmapscan; SET maintenance_work_mem = '2GB';
+             SET pgrec.threads = {cores}; SET max_parallel_maintenance_workers = {}",
+            cores - 1
         ))
         .unwrap();
-        c.batch_execute("CHECKPOINT").unwrap();
-        let t = Instant::now();
-        c.batch_execute(&format!(
-            "CREATE INDEX hb_{dim}_emb ON hb_{dim} USING pgrec_hnsw (emb embedding_cosine_ops) WITH (m = 16, ef_construction = 64)"
-        ))
-        .unwrap();
-        let build = t.elapsed().as_secs_f64();
-        let size: i64 = c.query_one(&format!("SELECT pg_relation_size('hb_{dim}_emb')"), &[]).unwrap().get(0);
-        let (pv_build, pv_size, pv_recall, pv_qps) = pgvector_quoted(dim);
         println!();
         println!(
-            "{rows} x {dim}: build {build:.1} s, index {:.0} MB   (pgvector 0.8.6, quoted: {pv_build} s, {pv_size} MB)",
-            size as f64 / 1e6
+            "{} rows x {}, {}, {} queries",
+            case.rows,
+            case.dim,
+            if case.cosine { "cosine" } else { "L2" },
+            queries.len()
         );
-        println!("  ef_search  recall@10  p50 ms  q/s 1 client  q/s 2 clients   pgvector recall@10 (quoted)");
-        let knn = c.prepare(&format!("SELECT id FROM hb_{dim} ORDER BY emb <=> $1 LIMIT 10")).unwrap();
-        for (i, ef) in [10, 20, 40, 80, 160].into_iter().enumerate() {
-            c.batch_execute(&format!("SET pgrec.ef_search = {ef}")).unwrap();
-            let mut hits = 0;
-            let mut lat = Vec::with_capacity(queries.len());
-            for (q, want) in queries.iter().zip(&truth) {
-                let t = Instant::now();
-                let got = top10(&mut c, &knn, q);
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                hits += got.iter().filter(|x| want.contains(x)).count();
-            }
-            lat.sort_by(f64::total_cmp);
-            let recall = hits as f64 / (10 * queries.len()) as f64;
-            let q1 = pgbench(dim, ef, 1, secs);
-            let q2 = pgbench(dim, ef, 2, secs);
-            let pv = pv_recall.get(i).map_or("-".to_string(), |r| format!("{r:.3}"));
-            println!("  {ef:>9}  {recall:>9.3}  {:>6.2}  {q1:>12.0}  {q2:>13.0}   {pv}", lat[lat.len() / 2]);
+        let mut curves = Vec::new();
+        for p in peers(case.cosine).iter().filter(|p| pgvector || p.column == "emb") {
+            let (am, opclass) = match (p.column, case.cosine) {
+                ("emb", true) => ("pgrec_hnsw", "embedding_cosine_ops"),
+                ("emb", false) => ("pgrec_hnsw", "embedding_l2_ops"),
+                (_, true) => ("hnsw", "vector_cosine_ops"),
+                (_, false) => ("hnsw", "vector_l2_ops"),
+            };
+            let index = format!("hb_{tag}_{}", p.column);
+            c.batch_execute(&format!("DROP INDEX IF EXISTS {index}; CHECKPOINT")).unwrap();
+            let t = Instant::now();
+            c.batch_execute(&format!(
+                "CREATE INDEX {index} ON hb_{tag} USING {am} ({} {opclass}) WITH (m = 16, ef_construction = 64)",
+                p.column
+            ))
+            .unwrap();
+            let build = t.elapsed().as_secs_f64();
+            let size: i64 = c.query_one(&format!("SELECT pg_relation_size('{index}')"), &[]).unwrap().get(0);
+            println!("  {:<14} build {build:>7.1} s   index {:>6.0} MB", p.name, size as f64 / 1e6);
+            curves.push((p.name, measure(&mut c, case, p, &queries, &truth, secs)));
         }
-        if let Some((p1, p2)) = pv_qps {
-            println!("  pgvector 0.8.6 (quoted) at ef_search 40: {p1:.0} q/s with 1 client, {p2:.0} with 2");
+        println!("  ef_search  {}", curves.iter().map(|(n, _)| format!("{n:>14}: recall@10  p50 ms  q/s 1 client  q/s 2 clients")).collect::<Vec<_>>().join("   "));
+        for (i, ef) in EFS.iter().enumerate() {
+            let cols: Vec<String> = curves
+                .iter()
+                .map(|(_, cv)| {
+                    let (_, r, p50, q1, q2) = cv[i];
+                    format!("{:>14}  {r:>9.4}  {p50:>6.2}  {q1:>12.0}  {q2:>13.0}", "")
+                })
+                .collect();
+            println!("  {ef:>9}  {}", cols.join("   "));
+        }
+        if let [(_, ours), (_, theirs)] = &curves[..] {
+            println!("  at equal recall (pgrec's smallest ef_search with at least pgvector's recall):");
+            for &(ef, r, _, q1, q2) in theirs {
+                match ours.iter().find(|o| o.1 >= r) {
+                    Some(&(oef, or, _, o1, o2)) => println!(
+                        "    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec ef {oef:>3} recall {or:.4}: {o1:>6.0} / {o2:>6.0} q/s"
+                    ),
+                    None => println!("    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec: no ef_search reaches it"),
+                }
+            }
         }
     }
 }
