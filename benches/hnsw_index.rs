@@ -214,7 +214,12 @@ type Curve = Vec<(i32, f64, f64, f64, f64)>;
 fn measure(c: &mut Client, case: &Case, p: &Peer, queries: &[Emb], truth: &[Vec<i32>], secs: u64) -> Curve {
     let tag = case.tag;
     let knn = c
-        .prepare(&format!("SELECT id FROM hb_{tag} ORDER BY {} {} $1::real[]::{} LIMIT 10", p.column, p.op, ty(p, case)))
+        .prepare(&format!(
+            "SELECT id FROM hb_{tag} ORDER BY {} {} $1::real[]::{} LIMIT 10",
+            p.column,
+            p.op,
+            ty(p, case)
+        ))
         .unwrap();
     let mut curve = Vec::new();
     for ef in EFS {
@@ -300,7 +305,14 @@ fn main() {
             println!("  {:<14} build {build:>7.1} s   index {:>6.0} MB", p.name, size as f64 / 1e6);
             curves.push((p.name, measure(&mut c, case, p, &queries, &truth, secs)));
         }
-        println!("  ef_search  {}", curves.iter().map(|(n, _)| format!("{n:>14}: recall@10  p50 ms  q/s 1 client  q/s 2 clients")).collect::<Vec<_>>().join("   "));
+        println!(
+            "  ef_search  {}",
+            curves
+                .iter()
+                .map(|(n, _)| format!("{n:>14}: recall@10  p50 ms  q/s 1 client  q/s 2 clients"))
+                .collect::<Vec<_>>()
+                .join("   ")
+        );
         for (i, ef) in EFS.iter().enumerate() {
             let cols: Vec<String> = curves
                 .iter()

@@ -130,8 +130,9 @@ same_as_primary() { # same_as_primary LABEL OP ID...
         knn="SET enable_seqscan = off; SET pgrec.ef_search = 100;
              SELECT string_agg(id::text, ',' ORDER BY id) FROM (SELECT id FROM t ORDER BY e $op (SELECT e FROM t WHERE id = $id) LIMIT 10) s"
         primary="$(q -c "$knn" | tail -1)"
-        check "$label: top 10 near row $id as on the primary" "$primary" "$(QPORT=$STANDBY_PORT q -c "$knn" | tail -1)" || true
-        if [ "$primary" != "$(QPORT=$STANDBY_PORT q -c "$knn" | tail -1)" ]; then
+        on_standby="$(QPORT=$STANDBY_PORT q -c "$knn" | tail -1)"
+        check "$label: top 10 near row $id as on the primary" "$primary" "$on_standby"
+        if [ "$primary" != "$on_standby" ]; then
             # The pages are the same (recovery checks each record): show both plans.
             q -c "SET enable_seqscan = off; EXPLAIN SELECT id FROM t ORDER BY e $op (SELECT e FROM t WHERE id = $id) LIMIT 10"
             QPORT=$STANDBY_PORT q -c "SET enable_seqscan = off; EXPLAIN SELECT id FROM t ORDER BY e $op (SELECT e FROM t WHERE id = $id) LIMIT 10"
