@@ -8,10 +8,11 @@
 //! `UPPER_EF` through the upper layers) and with the HNSW paper's greedy
 //! descent (1), which pgvector and hnswlib use, so the effect of that choice is
 //! measured in the same run on the same graph. pgvector itself is compared
-//! through SQL by `benches/hnsw_pgvector.sh`.
+//! through SQL by `benches/hnsw_index.rs`.
 //!
-//! Run: cargo bench --bench hnsw [-- QUERIES]   (default 1000 held-out queries)
+//! Run: cargo bench --bench hnsw [-- [l2] [cos384] [curve] [QUERIES]]   (default: all three, 1000 held-out queries)
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use pgrec::ann::{search_with, synth, BuildParams, Graph, Hnsw, Metric, Scored, UPPER_EF};
@@ -57,6 +58,32 @@ fn synth_case(name: &'static str, metric: Metric, rows: usize, dim: usize, queri
     Case { name, metric, params: BuildParams::default(), dim, base: data, queries }
 }
 
+/// A graph that counts the distances a search computes: the cost that page
+/// reads multiply once the graph lives in index pages.
+struct Counting<'a> {
+    g: &'a Hnsw,
+    distances: Cell<u64>,
+}
+
+impl Graph for Counting<'_> {
+    type Node = u32;
+    type Visited = <Hnsw as Graph>::Visited;
+
+    fn visited(&self) -> Self::Visited {
+        self.g.visited()
+    }
+    fn entry(&self) -> Option<(u32, usize)> {
+        self.g.entry()
+    }
+    fn distance(&self, query: &[f32], node: u32) -> f32 {
+        self.distances.set(self.distances.get() + 1);
+        self.g.distance(query, node)
+    }
+    fn neighbors(&self, node: u32, level: usize, out: &mut Vec<u32>) {
+        self.g.neighbors(node, level, out)
+    }
+}
+
 fn run(c: &Case, threads: usize) {
     let dim = c.dim;
     let prepared: Vec<f32> =
@@ -81,7 +108,9 @@ fn run(c: &Case, threads: usize) {
         g.len(),
         qs.len()
     );
-    println!("  ef_search | descent | recall@10 | queries with none of their top 10 | queries/s (1 thread)");
+    println!(
+        "  ef_search | descent | recall@10 | queries with none of their top 10 | queries/s (1 thread) | distances/query"
+    );
     for ef in [10, 20, 40, 80, 160] {
         for (label, upper) in [("beam", UPPER_EF), ("greedy", 1)] {
             let t = Instant::now();
@@ -95,16 +124,29 @@ fn run(c: &Case, threads: usize) {
             }
             let qps = qs.len() as f64 / t.elapsed().as_secs_f64();
             let recall = hits as f64 / (qs.len() * 10) as f64;
-            println!("  {ef:>9} | {label:<7} | {recall:>9.4} | {lost:>33} | {qps:>8.0}");
+            let counting = Counting { g: &g, distances: Cell::new(0) };
+            for q in &qs {
+                search_with(&counting, q, ef.max(10), upper);
+            }
+            let per = counting.distances.get() as f64 / qs.len() as f64;
+            println!("  {ef:>9} | {label:<7} | {recall:>9.4} | {lost:>33} | {qps:>20.0} | {per:>15.0}");
         }
     }
 }
 
 fn main() {
-    let queries: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let queries: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
+    let wants = |tag: &str| args.iter().all(|a| a.parse::<usize>().is_ok()) || args.iter().any(|a| a == tag);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("HNSW core in memory; pgrec's descent keeps {UPPER_EF} candidates per upper layer (beam), the paper's 1 (greedy)");
-    run(&synth_case("synth, L2, m 16, efc 64", Metric::L2, 50_000, 128, queries), threads);
-    run(&synth_case("synth, cosine, m 16, efc 64", Metric::Cosine, 100_000, 384, queries), threads);
-    run(&curve_and_blob(), threads);
+    if wants("l2") {
+        run(&synth_case("synth, L2, m 16, efc 64", Metric::L2, 50_000, 128, queries), threads);
+    }
+    if wants("cos384") {
+        run(&synth_case("synth, cosine, m 16, efc 64", Metric::Cosine, 100_000, 384, queries), threads);
+    }
+    if wants("curve") {
+        run(&curve_and_blob(), threads);
+    }
 }

@@ -51,6 +51,12 @@ pub trait Graph {
     fn entry(&self) -> Option<(Self::Node, usize)>;
     /// Distance from a prepared query vector to `node`.
     fn distance(&self, query: &[f32], node: Self::Node) -> f32;
+    /// Distances from `query` to each of `nodes`, in order, appended to
+    /// `out`. The search asks for a whole neighbour list at once so that a
+    /// graph can start fetching every row before it compares the first.
+    fn distances(&self, query: &[f32], nodes: &[Self::Node], out: &mut Vec<f32>) {
+        out.extend(nodes.iter().map(|&n| self.distance(query, n)));
+    }
     /// Appends the neighbours of `node` at `level` to `out`.
     fn neighbors(&self, node: Self::Node, level: usize, out: &mut Vec<Self::Node>);
 }
@@ -77,18 +83,18 @@ pub fn search_layer<G: Graph>(
             }
         }
     }
-    let mut nbrs = Vec::new();
+    let (mut nbrs, mut fresh, mut dists) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(Reverse(c)) = candidates.pop() {
         if results.len() >= ef && results.peek().is_some_and(|w| c.dist > w.dist) {
             break;
         }
         nbrs.clear();
         g.neighbors(c.node, level, &mut nbrs);
-        for &n in &nbrs {
-            if !visited.insert(n) {
-                continue;
-            }
-            let d = g.distance(query, n);
+        fresh.clear();
+        fresh.extend(nbrs.iter().copied().filter(|&n| visited.insert(n)));
+        dists.clear();
+        g.distances(query, &fresh, &mut dists);
+        for (&n, &d) in fresh.iter().zip(&dists) {
             if results.len() < ef || results.peek().is_some_and(|w| d < w.dist) {
                 let s = Scored { dist: d, node: n };
                 candidates.push(Reverse(s));

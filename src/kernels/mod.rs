@@ -126,6 +126,34 @@ pub fn sgd_pair(u: &mut [f32], i: &mut [f32], j: &mut [f32], a: f32, b: f32) {
     (best().sgd_pair)(u, i, j, a, b)
 }
 
+/// Asks the CPU to start loading the cache lines of `len` bytes at `ptr`,
+/// so that several rows' memory latencies overlap instead of following one
+/// another (the HNSW search knows the next few rows it will compare before it
+/// compares the first). A hint only: any address is allowed, nothing is read
+/// and no fault can follow; a no-op where there is no stable prefetch
+/// instruction.
+#[inline]
+pub fn prefetch(ptr: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut off = 0;
+        while off < len {
+            // wrapping_add: the address is never dereferenced, so it need not
+            // stay inside an allocation.
+            let p = ptr.wrapping_add(off).cast::<i8>();
+            // SAFETY: a prefetch is a hint that never faults nor reads into
+            // the program; SSE is part of the x86-64 baseline.
+            unsafe { _mm_prefetch(p, _MM_HINT_T0) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ptr, len);
+    }
+}
+
 /// Σ aᵢ², via the dot kernel so it shares its SIMD path.
 #[inline]
 pub fn norm_squared(a: &[f32]) -> f32 {
