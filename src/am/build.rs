@@ -48,10 +48,11 @@ struct BuildState {
 }
 
 impl BuildState {
-    /// Memory the graph needs per node: the vector, its layer-0 links and
-    /// bookkeeping (upper layers add 1/(m-1) on average).
+    /// Memory the graph needs per node: the vector, its layer-0 links (an id,
+    /// a distance and a flag each) and bookkeeping (upper layers add 1/(m-1)
+    /// on average).
     fn bytes_per_node(&self) -> usize {
-        4 * self.dims + 4 * 2 * self.params.m + 96
+        4 * self.dims + 12 * 2 * self.params.m + 96
     }
 
     fn add(&mut self, heap: NodeRef, v: &[f32]) {

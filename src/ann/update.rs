@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
-use super::hnsw::{repair, select_neighbors, BuildParams};
+use super::hnsw::{repair, select_neighbors, select_neighbors_flagged, BuildParams};
 use super::search::{search, search_layer, Graph, Scored, UPPER_EF};
 
 /// Write access to a graph, for one writer at a time.
@@ -53,12 +53,12 @@ where
     };
     let plans = {
         let mut pairs = PairDistances { g: &*g, cache: HashMap::new() };
-        plan_links(&*g, node, vector, level, entry, params, |a, b| pairs.between(a, b))
+        plan_links(&*g, node, vector, level, entry, params, false, |a, b| pairs.between(a, b))
     };
     for (lv, chosen) in plans {
-        let ids: Vec<G::Node> = chosen.iter().map(|s| s.node).collect();
+        let ids: Vec<G::Node> = chosen.iter().map(|c| c.0.node).collect();
         g.set_links(node, lv, &ids);
-        for s in chosen {
+        for (s, _) in chosen {
             add_back_link(g, s.node, node, s.dist, lv, params);
         }
     }
@@ -70,8 +70,11 @@ where
 /// The planning half of an HNSW insert, shared by the parallel build and
 /// [`link_new_node`]: a narrow descent ([`UPPER_EF`]) from `entry` to the node's top level, then on
 /// each of its levels (top down) a search with ef_construction and the neighbour
-/// heuristic. Returns the links to give the node per level; `dist` measures
-/// between two stored nodes.
+/// heuristic. Returns the links to give the node per level, each marked
+/// kept by the heuristic or not (see [`select_neighbors_flagged`]); `dist`
+/// measures between two stored nodes. `admits`: the graph takes back-links
+/// into full lists cheaply, so lists are filled to [`BuildParams::top_up`]
+/// rather than [`BuildParams::top_up_reselecting`].
 pub(super) fn plan_links<G: Graph>(
     g: &G,
     node: G::Node,
@@ -79,8 +82,10 @@ pub(super) fn plan_links<G: Graph>(
     level: usize,
     (ep, top): (G::Node, usize),
     params: BuildParams,
+    admits: bool,
     mut dist: impl FnMut(G::Node, G::Node) -> f32,
-) -> Vec<(usize, Vec<Scored<G::Node>>)> {
+) -> Vec<(usize, Vec<(Scored<G::Node>, bool)>)> {
+    let fill = |lv| if admits { params.top_up(lv) } else { params.top_up_reselecting(lv) };
     let mut cur = vec![Scored { dist: g.distance(vector, ep), node: ep }];
     for lv in (level + 1..=top).rev() {
         let mut visited = g.visited();
@@ -93,7 +98,7 @@ pub(super) fn plan_links<G: Graph>(
             .into_iter()
             .filter(|s| s.node != node)
             .collect();
-        plans.push((lv, select_neighbors(&found, params.max_neighbors(lv), params.top_up(lv), &mut dist)));
+        plans.push((lv, select_neighbors_flagged(&found, params.max_neighbors(lv), fill(lv), &mut dist)));
         if !found.is_empty() {
             cur = found;
         }
@@ -125,7 +130,7 @@ where
     cands.sort_unstable();
     let chosen: Vec<G::Node> = {
         let mut pairs = PairDistances { g: &*g, cache: HashMap::new() };
-        select_neighbors(&cands, cap, params.top_up(level), |a, b| pairs.between(a, b))
+        select_neighbors(&cands, cap, params.top_up_reselecting(level), |a, b| pairs.between(a, b))
             .into_iter()
             .map(|s| s.node)
             .collect()
