@@ -1,7 +1,8 @@
 //! `pgrec_hnsw` beside pgvector's `hnsw`, in one PostgreSQL 15, on the same
 //! rows: build time (both in parallel on this machine's cores: pgrec with
 //! `pgrec.threads`, pgvector with `max_parallel_maintenance_workers` = cores − 1),
-//! index size, and for ef_search in {10, 20, 40, 80, 160} recall@10 against
+//! index size, inserts/s (2,000 rows, one statement each, into a 20,000-row
+//! index), and for ef_search in {10, 20, 40, 80, 160} recall@10 against
 //! exact search, p50 latency of a prepared query from one client, and
 //! queries/s from pgbench (prepared, the query vector read from a table by a
 //! random id) with one and with two clients; then, for each of pgvector's
@@ -76,9 +77,11 @@ fn ensure_pgvector(c: &mut Client) -> bool {
         let dir = root.join("target/peers");
         std::fs::create_dir_all(&dir).unwrap();
         eprintln!("building {PGVECTOR} from {}", tarball.display());
-        let sudo = if is_root() { "" } else { "sudo " };
+        // as_root (scripts/common.sh) installs with sudo unless this is root.
         let script = format!(
-            "set -e; tar xzf '{}' -C '{}'; cd '{}/{PGVECTOR}'; make -s OPTFLAGS='' >/dev/null; {sudo}make -s install >/dev/null",
+            "set -e; source '{}/scripts/common.sh'; tar xzf '{}' -C '{}'; cd '{}/{PGVECTOR}';
+             make -s OPTFLAGS='' >/dev/null; as_root make -s install >/dev/null",
+            root.display(),
             tarball.display(),
             dir.display(),
             dir.display()
@@ -93,10 +96,6 @@ fn ensure_pgvector(c: &mut Client) -> bool {
     let v: String = c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[]).unwrap().get(0);
     println!("pgvector {v} installed in the same server");
     true
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
 
 fn connect() -> Client {
@@ -170,13 +169,33 @@ struct Peer {
     column: &'static str,
     op: &'static str,
     ef_guc: &'static str,
+    am: &'static str,
+    opclass: &'static str,
+    /// The column's SQL type.
+    ty: String,
 }
 
-fn peers(cosine: bool) -> [Peer; 2] {
-    let op = if cosine { "<=>" } else { "<->" };
+fn peers(case: &Case) -> [Peer; 2] {
+    let op = if case.cosine { "<=>" } else { "<->" };
     [
-        Peer { name: "pgrec_hnsw", column: "emb", op, ef_guc: "pgrec.ef_search" },
-        Peer { name: "pgvector hnsw", column: "v", op, ef_guc: "hnsw.ef_search" },
+        Peer {
+            name: "pgrec_hnsw",
+            column: "emb",
+            op,
+            ef_guc: "pgrec.ef_search",
+            am: "pgrec_hnsw",
+            opclass: if case.cosine { "embedding_cosine_ops" } else { "embedding_l2_ops" },
+            ty: format!("embedding({})", case.dim),
+        },
+        Peer {
+            name: "pgvector hnsw",
+            column: "v",
+            op,
+            ef_guc: "hnsw.ef_search",
+            am: "hnsw",
+            opclass: if case.cosine { "vector_cosine_ops" } else { "vector_l2_ops" },
+            ty: format!("vector({})", case.dim),
+        },
     ]
 }
 
@@ -214,12 +233,7 @@ type Curve = Vec<(i32, f64, f64, f64, f64)>;
 fn measure(c: &mut Client, case: &Case, p: &Peer, queries: &[Emb], truth: &[Vec<i32>], secs: u64) -> Curve {
     let tag = case.tag;
     let knn = c
-        .prepare(&format!(
-            "SELECT id FROM hb_{tag} ORDER BY {} {} $1::real[]::{} LIMIT 10",
-            p.column,
-            p.op,
-            ty(p, case)
-        ))
+        .prepare(&format!("SELECT id FROM hb_{tag} ORDER BY {} {} $1::real[]::{} LIMIT 10", p.column, p.op, p.ty))
         .unwrap();
     let mut curve = Vec::new();
     for ef in EFS {
@@ -241,12 +255,30 @@ fn measure(c: &mut Client, case: &Case, p: &Peer, queries: &[Emb], truth: &[Vec<
     curve
 }
 
-fn ty(p: &Peer, case: &Case) -> String {
-    if p.column == "v" {
-        format!("vector({})", case.dim)
-    } else {
-        format!("embedding({})", case.dim)
+/// Rows per second inserted one statement at a time, through the index,
+/// into a copy of the first rows: INSERT_AFTER rows indexed by a build, then
+/// the next INSERTED rows.
+fn insert_rate(c: &mut Client, case: &Case, p: &Peer) -> f64 {
+    const INSERT_AFTER: i32 = 20_000;
+    const INSERTED: i32 = 2_000;
+    let (tag, col) = (case.tag, p.column);
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS hi_{tag}; CREATE TABLE hi_{tag} (id int PRIMARY KEY, {col} {ty});
+         INSERT INTO hi_{tag} SELECT id, {col} FROM hb_{tag} WHERE id <= {INSERT_AFTER};
+         CREATE INDEX ON hi_{tag} USING {am} ({col} {opclass}) WITH (m = 16, ef_construction = 64)",
+        ty = p.ty,
+        am = p.am,
+        opclass = p.opclass
+    ))
+    .unwrap();
+    let insert = c.prepare(&format!("INSERT INTO hi_{tag} SELECT id, {col} FROM hb_{tag} WHERE id = $1")).unwrap();
+    let t = Instant::now();
+    for id in INSERT_AFTER + 1..=INSERT_AFTER + INSERTED {
+        c.execute(&insert, &[&id]).unwrap();
     }
+    let rate = f64::from(INSERTED) / t.elapsed().as_secs_f64();
+    c.batch_execute(&format!("DROP TABLE hi_{tag}")).unwrap();
+    rate
 }
 
 fn main() {
@@ -285,13 +317,8 @@ fn main() {
             queries.len()
         );
         let mut curves = Vec::new();
-        for p in peers(case.cosine).iter().filter(|p| pgvector || p.column == "emb") {
-            let (am, opclass) = match (p.column, case.cosine) {
-                ("emb", true) => ("pgrec_hnsw", "embedding_cosine_ops"),
-                ("emb", false) => ("pgrec_hnsw", "embedding_l2_ops"),
-                (_, true) => ("hnsw", "vector_cosine_ops"),
-                (_, false) => ("hnsw", "vector_l2_ops"),
-            };
+        for p in peers(case).iter().filter(|p| pgvector || p.column == "emb") {
+            let (am, opclass) = (p.am, p.opclass);
             let index = format!("hb_{tag}_{}", p.column);
             c.batch_execute(&format!("DROP INDEX IF EXISTS {index}; CHECKPOINT")).unwrap();
             let t = Instant::now();
@@ -302,7 +329,12 @@ fn main() {
             .unwrap();
             let build = t.elapsed().as_secs_f64();
             let size: i64 = c.query_one(&format!("SELECT pg_relation_size('{index}')"), &[]).unwrap().get(0);
-            println!("  {:<14} build {build:>7.1} s   index {:>6.0} MB", p.name, size as f64 / 1e6);
+            let inserts = insert_rate(&mut c, case, p);
+            println!(
+                "  {:<14} build {build:>7.1} s   index {:>6.0} MB   inserts {inserts:>5.0} rows/s",
+                p.name,
+                size as f64 / 1e6
+            );
             curves.push((p.name, measure(&mut c, case, p, &queries, &truth, secs)));
         }
         println!(
