@@ -194,7 +194,7 @@ impl Graph for Hnsw {
     }
 
     /// Starts loading every row before comparing the first (see
-    /// `kernels::prefetch`): builds 15–20% faster and queries 10–25% more
+    /// `kernels::prefetch`): builds 15–20% faster and queries 8–26% more
     /// per second, in memory (`cargo bench --bench hnsw`).
     fn distances(&self, query: &[f32], nodes: &[u32], out: &mut Vec<f32>) {
         for &n in nodes {
