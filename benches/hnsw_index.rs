@@ -335,13 +335,12 @@ fn main() {
         );
         let mut curves = Vec::new();
         for p in peers(case).iter().filter(|p| pgvector || p.column == "emb") {
-            let (am, opclass) = (p.am, p.opclass);
             let index = format!("hb_{tag}_{}", p.column);
             c.batch_execute(&format!("DROP INDEX IF EXISTS {index}; CHECKPOINT")).unwrap();
             let t = Instant::now();
             c.batch_execute(&format!(
-                "CREATE INDEX {index} ON hb_{tag} USING {am} ({} {opclass}) WITH (m = 16, ef_construction = 64)",
-                p.column
+                "CREATE INDEX {index} ON hb_{tag} USING {} ({} {}) WITH (m = 16, ef_construction = 64)",
+                p.am, p.column, p.opclass
             ))
             .unwrap();
             let build = t.elapsed().as_secs_f64();

@@ -52,7 +52,7 @@ impl BuildState {
     /// a distance and a flag each) and bookkeeping (upper layers add 1/(m-1)
     /// on average).
     fn bytes_per_node(&self) -> usize {
-        4 * self.dims + 12 * 2 * self.params.m + 96
+        4 * self.dims + crate::ann::LINK_BYTES * 2 * self.params.m + 96
     }
 
     fn add(&mut self, heap: NodeRef, v: &[f32]) {

@@ -174,17 +174,26 @@ impl PageGraph {
 
     /// Runs `f` on node `r` under a share lock on its page.
     pub fn read<R>(&self, r: NodeRef, f: impl FnOnce(Node<'_>) -> R) -> R {
+        // SAFETY: the buffer is pinned by ReadBuffer for read_pinned to release.
+        unsafe { self.read_pinned(pg_sys::ReadBuffer(self.index, r.block), r, f) }.unwrap_or_else(|e| raise(e))
+    }
+
+    /// Runs `f` on node `r` of the pinned buffer `buf` under a share lock,
+    /// then unlocks and releases the buffer.
+    ///
+    /// # Safety
+    /// `buf` must be a buffer of this index holding `r.block`, pinned by the
+    /// caller, who gives the pin up to this call.
+    unsafe fn read_pinned<R>(&self, buf: pg_sys::Buffer, r: NodeRef, f: impl FnOnce(Node<'_>) -> R) -> Result<R> {
         let m = self.meta.m as usize;
-        // SAFETY: the block is read through the buffer manager and share-locked
-        // while the item is parsed and used; nothing escapes `f`.
-        let res = unsafe {
-            let buf = pg_sys::ReadBuffer(self.index, r.block);
+        // SAFETY: per the contract; the page is share-locked while the item is
+        // parsed and used, and nothing escapes `f`.
+        unsafe {
             pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
             let res = item(pg_sys::BufferGetPage(buf), r).and_then(|b| Node::parse(b, m)).map(f);
             pg_sys::UnlockReleaseBuffer(buf);
             res
-        };
-        res.unwrap_or_else(|e| raise(e))
+        }
     }
 
     /// Changes node `r` in place under one WAL record.
@@ -325,7 +334,7 @@ impl Graph for PageGraph {
     /// misses overlap instead of being paid one after another, as
     /// `distance` alone would.
     fn distances(&self, query: &[f32], nodes: &[NodeRef], out: &mut Vec<f32>) {
-        let (metric, k, m) = (self.meta.metric, self.kernels, self.meta.m as usize);
+        let (metric, k) = (self.meta.metric, self.kernels);
         let item_bytes = layout::node_size(self.meta.dims as usize, 0, 0);
         let linp = std::mem::offset_of!(pg_sys::PageHeaderData, pd_linp);
         let max_offset = (pg_sys::BLCKSZ as usize - linp) / std::mem::size_of::<pg_sys::ItemIdData>();
@@ -355,12 +364,7 @@ impl Graph for PageGraph {
                     kernels::prefetch(page.wrapping_add(lp.lp_off() as usize), item_bytes);
                 }
                 for (i, (b, r)) in bufs.iter().zip(batch).enumerate() {
-                    pg_sys::LockBuffer(*b, pg_sys::BUFFER_LOCK_SHARE as i32);
-                    let d = item(pg_sys::BufferGetPage(*b), *r)
-                        .and_then(|b| Node::parse(b, m))
-                        .map(|n| n.with_vector(|v| metric.distance(k, query, v)));
-                    pg_sys::UnlockReleaseBuffer(*b);
-                    match d {
+                    match self.read_pinned(*b, *r, |n| n.with_vector(|v| metric.distance(k, query, v))) {
                         Ok(d) => out.push(d),
                         Err(e) => {
                             for rest in &bufs[i + 1..batch.len()] {

@@ -105,10 +105,14 @@ struct Links {
     info: Vec<(f32, Option<bool>)>,
 }
 
+/// Bytes one link takes in the in-memory graph (its id and its `Links::info`
+/// entry), for the build's memory estimate.
+pub const LINK_BYTES: usize = std::mem::size_of::<u32>() + std::mem::size_of::<(f32, Option<bool>)>();
+
 impl Links {
     /// A list from the heuristic's choice (`(neighbour, kept)`).
     fn chosen(mut chosen: Vec<(Scored<u32>, bool)>) -> Links {
-        chosen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        chosen.sort_unstable_by_key(|c| c.0);
         Links {
             ids: chosen.iter().map(|c| c.0.node).collect(),
             info: chosen.iter().map(|c| (c.0.dist, Some(c.1))).collect(),

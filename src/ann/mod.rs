@@ -17,7 +17,7 @@ mod stream;
 pub mod synth;
 mod update;
 
-pub use hnsw::{repair, select_neighbors, Bitmap, BuildParams, Hnsw};
+pub use hnsw::{repair, select_neighbors, Bitmap, BuildParams, Hnsw, LINK_BYTES};
 pub use search::{search, search_layer, search_with, Graph, Scored, Visited, UPPER_EF};
 pub use stream::Stream;
 pub use update::{link_new_node, link_unreachable, repair_after_delete, GraphMut};
