@@ -10,7 +10,8 @@
 //! measured in the same run on the same graph. pgvector itself is compared
 //! through SQL by `benches/hnsw_index.rs`.
 //!
-//! Run: cargo bench --bench hnsw [-- [l2] [cos384] [curve] [QUERIES]]   (default: all three, 1000 held-out queries)
+//! Run: cargo bench --bench hnsw [-- [l2] [cos384] [curve] [l2_1m] [QUERIES]]   (default: the first three, 1000
+//! held-out queries; l2_1m, 1,000,000 × 128, only when named)
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -143,6 +144,9 @@ fn main() {
     println!("HNSW core in memory; pgrec's descent keeps {UPPER_EF} candidates per upper layer (beam), the paper's 1 (greedy)");
     if wants("l2") {
         run(&synth_case("synth, L2, m 16, efc 64", Metric::L2, 50_000, 128, queries), threads);
+    }
+    if args.iter().any(|a| a == "l2_1m") {
+        run(&synth_case("synth, L2, m 16, efc 64", Metric::L2, 1_000_000, 128, queries), threads);
     }
     if wants("cos384") {
         run(&synth_case("synth, cosine, m 16, efc 64", Metric::Cosine, 100_000, 384, queries), threads);

@@ -6,6 +6,10 @@
 //! backend can check for cancellation and report progress without any worker
 //! thread touching Postgres.
 
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Mutex, RwLock};
 
 use rayon::prelude::*;
@@ -86,8 +90,19 @@ pub struct Hnsw {
     kernels: &'static Kernels,
     data: Vec<f32>,
     levels: Vec<u8>,
-    /// `links[node][level]`: the node's neighbours on that level.
-    links: Vec<Vec<RwLock<Links>>>,
+    /// `upper[node][level - 1]`: the node's neighbours on upper levels.
+    upper: Vec<Vec<RwLock<Links>>>,
+    /// Layer 0, flat (every node has a list there, and nearly every search
+    /// step reads one): per node a slot of 1 + 2·m words, its length then its
+    /// ids, and beside it in `info0` each neighbour's [`Links::info`] packed
+    /// in a word. The length word's top bit is the list's writer lock
+    /// ([`LOCKED`]); searches read a slot without it, so one may see a list
+    /// half rewritten, and as every word always holds some node's id that
+    /// costs at most a detour. Against a lock and two vectors per node this
+    /// is one cache miss instead of three dependent ones per list read, and
+    /// reading writes nothing, so the other worker's cache keeps the line.
+    layer0: Vec<AtomicU32>,
+    info0: Vec<AtomicU64>,
     entry: RwLock<Option<(u32, usize)>>,
     /// Held while a node that raises the top level is inserted.
     promote: Mutex<()>,
@@ -105,9 +120,45 @@ struct Links {
     info: Vec<(f32, Option<bool>)>,
 }
 
-/// Bytes one link takes in the in-memory graph (its id and its `Links::info`
-/// entry), for the build's memory estimate.
-pub const LINK_BYTES: usize = std::mem::size_of::<u32>() + std::mem::size_of::<(f32, Option<bool>)>();
+/// Bytes one layer-0 link takes in the in-memory graph (its id and its
+/// packed [`Links::info`] entry), for the build's memory estimate.
+pub const LINK_BYTES: usize = std::mem::size_of::<AtomicU32>() + std::mem::size_of::<AtomicU64>();
+
+/// The writer lock bit of a layer-0 slot's length word.
+const LOCKED: u32 = 1 << 31;
+
+/// A held layer-0 slot lock; dropping it publishes `keep` as the length and
+/// releases the lock.
+struct SlotLock<'a> {
+    len: &'a AtomicU32,
+    keep: u32,
+}
+
+impl Drop for SlotLock<'_> {
+    fn drop(&mut self) {
+        self.len.store(self.keep, Release);
+    }
+}
+
+/// A [`Links::info`] entry as one word: the distance's bits, then the
+/// standing (0 unknown, 1 fills the list, 2 kept).
+fn pack(info: (f32, Option<bool>)) -> u64 {
+    let standing = match info.1 {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    };
+    (u64::from(info.0.to_bits()) << 32) | standing
+}
+
+fn unpack(word: u64) -> (f32, Option<bool>) {
+    let standing = match word & 3 {
+        0 => None,
+        1 => Some(false),
+        _ => Some(true),
+    };
+    (f32::from_bits((word >> 32) as u32), standing)
+}
 
 impl Links {
     /// A list from the heuristic's choice (`(neighbour, kept)`).
@@ -161,12 +212,58 @@ impl Links {
     }
 }
 
-/// A visited set as a bitmap over node ids.
-pub struct Bitmap(Vec<u64>);
+/// A visited set as a bitmap over node ids. Every insert of a build searches
+/// once per level with a fresh set, and zeroing a bitmap over the whole
+/// graph each time (125 kB per set for a million nodes) cost more than the
+/// search's own bookkeeping; so a dropped bitmap clears only the words it set
+/// and goes back to a small pool on its thread, and the next set is taken
+/// from there.
+pub struct Bitmap(Bits);
+
+/// A bitmap's storage: its words and which of them are not zero.
+#[derive(Default)]
+struct Bits {
+    words: Vec<u64>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static BITMAPS: std::cell::RefCell<Vec<Bits>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bitmaps a thread keeps for reuse: a search holds two at once.
+const POOLED_BITMAPS: usize = 4;
 
 impl Bitmap {
     pub fn with_capacity(nodes: usize) -> Bitmap {
-        Bitmap(vec![0; nodes.div_ceil(64)])
+        let words = nodes.div_ceil(64);
+        let mut b = BITMAPS.try_with(|p| p.borrow_mut().pop()).ok().flatten().unwrap_or_default();
+        if b.words.len() < words {
+            b.words.resize(words, 0);
+        }
+        Bitmap(b)
+    }
+
+    /// Frees the bitmaps this thread keeps (after a build, so a backend does
+    /// not hold a large graph's bitmaps for the rest of its life).
+    pub fn release_pool() {
+        let _ = BITMAPS.try_with(|p| p.borrow_mut().clear());
+    }
+}
+
+impl Drop for Bitmap {
+    fn drop(&mut self) {
+        let mut b = std::mem::take(&mut self.0);
+        for &w in &b.touched {
+            b.words[w as usize] = 0;
+        }
+        b.touched.clear();
+        let _ = BITMAPS.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOLED_BITMAPS {
+                p.push(b);
+            }
+        });
     }
 }
 
@@ -174,9 +271,13 @@ impl Visited<u32> for Bitmap {
     #[inline]
     fn insert(&mut self, n: u32) -> bool {
         let (w, b) = ((n / 64) as usize, n % 64);
-        let fresh = self.0[w] & (1 << b) == 0;
-        self.0[w] |= 1 << b;
-        fresh
+        let bits = &mut self.0;
+        let word = bits.words[w];
+        if word == 0 {
+            bits.touched.push(w as u32);
+        }
+        bits.words[w] = word | (1 << b);
+        word & (1 << b) == 0
     }
 }
 
@@ -209,8 +310,21 @@ impl Graph for Hnsw {
     }
 
     fn neighbors(&self, node: u32, level: usize, out: &mut Vec<u32>) {
-        if let Some(l) = self.links[node as usize].get(level) {
+        if level == 0 {
+            let slot = self.slot(node);
+            let len = ((slot[0].load(Relaxed) & !LOCKED) as usize).min(slot.len() - 1);
+            out.extend(slot[1..=len].iter().map(|id| id.load(Relaxed)));
+            return;
+        }
+        if let Some(l) = self.upper[node as usize].get(level - 1) {
             out.extend_from_slice(&l.read().unwrap_or_else(|e| e.into_inner()).ids);
+        }
+    }
+
+    fn prefetch_neighbors(&self, node: u32, level: usize) {
+        if level == 0 {
+            let slot = self.slot(node);
+            kernels::prefetch(slot.as_ptr().cast(), std::mem::size_of_val(slot));
         }
     }
 }
@@ -236,7 +350,9 @@ impl Hnsw {
         let n = vectors.len() / dim;
         let seed = 0x5eed;
         let levels: Vec<u8> = (0..n).map(|i| params.level_for(i as u64, seed) as u8).collect();
-        let links = levels.iter().map(|&l| (0..=l as usize).map(|_| RwLock::new(Links::default())).collect()).collect();
+        let upper = levels.iter().map(|&l| (0..l).map(|_| RwLock::new(Links::default())).collect()).collect();
+        let layer0 = (0..n * (1 + params.max_neighbors(0))).map(|_| AtomicU32::new(0)).collect();
+        let info0 = (0..n * params.max_neighbors(0)).map(|_| AtomicU64::new(0)).collect();
         let mut g = Hnsw {
             metric,
             params,
@@ -244,7 +360,9 @@ impl Hnsw {
             kernels: kernels::best(),
             data: vectors,
             levels,
-            links,
+            upper,
+            layer0,
+            info0,
             entry: RwLock::new(None),
             promote: Mutex::new(()),
         };
@@ -267,6 +385,7 @@ impl Hnsw {
         }
         let nodes: Vec<(u32, usize)> = (0..g.len() as u32).map(|n| (n, g.level(n))).collect();
         link_unreachable(&mut g, &nodes, |_| false, params);
+        Bitmap::release_pool();
         Ok(g)
     }
 
@@ -300,6 +419,56 @@ impl Hnsw {
         &self.data[i..i + self.dim]
     }
 
+    /// `node`'s slot in `layer0`.
+    fn slot(&self, node: u32) -> &[AtomicU32] {
+        let width = 1 + self.params.max_neighbors(0);
+        let at = node as usize * width;
+        &self.layer0[at..at + width]
+    }
+
+    /// Changes `node`'s list on `level` under its lock.
+    fn update(&self, node: u32, level: usize, change: impl FnOnce(&mut Links)) {
+        if level > 0 {
+            let mut list = self.upper[node as usize][level - 1].write().unwrap_or_else(|e| e.into_inner());
+            change(&mut list);
+            return;
+        }
+        let slot = self.slot(node);
+        let cap = slot.len() - 1;
+        let info = &self.info0[node as usize * cap..(node as usize + 1) * cap];
+        let mut word = slot[0].load(Relaxed);
+        // Held for one list change (a few dozen distances at most), and two
+        // workers rarely want the same list, so a spin serves.
+        loop {
+            if word & LOCKED == 0 {
+                match slot[0].compare_exchange_weak(word, word | LOCKED, Acquire, Relaxed) {
+                    Ok(_) => break,
+                    Err(now) => word = now,
+                }
+            } else {
+                std::hint::spin_loop();
+                word = slot[0].load(Relaxed);
+            }
+        }
+        // Released when this goes out of scope, also on unwind, so a panic
+        // in `change` leaves the old list instead of a lock held forever.
+        let mut held = SlotLock { len: &slot[0], keep: word };
+        let len = (word as usize).min(cap);
+        let mut list = Links {
+            ids: slot[1..=len].iter().map(|id| id.load(Relaxed)).collect(),
+            info: info[..len].iter().map(|i| unpack(i.load(Relaxed))).collect(),
+        };
+        change(&mut list);
+        let len = list.ids.len().min(cap);
+        for (to, &id) in slot[1..].iter().zip(&list.ids[..len]) {
+            to.store(id, Relaxed);
+        }
+        for (to, &i) in info.iter().zip(&list.info[..len]) {
+            to.store(pack(i), Relaxed);
+        }
+        held.keep = len as u32;
+    }
+
     fn dist(&self, a: u32, b: u32) -> f32 {
         self.metric.distance(self.kernels, self.vector(a), self.vector(b))
     }
@@ -320,7 +489,7 @@ impl Hnsw {
         let plans = plan_links(self, q, self.vector(q), level, (ep, top), self.params, true, |a, b| self.dist(a, b));
         for (lv, chosen) in plans {
             let back: Vec<Scored<u32>> = chosen.iter().map(|c| c.0).collect();
-            *self.links[q as usize][lv].write().unwrap_or_else(|e| e.into_inner()) = Links::chosen(chosen);
+            self.update(q, lv, |list| *list = Links::chosen(chosen));
             for s in back {
                 self.connect(s.node, q, s.dist, lv);
             }
@@ -333,23 +502,28 @@ impl Hnsw {
     /// Adds `q` to `node`'s list at `level`, re-selecting if the list overflows.
     fn connect(&self, node: u32, q: u32, dist: f32, level: usize) {
         let (cap, fill) = (self.params.max_neighbors(level), self.params.top_up(level));
-        let mut list = self.links[node as usize][level].write().unwrap_or_else(|e| e.into_inner());
-        if list.ids.contains(&q) {
-            return;
-        }
-        if list.ids.len() < cap {
-            list.insert(q, dist);
-            return;
-        }
-        if fill >= cap && list.info.iter().all(|i| i.1.is_some()) {
-            list.admit(q, dist, |a, b| self.dist(a, b));
-            return;
-        }
-        let mut cands: Vec<Scored<u32>> =
-            list.ids.iter().zip(&list.info).map(|(&n, i)| Scored { dist: i.0, node: n }).collect();
-        cands.push(Scored { dist, node: q });
-        cands.sort_unstable();
-        *list = Links::chosen(select_neighbors_flagged(&cands, cap, fill, |a, b| self.dist(a, b)));
+        self.update(node, level, |list| {
+            if list.ids.contains(&q) {
+                return;
+            }
+            if list.ids.len() < cap {
+                list.insert(q, dist);
+                return;
+            }
+            if fill >= cap && list.info.iter().all(|i| i.1.is_some()) {
+                for (&n, _) in list.ids.iter().zip(&list.info).filter(|(_, i)| i.1 == Some(true)) {
+                    let v = self.vector(n);
+                    kernels::prefetch(v.as_ptr().cast(), std::mem::size_of_val(v));
+                }
+                list.admit(q, dist, |a, b| self.dist(a, b));
+                return;
+            }
+            let mut cands: Vec<Scored<u32>> =
+                list.ids.iter().zip(&list.info).map(|(&n, i)| Scored { dist: i.0, node: n }).collect();
+            cands.push(Scored { dist, node: q });
+            cands.sort_unstable();
+            *list = Links::chosen(select_neighbors_flagged(&cands, cap, fill, |a, b| self.dist(a, b)));
+        });
     }
 
     /// Removes the nodes marked in `dead` (indexed by node id): no live list
@@ -363,8 +537,8 @@ impl Hnsw {
         repair_after_delete(self, &nodes, is_dead, params);
         // Repairs read the dead nodes' lists, so those are cleared only afterwards.
         for &(node, _) in nodes.iter().filter(|(n, _)| is_dead(*n)) {
-            for list in &self.links[node as usize] {
-                *list.write().unwrap_or_else(|e| e.into_inner()) = Links::default();
+            for level in 0..=self.level(node) {
+                self.update(node, level, |list| *list = Links::default());
             }
         }
         if nodes.iter().all(|(n, _)| is_dead(*n)) {
@@ -386,7 +560,7 @@ impl GraphMut for Hnsw {
         for &x in links {
             list.insert(x, self.dist(node, x));
         }
-        *self.links[node as usize][level].write().unwrap_or_else(|e| e.into_inner()) = list;
+        self.update(node, level, |l| *l = list);
     }
 
     fn set_entry(&mut self, node: u32, level: usize) {

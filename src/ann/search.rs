@@ -59,6 +59,10 @@ pub trait Graph {
     }
     /// Appends the neighbours of `node` at `level` to `out`.
     fn neighbors(&self, node: Self::Node, level: usize, out: &mut Vec<Self::Node>);
+    /// Hints that [`neighbors`](Self::neighbors) of `node` will be asked
+    /// for soon: the search names the next candidate while it measures the
+    /// current one's neighbours, so a graph can start loading that list.
+    fn prefetch_neighbors(&self, _node: Self::Node, _level: usize) {}
 }
 
 /// Best-first search of one layer from `entry`, keeping the `ef` closest nodes.
@@ -90,6 +94,9 @@ pub fn search_layer<G: Graph>(
         }
         nbrs.clear();
         g.neighbors(c.node, level, &mut nbrs);
+        if let Some(Reverse(next)) = candidates.peek() {
+            g.prefetch_neighbors(next.node, level);
+        }
         fresh.clear();
         fresh.extend(nbrs.iter().copied().filter(|&n| visited.insert(n)));
         dists.clear();
