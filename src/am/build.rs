@@ -45,6 +45,9 @@ struct BuildState {
     heap_tuples: f64,
     index_tuples: f64,
     tuple_cx: PgMemoryContexts,
+    /// Started with the table scan: each phase's time is reported at DEBUG1,
+    /// so a slow build shows where it went (`SET client_min_messages = debug1`).
+    clock: std::time::Instant,
 }
 
 impl BuildState {
@@ -88,17 +91,22 @@ impl BuildState {
         let n = self.heap.len();
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_GRAPH);
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, n as i64);
+        pgrx::debug1!("pgrec_hnsw build read {n} rows in {:.2} s", self.clock.elapsed().as_secs_f64());
         let vectors = std::mem::take(&mut self.vectors);
         let dims = self.dims.max(1);
+        let clock = std::time::Instant::now();
         let g = Hnsw::build(self.metric, self.params, dims, vectors, guc::threads(), |done| {
             pgrx::check_for_interrupts!();
             progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
             Ok(())
         })
         .or_raise();
+        pgrx::debug1!("pgrec_hnsw build made the graph in {:.2} s", clock.elapsed().as_secs_f64());
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
+        let clock = std::time::Instant::now();
         // SAFETY: the index is open and empty (checked in ambuild).
         unsafe { write_pages(self.index, &g, &self.heap, self.dims) };
+        pgrx::debug1!("pgrec_hnsw build wrote its pages in {:.2} s", clock.elapsed().as_secs_f64());
         self.heap = Vec::new();
     }
 }
@@ -244,6 +252,7 @@ pub unsafe extern "C-unwind" fn ambuild(
             heap_tuples: 0.0,
             index_tuples: 0.0,
             tuple_cx: PgMemoryContexts::new("pgrec_hnsw build tuple"),
+            clock: std::time::Instant::now(),
         };
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_LOAD);
         pg_sys::table_index_build_scan(
@@ -261,7 +270,9 @@ pub unsafe extern "C-unwind" fn ambuild(
         }
         if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
             let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
+            let clock = std::time::Instant::now();
             pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true);
+            pgrx::debug1!("pgrec_hnsw build logged {blocks} pages in {:.2} s", clock.elapsed().as_secs_f64());
         }
         let result =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()).cast::<pg_sys::IndexBuildResult>();
