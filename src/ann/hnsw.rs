@@ -127,6 +127,12 @@ pub const LINK_BYTES: usize = std::mem::size_of::<AtomicU32>() + std::mem::size_
 /// The writer lock bit of a layer-0 slot's length word.
 const LOCKED: u32 = 1 << 31;
 
+/// How many ids a layer-0 slot holds, from its length word (lock bit
+/// masked, capped to the slot, as a reader may see a word mid-change).
+fn listed(slot: &[AtomicU32], word: u32) -> usize {
+    ((word & !LOCKED) as usize).min(slot.len() - 1)
+}
+
 /// A held layer-0 slot lock; dropping it publishes `keep` as the length and
 /// releases the lock.
 struct SlotLock<'a> {
@@ -303,8 +309,7 @@ impl Graph for Hnsw {
     /// per second, in memory (`cargo bench --bench hnsw`).
     fn distances(&self, query: &[f32], nodes: &[u32], out: &mut Vec<f32>) {
         for &n in nodes {
-            let v = self.vector(n);
-            kernels::prefetch(v.as_ptr().cast(), std::mem::size_of_val(v));
+            self.prefetch_row(n);
         }
         out.extend(nodes.iter().map(|&n| self.distance(query, n)));
     }
@@ -312,7 +317,7 @@ impl Graph for Hnsw {
     fn neighbors(&self, node: u32, level: usize, out: &mut Vec<u32>) {
         if level == 0 {
             let slot = self.slot(node);
-            let len = ((slot[0].load(Relaxed) & !LOCKED) as usize).min(slot.len() - 1);
+            let len = listed(slot, slot[0].load(Relaxed));
             out.extend(slot[1..=len].iter().map(|id| id.load(Relaxed)));
             return;
         }
@@ -419,6 +424,12 @@ impl Hnsw {
         &self.data[i..i + self.dim]
     }
 
+    /// Starts loading `node`'s vector (see `kernels::prefetch`).
+    fn prefetch_row(&self, node: u32) {
+        let v = self.vector(node);
+        kernels::prefetch(v.as_ptr().cast(), std::mem::size_of_val(v));
+    }
+
     /// `node`'s slot in `layer0`.
     fn slot(&self, node: u32) -> &[AtomicU32] {
         let width = 1 + self.params.max_neighbors(0);
@@ -453,7 +464,7 @@ impl Hnsw {
         // Released when this goes out of scope, also on unwind, so a panic
         // in `change` leaves the old list instead of a lock held forever.
         let mut held = SlotLock { len: &slot[0], keep: word };
-        let len = (word as usize).min(cap);
+        let len = listed(slot, word);
         let mut list = Links {
             ids: slot[1..=len].iter().map(|id| id.load(Relaxed)).collect(),
             info: info[..len].iter().map(|i| unpack(i.load(Relaxed))).collect(),
@@ -512,8 +523,7 @@ impl Hnsw {
             }
             if fill >= cap && list.info.iter().all(|i| i.1.is_some()) {
                 for (&n, _) in list.ids.iter().zip(&list.info).filter(|(_, i)| i.1 == Some(true)) {
-                    let v = self.vector(n);
-                    kernels::prefetch(v.as_ptr().cast(), std::mem::size_of_val(v));
+                    self.prefetch_row(n);
                 }
                 list.admit(q, dist, |a, b| self.dist(a, b));
                 return;
