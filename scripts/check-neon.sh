@@ -6,10 +6,7 @@
 # Usage: ./scripts/check-neon.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-for p in qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-        || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null
-done
+install_packages qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
 # The kernels are a pure core, so a throwaway crate that includes just that

@@ -31,9 +31,10 @@ as_owner() {
     if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-install_debian_packages() {
+# install_packages PKG...: installs the Debian packages among PKG that are missing.
+install_packages() {
     local missing=()
-    for p in "${DEBIAN_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -44,6 +45,10 @@ install_debian_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+install_debian_packages() {
+    install_packages "${DEBIAN_PACKAGES[@]}"
     if [ "$PG_MAJOR" = 15 ]; then
         PG_CONFIG="/usr/lib/postgresql/15/bin/pg_config"
         [ -x "$PG_CONFIG" ] || PG_CONFIG="$(command -v pg_config)"
