@@ -50,6 +50,16 @@ struct BuildState {
     clock: std::time::Instant,
 }
 
+/// Runs one build phase and reports its seconds at DEBUG1 as `pgrec_hnsw
+/// build WHAT in N s` (the table scan, which has no closure of its own, uses
+/// [`BuildState::clock`]).
+fn timed<T>(what: &str, phase: impl FnOnce() -> T) -> T {
+    let clock = std::time::Instant::now();
+    let out = phase();
+    pgrx::debug1!("pgrec_hnsw build {what} in {:.2} s", clock.elapsed().as_secs_f64());
+    out
+}
+
 impl BuildState {
     /// Memory the graph needs per node: the vector, its layer-0 links (an id,
     /// a distance and a flag each) and bookkeeping (upper layers add 1/(m-1)
@@ -94,19 +104,17 @@ impl BuildState {
         pgrx::debug1!("pgrec_hnsw build read {n} rows in {:.2} s", self.clock.elapsed().as_secs_f64());
         let vectors = std::mem::take(&mut self.vectors);
         let dims = self.dims.max(1);
-        let clock = std::time::Instant::now();
-        let g = Hnsw::build(self.metric, self.params, dims, vectors, guc::threads(), |done| {
-            pgrx::check_for_interrupts!();
-            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
-            Ok(())
-        })
-        .or_raise();
-        pgrx::debug1!("pgrec_hnsw build made the graph in {:.2} s", clock.elapsed().as_secs_f64());
+        let g = timed("made the graph", || {
+            Hnsw::build(self.metric, self.params, dims, vectors, guc::threads(), |done| {
+                pgrx::check_for_interrupts!();
+                progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, done as i64);
+                Ok(())
+            })
+            .or_raise()
+        });
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
-        let clock = std::time::Instant::now();
         // SAFETY: the index is open and empty (checked in ambuild).
-        unsafe { write_pages(self.index, &g, &self.heap, self.dims) };
-        pgrx::debug1!("pgrec_hnsw build wrote its pages in {:.2} s", clock.elapsed().as_secs_f64());
+        timed("wrote its pages", || unsafe { write_pages(self.index, &g, &self.heap, self.dims) });
         self.heap = Vec::new();
     }
 }
@@ -270,9 +278,9 @@ pub unsafe extern "C-unwind" fn ambuild(
         }
         if (*(*index).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
             let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM);
-            let clock = std::time::Instant::now();
-            pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true);
-            pgrx::debug1!("pgrec_hnsw build logged {blocks} pages in {:.2} s", clock.elapsed().as_secs_f64());
+            timed(&format!("logged {blocks} pages"), || {
+                pg_sys::log_newpage_range(index, pg_sys::ForkNumber::MAIN_FORKNUM, 0, blocks, true)
+            });
         }
         let result =
             pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>()).cast::<pg_sys::IndexBuildResult>();
