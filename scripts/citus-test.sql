@@ -3,23 +3,24 @@
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS ct_items, ct_local, ct_queries, ct_clicks CASCADE;
 
--- 20,000 rows of 32 dimensions in 40 clusters (deterministic), a category each.
+-- A 32-dimensional point near the centre of cluster `i % 40`.
+SET client_min_messages = error;  -- Citus warns that a temporary function stays on the coordinator: it should.
+CREATE FUNCTION pg_temp.point(i int) RETURNS embedding LANGUAGE sql VOLATILE AS $$
+    SELECT array_agg(((i % 40) * 0.37 * d % 1.0 + (random() - 0.5) * 0.2)::real ORDER BY d)::embedding
+      FROM generate_series(1, 32) d
+$$;
+SET client_min_messages = warning;
+
+-- 20,000 rows in 40 clusters (deterministic), a category each.
 SELECT setseed(0.42);
-CREATE TABLE ct_local AS
-SELECT i AS id, i % 7 AS category,
-       (SELECT array_agg(((i % 40) * 0.37 * d % 1.0 + (random() - 0.5) * 0.2)::real ORDER BY d)
-          FROM generate_series(1, 32) d WHERE i > 0)::embedding AS v
-  FROM generate_series(1, 20000) i;
+CREATE TABLE ct_local AS SELECT i AS id, i % 7 AS category, pg_temp.point(i) AS v FROM generate_series(1, 20000) i;
 CREATE TABLE ct_items (LIKE ct_local);
 -- Two shards, one per worker: each holds 10,000 rows, so its own search is a real one.
 SELECT create_distributed_table('ct_items', 'id', shard_count => 2);
 INSERT INTO ct_items SELECT * FROM ct_local;
 CREATE INDEX ct_local_v ON ct_local USING pgrec_hnsw (v embedding_l2_ops);
 CREATE INDEX ct_items_v ON ct_items USING pgrec_hnsw (v embedding_l2_ops);
-CREATE TABLE ct_queries AS
-SELECT q AS qid, (SELECT array_agg(((q % 40) * 0.37 * d % 1.0 + (random() - 0.5) * 0.2)::real ORDER BY d)
-                    FROM generate_series(1, 32) d WHERE q > 0)::embedding AS v
-  FROM generate_series(1, 50) q;
+CREATE TABLE ct_queries AS SELECT q AS qid, pg_temp.point(q) AS v FROM generate_series(1, 50) q;
 
 -- Every shard has the index.
 DO $$
