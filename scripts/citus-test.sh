@@ -8,12 +8,19 @@
 #   - a filtered search (`WHERE category = 3`) still returns k rows;
 #   - pgrec.ef_search reaches the workers with `SET LOCAL` under
 #     citus.propagate_set_commands = 'local', and through ALTER DATABASE ... SET;
-#   - train() on the coordinator reads a distributed interactions table.
-# Skips, saying so, when the Citus source is absent. Not part of test.sh (it
-# installs pgrec in release and builds Citus); run it before changing anything
-# a distributed deployment touches.
+#   - train() on the coordinator reads a distributed interactions table, as a
+#     role that is not a superuser;
+#   - pgrec.distribute_models() makes the registry reference tables once (a
+#     second call reports it done), every node holds the owner by name under
+#     its own OID, recommend() inside a query pushed down to the workers
+#     answers as on the coordinator (for one user and for all), a deploy
+#     reaches the workers when it commits and not before (nor after a
+#     rollback), and a reader is refused there before a grant and after a
+#     revoke.
+# Skips, saying so, when the Citus source is absent. The citus tier of
+# test.sh (PostgreSQL 15) runs it with --installed, on its dev build.
 #
-# Usage: ./scripts/citus-test.sh
+# Usage: ./scripts/citus-test.sh [--installed]   (see scripts/citus.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CITUS_TARBALL="${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-13.2.2.tar.gz}"
@@ -21,7 +28,7 @@ if [ ! -f "$CITUS_TARBALL" ]; then
     log "skipped: the Citus source ($CITUS_TARBALL) is absent"
     exit 0
 fi
-"$REPO_ROOT/scripts/citus.sh"
+"$REPO_ROOT/scripts/citus.sh" "$@"
 install_debian_packages
 
 log "checking pgrec on the Citus cluster"

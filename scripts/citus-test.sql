@@ -1,7 +1,13 @@
 -- The checks of scripts/citus-test.sh, run on the coordinator; each failure
 -- raises an error naming what differed (ON_ERROR_STOP ends the run there).
+-- Query results are not the output; the checks raise errors and the NOTICEs report.
+\o /dev/null
 SET client_min_messages = warning;
-DROP TABLE IF EXISTS ct_items, ct_local, ct_queries, ct_clicks CASCADE;
+DROP TABLE IF EXISTS ct_items, ct_local, ct_queries, ct_clicks, ct_users, ct_seen CASCADE;
+DROP FUNCTION IF EXISTS ct_answers, ct_pushed_count, ct_expect_refused, ct_expect_setting;
+-- A fresh pgrec each run: the checks below distribute its model registry.
+DROP EXTENSION IF EXISTS pgrec CASCADE;
+CREATE EXTENSION pgrec;
 
 -- A 32-dimensional point near the centre of cluster `i % 40`.
 SET client_min_messages = error;  -- Citus warns that a temporary function stays on the coordinator: it should.
@@ -118,19 +124,185 @@ BEGIN
     END IF;
 END $$;
 
--- train() on the coordinator reads a distributed interactions table.
+-- train() on the coordinator reads a distributed interactions table, as a
+-- role that is not a superuser; the roles' OIDs differ between the nodes
+-- (the workers' OID counters are moved on first), as they do in practice.
+DROP ROLE IF EXISTS ct_trainer;
+DROP ROLE IF EXISTS ct_reader;
+SELECT run_command_on_workers($c$SELECT count(pg_catalog.lo_unlink(pg_catalog.lo_create(0))) FROM generate_series(1, 50)$c$);
+CREATE ROLE ct_trainer LOGIN;  -- Citus connects to the workers as the role itself
+CREATE ROLE ct_reader LOGIN;
 CREATE TABLE ct_clicks (user_id bigint, item_id bigint);
 SELECT create_distributed_table('ct_clicks', 'user_id');
 INSERT INTO ct_clicks SELECT u, (u * 7 + k * 13) % 300 FROM generate_series(1, 500) u, generate_series(1, 12) k;
-SELECT drop_model('ct_shop') FROM pgrec.models WHERE name = 'ct_shop';
+CREATE TABLE ct_users (id bigint);
+SELECT create_distributed_table('ct_users', 'id', colocate_with => 'ct_clicks');
+INSERT INTO ct_users SELECT generate_series(1, 500);
+GRANT SELECT ON ct_clicks, ct_users TO ct_trainer, ct_reader;
+
+SET ROLE ct_trainer;
+-- Two versions that rank differently; version 2 deployed.
+SELECT count(*) FROM train('ct_shop', 'bpr', 'ct_clicks', '{"factors": 8, "seed": 1}');
+SELECT count(*) FROM train('ct_shop', 'als', 'ct_clicks', '{"factors": 16, "seed": 2}');
+SELECT deploy('ct_shop', 2);
 DO $$
-DECLARE users bigint; got int;
 BEGIN
-    PERFORM * FROM train('ct_shop', 'als', 'ct_clicks');
-    SELECT count(*) INTO got FROM recommend(3, 5, 'ct_shop');
-    IF got <> 5 THEN
-        RAISE EXCEPTION 'recommend() after training on a distributed table returned % rows', got;
+    IF (SELECT count(*) FROM recommend(3, 5, 'ct_shop')) <> 5 THEN
+        RAISE EXCEPTION 'recommend() after training on a distributed table did not return 5 rows';
     END IF;
 END $$;
+RESET ROLE;
+
+-- The registry becomes reference tables; a second call says so and does nothing.
+DO $$
+BEGIN
+    IF NOT pgrec.distribute_models() OR pgrec.distribute_models() THEN
+        RAISE EXCEPTION 'pgrec.distribute_models() did not distribute once, then report it done';
+    END IF;
+    IF (SELECT count(*) FROM pg_dist_partition
+         WHERE logicalrelid IN ('pgrec.model_acl'::regclass, 'pgrec.model_versions'::regclass)
+           AND partmethod = 'n') <> 2 THEN
+        RAISE EXCEPTION 'the model registry is not two reference tables';
+    END IF;
+END $$;
+
+-- Every node holds the owner by name, under its own OID.
+DO $$
+DECLARE here oid := 'ct_trainer'::regrole; seen text; oids text;
+BEGIN
+    SELECT string_agg(result, ',') INTO seen FROM run_command_on_workers(
+        $c$SELECT owner::text FROM pgrec.model_acl WHERE name = 'ct_shop'$c$);
+    IF seen <> 'ct_trainer,ct_trainer' THEN
+        RAISE EXCEPTION 'the workers hold model ct_shop''s owner as %', seen;
+    END IF;
+    SELECT string_agg(result, ',') INTO oids FROM run_command_on_workers($c$SELECT 'ct_trainer'::regrole::oid::text$c$);
+    IF oids = here || ',' || here THEN
+        RAISE EXCEPTION 'ct_trainer has the same OID (%) on every node: the check above proves nothing', here;
+    END IF;
+END $$;
+
+-- recommend() inside a query pushed down to the workers, routed by user id,
+-- answers as on the coordinator; the plan shows it running on a shard.
+CREATE FUNCTION ct_answers(pushed boolean) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE got text;
+BEGIN
+    IF pushed THEN
+        SELECT string_agg(r.item_id::text, ',' ORDER BY r.score DESC, r.item_id) INTO got
+          FROM ct_users u, LATERAL recommend(u.id, 5, 'ct_shop') r WHERE u.id = 3;
+    ELSE
+        SELECT string_agg(item_id::text, ',' ORDER BY score DESC, item_id) INTO got FROM recommend(3, 5, 'ct_shop');
+    END IF;
+    RETURN got;
+END $$;
+CREATE TABLE ct_seen (what text PRIMARY KEY, answers text);
+GRANT ALL ON ct_seen TO ct_trainer;
+DO $$
+DECLARE n bigint; line text; pushed boolean := false;
+BEGIN
+    SET LOCAL ROLE ct_trainer;
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF)
+        SELECT r.* FROM ct_users u, LATERAL recommend(u.id, 5, ''ct_shop'') r WHERE u.id = 3'
+    LOOP
+        pushed := pushed OR line LIKE '%Function Scan on recommend%';
+    END LOOP;
+    IF NOT pushed THEN
+        RAISE EXCEPTION 'recommend() is not in the plan of a shard';
+    END IF;
+    IF ct_answers(true) IS DISTINCT FROM ct_answers(false) THEN
+        RAISE EXCEPTION 'version 2 on a worker answers [%], on the coordinator [%]', ct_answers(true), ct_answers(false);
+    END IF;
+    INSERT INTO ct_seen VALUES ('v2', ct_answers(false));
+    -- Every user, on whichever shard holds them.
+    SELECT count(*) INTO n FROM ct_users u, LATERAL recommend(u.id, 5, 'ct_shop') r;
+    IF n <> 2500 THEN
+        RAISE EXCEPTION 'recommend() for all 500 users across the shards returned % rows', n;
+    END IF;
+END $$;
+
+-- A deploy on the coordinator reaches the workers when it commits: inside
+-- its transaction the workers still serve the committed version, and a
+-- rollback leaves them with it.
+SET ROLE ct_trainer;
+BEGIN;
+SELECT deploy('ct_shop', 1);
+INSERT INTO ct_seen VALUES ('v1 in the deploying transaction, coordinator', ct_answers(false)),
+                           ('v1 in the deploying transaction, worker', ct_answers(true));
+ROLLBACK;
+INSERT INTO ct_seen VALUES ('after the rollback, worker', ct_answers(true));
+SELECT deploy('ct_shop', 1);
+INSERT INTO ct_seen VALUES ('v1, coordinator', ct_answers(false)), ('v1, worker', ct_answers(true));
+RESET ROLE;
+DO $$
+DECLARE v2 text := (SELECT answers FROM ct_seen WHERE what = 'v2');
+        v1 text := (SELECT answers FROM ct_seen WHERE what = 'v1, coordinator');
+BEGIN
+    IF v1 = v2 THEN
+        RAISE EXCEPTION 'versions 1 and 2 answer alike ([%]): the deploy checks prove nothing', v1;
+    END IF;
+    IF (SELECT answers FROM ct_seen WHERE what = 'v1, worker') IS DISTINCT FROM v1 THEN
+        RAISE EXCEPTION 'after deploying version 1 a worker answers [%], the coordinator [%]',
+            (SELECT answers FROM ct_seen WHERE what = 'v1, worker'), v1;
+    END IF;
+    IF (SELECT answers FROM ct_seen WHERE what = 'after the rollback, worker') IS DISTINCT FROM v2 THEN
+        RAISE EXCEPTION 'a rolled-back deploy reached a worker';
+    END IF;
+    IF EXISTS (SELECT FROM ct_seen WHERE what LIKE 'v1 in %') THEN
+        RAISE EXCEPTION 'rows of a rolled-back transaction are in ct_seen';
+    END IF;
+END $$;
+-- (The in-transaction answers rolled back with it; checked here instead.)
+SET ROLE ct_trainer;
+BEGIN;
+SELECT deploy('ct_shop', 2);
+DO $$
+BEGIN
+    IF ct_answers(true) IS DISTINCT FROM (SELECT answers FROM ct_seen WHERE what = 'v1, worker') THEN
+        RAISE EXCEPTION 'a worker served the deploy of version 2 before it committed';
+    END IF;
+    IF ct_answers(false) IS DISTINCT FROM (SELECT answers FROM ct_seen WHERE what = 'v2') THEN
+        RAISE EXCEPTION 'the coordinator does not serve version 2 inside the transaction that deployed it';
+    END IF;
+END $$;
+ROLLBACK;
+RESET ROLE;
+
+-- Grants reach the workers: a reader is refused there until granted, and again after a revoke.
+CREATE FUNCTION ct_pushed_count() RETURNS bigint LANGUAGE sql AS $$
+    SELECT count(*) FROM ct_users u, LATERAL recommend(u.id, 5, 'ct_shop') r WHERE u.id = 3
+$$;
+CREATE FUNCTION ct_expect_refused(why text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ct_pushed_count();
+    RAISE EXCEPTION 'ct_reader used model ct_shop on a worker %', why;
+EXCEPTION WHEN insufficient_privilege THEN
+    NULL;
+END $$;
+SET ROLE ct_reader;
+SELECT ct_expect_refused('before any grant');
+RESET ROLE;
+SET ROLE ct_trainer;
+SELECT grant_model('ct_shop', 'ct_reader');
+SET ROLE ct_reader;
+DO $$
+BEGIN
+    IF ct_pushed_count() <> 5 THEN
+        RAISE EXCEPTION 'granted ct_reader got % rows on a worker', ct_pushed_count();
+    END IF;
+    IF (SELECT count(*) FROM pgrec.models WHERE name = 'ct_shop') <> 2 THEN
+        RAISE EXCEPTION 'granted ct_reader sees % versions of ct_shop in pgrec.models',
+            (SELECT count(*) FROM pgrec.models WHERE name = 'ct_shop');
+    END IF;
+END $$;
+SET ROLE ct_trainer;
+SELECT revoke_model('ct_shop', 'ct_reader');
+SET ROLE ct_reader;
+SELECT ct_expect_refused('after the revoke');
+RESET ROLE;
+
+SET ROLE ct_trainer;
 SELECT drop_model('ct_shop');
-DROP TABLE ct_items, ct_local, ct_queries, ct_clicks;
+RESET ROLE;
+DROP FUNCTION ct_answers, ct_pushed_count, ct_expect_refused;
+DROP TABLE ct_items, ct_local, ct_queries, ct_clicks, ct_users, ct_seen;
+DROP ROLE ct_trainer;
+DROP ROLE ct_reader;

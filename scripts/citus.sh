@@ -6,8 +6,10 @@
 # citus, with database `pgrec_citus` holding both extensions and the workers
 # registered with the coordinator. Without the tarball it says so and exits 0.
 #
-# Usage: ./scripts/citus.sh          set up (idempotent) and leave the cluster running
-#        ./scripts/citus.sh stop     stop the three nodes
+# Usage: ./scripts/citus.sh              set up (idempotent) and leave the cluster running
+#        ./scripts/citus.sh --installed  the same with the pgrec already installed (test.sh's
+#                                        dev build) instead of building the release one
+#        ./scripts/citus.sh stop         stop the three nodes
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CITUS_VERSION=13.2.2
@@ -73,8 +75,8 @@ case "${1:-}" in
         log "citus cluster stopped"
         exit 0
         ;;
-    "") ;;
-    *) die "usage: $0 [stop]" ;;
+    "" | --installed) ;;
+    *) die "usage: $0 [--installed | stop]" ;;
 esac
 
 if [ ! -f "$CITUS_TARBALL" ]; then
@@ -83,8 +85,12 @@ if [ ! -f "$CITUS_TARBALL" ]; then
 fi
 setup_all
 citus_install
-log "building and installing pgrec (release)"
-install_extension --release >/dev/null
+if [ "${1:-}" = --installed ]; then
+    [ -f "$("$PG_CONFIG" --sharedir)/extension/pgrec.control" ] || die "--installed, but pgrec is not installed"
+else
+    log "building and installing pgrec (release)"
+    install_extension --release >/dev/null
+fi
 for i in 0 1 2; do start_node "${CITUS_NAMES[$i]}" "${CITUS_PORTS[$i]}"; done
 for port in "${CITUS_PORTS[@]}"; do
     if ! as_owner "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -Atqc \

@@ -10,6 +10,9 @@
 #                every released version, and tests/security.rs)
 #   6. crash     the HNSW index after the postmaster is killed mid-insert
 #                (scripts/crash-test.sh, on a cluster of its own)
+#   7. citus     (PostgreSQL 15) pgrec on a Citus coordinator with two workers
+#                (scripts/citus-test.sh; builds Citus from ../shared/peers once,
+#                about 2 minutes; recorded as skipped when that source is absent)
 # Everything builds in the dev profile only (dependencies at opt-level 3).
 # Exits non-zero if any tier fails; the last line is the summary.
 #
@@ -177,6 +180,26 @@ if [ "$status" -ne 0 ] || [ "${f:-1}" -ne 0 ] || [ "${p:-0}" -eq 0 ]; then
     record crash FAIL "${p:-0}" "$(( ${f:-0} > 0 ? f : 1 ))"
 else
     record crash ok "$p" 0
+fi
+
+# 7. pgrec on a Citus coordinator with two workers, on the dev build installed
+#    above (PostgreSQL 15 only: the Citus source is built against the system's 15).
+if [ "$PG_MAJOR" = 15 ]; then
+    if [ -f "${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-13.2.2.tar.gz}" ]; then
+        log "tier citus: scripts/citus-test.sh --installed"
+        citus_log="$REPO_ROOT/target/test-citus.log"
+        status=0
+        "$REPO_ROOT/scripts/citus-test.sh" --installed 2>&1 | tee "$citus_log" || status=$?
+        "$REPO_ROOT/scripts/citus.sh" stop >/dev/null 2>&1 || true
+        if [ "$status" -eq 0 ] && grep -q "citus checks passed" "$citus_log"; then
+            record citus ok 1 0
+        else
+            record citus FAIL 0 1
+        fi
+    else
+        log "tier citus: skipped, the Citus source (../shared/peers/citus-13.2.2.tar.gz) is absent"
+        record citus skip 0 0
+    fi
 fi
 
 elapsed=$(( $(date +%s) - started ))

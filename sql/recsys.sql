@@ -12,12 +12,39 @@
 CREATE SCHEMA pgrec;
 GRANT USAGE ON SCHEMA pgrec TO PUBLIC;
 
+-- A role and a relation as the registry stores them: regrole and regclass
+-- with their text form only. An OID means something in one server alone; on a
+-- Citus cluster (pgrec.distribute_models) the registry's rows are copied to
+-- every node, and Citus copies a type with a binary form byte for byte but
+-- one without it as text, which each node reads back by name into its own
+-- OIDs.
+CREATE TYPE pgrec.role_ref;
+CREATE FUNCTION pgrec.role_ref_in(cstring) RETURNS pgrec.role_ref
+    AS 'regrolein' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgrec.role_ref_out(pgrec.role_ref) RETURNS cstring
+    AS 'regroleout' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+CREATE TYPE pgrec.role_ref (INPUT = pgrec.role_ref_in, OUTPUT = pgrec.role_ref_out, LIKE = pg_catalog.regrole);
+CREATE CAST (pgrec.role_ref AS pg_catalog.oid) WITHOUT FUNCTION;
+CREATE CAST (pg_catalog.oid AS pgrec.role_ref) WITHOUT FUNCTION;
+CREATE CAST (pgrec.role_ref AS pg_catalog.regrole) WITHOUT FUNCTION;
+CREATE CAST (pg_catalog.text AS pgrec.role_ref) WITH INOUT;
+CREATE TYPE pgrec.relation_ref;
+CREATE FUNCTION pgrec.relation_ref_in(cstring) RETURNS pgrec.relation_ref
+    AS 'regclassin' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION pgrec.relation_ref_out(pgrec.relation_ref) RETURNS cstring
+    AS 'regclassout' LANGUAGE internal STABLE STRICT PARALLEL SAFE;
+CREATE TYPE pgrec.relation_ref (INPUT = pgrec.relation_ref_in, OUTPUT = pgrec.relation_ref_out,
+                                LIKE = pg_catalog.regclass);
+CREATE CAST (pgrec.relation_ref AS pg_catalog.oid) WITHOUT FUNCTION;
+CREATE CAST (pg_catalog.oid AS pgrec.relation_ref) WITHOUT FUNCTION;
+CREATE CAST (pg_catalog.text AS pgrec.relation_ref) WITH INOUT;
+
 -- One row per model name: who owns it (the role that trained its first
 -- version) and who else may use it (grant_model / revoke_model).
 CREATE TABLE pgrec.model_acl (
     name    text PRIMARY KEY,
-    owner   regrole NOT NULL,
-    readers regrole[] NOT NULL DEFAULT '{}',
+    owner   pgrec.role_ref NOT NULL,
+    readers pgrec.role_ref[] NOT NULL DEFAULT '{}',
     public  boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE pgrec.model_acl IS 'owner of each pgrec model and the roles granted its use';
@@ -27,7 +54,10 @@ CREATE SEQUENCE pgrec.model_ids;
 SELECT pg_catalog.pg_extension_config_dump('pgrec.model_ids', '');
 
 CREATE TABLE pgrec.model_versions (
-    name          text NOT NULL REFERENCES pgrec.model_acl (name) ON DELETE CASCADE,
+    -- No foreign key to model_acl: pgrec's functions write both tables
+    -- under the model's lock, and on Citus a key between reference tables
+    -- would force train()'s reads of distributed tables onto one connection.
+    name          text NOT NULL,
     version       integer NOT NULL,
     algorithm     text NOT NULL,
     params        jsonb NOT NULL,
@@ -44,7 +74,7 @@ CREATE TABLE pgrec.model_versions (
     graph         bytea,
     -- content_knn over one indexed column: the relation and its (id, vector)
     -- columns, from which serving builds its own index query.
-    source        regclass,
+    source        pgrec.relation_ref,
     source_columns text[],
     -- Never reused (a dropped and retrained name starts at version 1 again):
     -- what per-connection caches are keyed on.
@@ -58,21 +88,33 @@ CREATE UNIQUE INDEX model_versions_deployed ON pgrec.model_versions (name) WHERE
 COMMENT ON TABLE pgrec.model_versions IS 'every trained pgrec model version, with its parameters in data';
 SELECT pg_catalog.pg_extension_config_dump('pgrec.model_versions', '');
 
--- Whether the current role may use a model with this owner and grants.
+-- Whether the current role may use a model with this owner and grants (what
+-- 0.2.0's view filtered with; pgrec.model_list checks in Rust).
 CREATE FUNCTION pgrec.may_use_model(owner regrole, readers regrole[], public boolean) RETURNS boolean
     AS 'MODULE_PATHNAME', 'may_use_model_wrapper' LANGUAGE C STABLE PARALLEL SAFE;
 
+-- Read through a function that reads the registry as pgrec's owner and
+-- keeps the versions the caller may use: a view over the tables would need
+-- the caller's rights on them where Citus reads their shards.
+CREATE FUNCTION pgrec.model_list()
+    RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, users bigint, items bigint,
+                  interactions bigint, train_seconds double precision, bytes bigint, created_at timestamptz,
+                  params jsonb, metrics jsonb, owner regrole)
+    AS 'MODULE_PATHNAME', 'model_list_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE VIEW pgrec.models AS
-SELECT v.name, version, algorithm, deployed,
+SELECT name, version, algorithm, deployed,
        round((metrics->>'recall@20')::numeric, 4) AS recall_20,
        round((metrics->>'ndcg@20')::numeric, 4) AS ndcg_20,
        users, items, interactions, round(train_seconds::numeric, 1) AS train_seconds,
-       pg_catalog.pg_size_pretty(pg_catalog.octet_length(data)::bigint + coalesce(pg_catalog.octet_length(graph), 0)) AS size,
-       created_at, params, metrics, a.owner
-FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
-WHERE pgrec.may_use_model(a.owner, a.readers, a.public)
-ORDER BY v.name, version;
+       pg_catalog.pg_size_pretty(bytes) AS size, created_at, params, metrics, owner
+FROM pgrec.model_list()
+ORDER BY name, version;
 GRANT SELECT ON pgrec.models TO PUBLIC;
+
+CREATE FUNCTION pgrec.distribute_models() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'distribute_models_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgrec.distribute_models() IS
+    'citus: makes the model registry reference tables, so recommend() runs on every node; superusers only';
 
 CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb DEFAULT '{}',
                       user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',

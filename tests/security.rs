@@ -257,10 +257,22 @@ fn models_belong_to_their_trainer() {
     // Granted: used, still not changed; revoked: gone again.
     t.batch_execute(&format!("SELECT grant_model('owned', '{HOSTILE}')")).unwrap();
     assert_eq!(count(&mut h, "SELECT count(*) FROM recommend(1, 3, 'owned')"), 3);
+    // Granting twice lists the role once; a role dropped after its grant
+    // leaves the list at the next change, so its OID can never stand for
+    // another role.
+    t.batch_execute(&format!("SELECT grant_model('owned', '{HOSTILE}')")).unwrap();
+    c.batch_execute("DROP ROLE IF EXISTS sec_gone; CREATE ROLE sec_gone").unwrap();
+    t.batch_execute("SELECT grant_model('owned', 'sec_gone')").unwrap();
+    let readers = "SELECT readers::text FROM pgrec.model_acl WHERE name = 'owned'";
+    let listed: String = c.query_one(readers, &[]).unwrap().get(0);
+    assert_eq!(listed, format!("{{{HOSTILE},sec_gone}}"));
+    c.batch_execute("DROP ROLE sec_gone").unwrap();
     assert_eq!(count(&mut h, "SELECT count(*) FROM pgrec.models WHERE name = 'owned'"), 1);
     assert_eq!(code(h.query("SELECT deploy('owned')", &[])), SqlState::INSUFFICIENT_PRIVILEGE);
     t.batch_execute(&format!("SELECT revoke_model('owned', '{HOSTILE}')")).unwrap();
     assert_eq!(code(h.query("SELECT * FROM recommend(1, 3, 'owned')", &[])), SqlState::INSUFFICIENT_PRIVILEGE);
+    let listed: String = c.query_one(readers, &[]).unwrap().get(0);
+    assert_eq!(listed, "{}");
     // Members of the owner role act as the owner; superusers may do anything.
     c.batch_execute(&format!("GRANT {TRAINER} TO {APP}")).unwrap();
     let mut app = connect(APP);
@@ -271,6 +283,19 @@ fn models_belong_to_their_trainer() {
     assert_eq!(owner, TRAINER);
     assert_eq!(count(&mut t, "SELECT drop_model('owned')::int8"), 1);
     assert_eq!(count(&mut c, "SELECT count(*) FROM pgrec.model_acl WHERE name = 'owned'"), 0);
+    assert_no_restart();
+}
+
+#[test]
+fn distributing_the_registry_is_for_superusers_on_citus() {
+    let Some(mut c) = admin() else { return };
+    let mut h = connect(HOSTILE);
+    let sql = "SELECT pgrec.distribute_models()";
+    assert_eq!(message(h.query(sql, &[])), "permission denied to distribute pgrec's model registry");
+    assert_eq!(code(h.query(sql, &[])), SqlState::INSUFFICIENT_PRIVILEGE);
+    // This cluster has no Citus (scripts/citus-test.sh checks the real thing).
+    assert_eq!(message(c.query(sql, &[])), "extension \"citus\" is not installed in this database");
+    assert_eq!(code(c.query(sql, &[])), SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE);
     assert_no_restart();
 }
 

@@ -295,7 +295,53 @@ fn revoke_model(model: &str, role: &str) {
     (|| models::set_grant(model, crate::catalog::access::role_oid(role)?, false))().or_raise()
 }
 
-/// Behind the `pgrec.models` view: whether the current role may use a model.
+#[pg_extern(sql = false)]
+fn distribute_models() -> bool {
+    crate::catalog::citus::distribute_models().or_raise()
+}
+
+/// Behind the `pgrec.models` view: the versions the caller may use.
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)]
+fn model_list() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(version, i32),
+        name!(algorithm, String),
+        name!(deployed, bool),
+        name!(users, i64),
+        name!(items, i64),
+        name!(interactions, i64),
+        name!(train_seconds, f64),
+        name!(bytes, i64),
+        name!(created_at, pgrx::datum::TimestampWithTimeZone),
+        name!(params, pgrx::JsonB),
+        name!(metrics, pgrx::JsonB),
+        name!(owner, pg_sys::Oid),
+    ),
+> {
+    let rows = models::list().or_raise();
+    TableIterator::new(rows.into_iter().map(|m| {
+        (
+            m.name,
+            m.version,
+            m.algorithm,
+            m.deployed,
+            m.users,
+            m.items,
+            m.interactions,
+            m.train_seconds,
+            m.bytes,
+            m.created_at,
+            m.params,
+            m.metrics,
+            m.owner,
+        )
+    }))
+}
+
+/// Behind 0.2.0's `pgrec.models` view: whether the current role may use a model.
 #[pg_extern(sql = false)]
 fn may_use_model(owner: pg_sys::Oid, readers: Array<'_, pg_sys::Oid>, public: bool) -> bool {
     models::may_use(owner, &readers.iter().flatten().collect::<Vec<_>>(), public)

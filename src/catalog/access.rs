@@ -44,14 +44,39 @@ impl Drop for Restore {
 }
 
 fn pin_search_path() -> Restore {
-    // SAFETY: NewGUCNestLevel and set_config_option are called on the
-    // backend's thread; GUC_ACTION_SAVE is the form function SET clauses use
-    // and is allowed in parallel mode; the value is a valid C string.
+    // SAFETY: opens a GUC nest level on the backend's thread; the returned
+    // Restore closes it.
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    let restore = Restore { nest_level, user: None };
+    set_in_level(c"search_path", c"pg_catalog, pg_temp");
+    restore
+}
+
+/// Runs `f` with search_path `pg_catalog, pg_temp`, as the calling role.
+pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = pin_search_path();
+    f()
+}
+
+/// Runs `f` pinned, with client_min_messages at warning: for pgrec's own DDL
+/// whose NOTICEs (another extension's advice about steps pgrec takes itself)
+/// would only mislead the caller.
+pub fn pinned_quiet<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = pin_search_path();
+    set_in_level(c"client_min_messages", c"warning");
+    f()
+}
+
+/// Sets `name` to `value` until the GUC nest level opened by the enclosing
+/// [`pin_search_path`] ends.
+fn set_in_level(name: &std::ffi::CStr, value: &std::ffi::CStr) {
+    // SAFETY: called on the backend's thread inside a nest level that a
+    // `Restore` closes; GUC_ACTION_SAVE is the form function SET clauses use;
+    // both are valid C strings.
     unsafe {
-        let nest_level = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
@@ -59,14 +84,7 @@ fn pin_search_path() -> Restore {
             pgrx::PgLogLevel::ERROR as i32,
             false,
         );
-        Restore { nest_level, user: None }
     }
-}
-
-/// Runs `f` with search_path `pg_catalog, pg_temp`, as the calling role.
-pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
-    let _restore = pin_search_path();
-    f()
 }
 
 /// The calling role (`current_user`).
@@ -195,7 +213,25 @@ pub fn as_registry_owner<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
         pg_sys::SetUserIdAndSecContext(owner, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
     }
     restore.user = Some((user, context));
+    allow_nested_citus_reads();
     f()
+}
+
+/// On a Citus node, a `recommend()` that Citus pushed down into a shard's
+/// query reads the registry, which is then a reference table
+/// (`pgrec.distribute_models`): Citus refuses such nested queries unless
+/// `citus.allow_nested_distributed_execution` is on. Its worry is a
+/// distributed table whose shards move meanwhile; a reference table has a
+/// copy on every node, so the read is local. Set only for the registry's own
+/// SQL, at the GUC nest level the caller's `Restore` ends, and only where
+/// Citus is loaded (setting an unknown name would create a placeholder).
+fn allow_nested_citus_reads() {
+    const NAME: &std::ffi::CStr = c"citus.allow_nested_distributed_execution";
+    // SAFETY: GetConfigOption with missing_ok returns NULL for an unknown name.
+    if unsafe { pg_sys::GetConfigOption(NAME.as_ptr(), true, false) }.is_null() {
+        return;
+    }
+    set_in_level(NAME, c"on");
 }
 
 /// Whether `role` has the privileges of `of` (is it, a member of it that
@@ -216,6 +252,41 @@ pub fn role_name(role: pg_sys::Oid) -> String {
             std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     }
+}
+
+/// Whether role `role` exists.
+pub fn role_exists(role: pg_sys::Oid) -> bool {
+    // SAFETY: GetUserNameFromId with noerr returns NULL for a missing role.
+    !unsafe { pg_sys::GetUserNameFromId(role, true) }.is_null()
+}
+
+/// Role `role` as regrole's text form reads it back (a quoted name): the
+/// registry writes roles by name, so that each Citus node stores its own OID.
+pub fn role_ref(role: pg_sys::Oid) -> String {
+    pgrx::spi::quote_identifier(role_name(role))
+}
+
+/// Relation `rel` as regclass's text form reads it back: its schema and name,
+/// quoted; an error if it no longer exists.
+pub fn relation_ref(rel: pg_sys::Oid) -> Result<String> {
+    // SAFETY: catalog lookups on the backend's thread; each returns NULL (or
+    // InvalidOid) for a missing relation, checked before use, and palloc'd
+    // C strings otherwise.
+    let (schema, name) = unsafe {
+        let name = pg_sys::get_rel_name(rel);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel));
+        if name.is_null() || schema.is_null() {
+            return Err(Error::new(
+                ErrorKind::UndefinedObject,
+                format!("relation with OID {} does not exist", rel.to_u32()),
+            ));
+        }
+        (
+            std::ffi::CStr::from_ptr(schema).to_string_lossy().into_owned(),
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned(),
+        )
+    };
+    Ok(format!("{}.{}", pgrx::spi::quote_identifier(schema), pgrx::spi::quote_identifier(name)))
 }
 
 /// The OID of role `name` (`None` for `public`).

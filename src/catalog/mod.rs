@@ -4,9 +4,11 @@
 //! (`features`), and storing, deploying and loading model versions
 //! (`models`, with the per-backend cache of served models), and the encoder
 //! registry (`encoders`, with its per-backend cache of loaded models); and
-//! who pgrec's own SQL runs as, with which search_path (`access`).
+//! who pgrec's own SQL runs as, with which search_path (`access`); the
+//! registry as Citus reference tables (`citus`).
 
 pub mod access;
+pub mod citus;
 pub mod encoders;
 pub mod features;
 pub mod graph;

@@ -103,6 +103,71 @@ pub fn may_use(owner: Oid, readers: &[Oid], public: bool) -> bool {
     Acl { owner, readers: readers.to_vec(), public }.may_use(caller())
 }
 
+/// One version as `pgrec.models` lists it.
+pub struct Listed {
+    pub name: String,
+    pub version: i32,
+    pub algorithm: String,
+    pub deployed: bool,
+    pub users: i64,
+    pub items: i64,
+    pub interactions: i64,
+    pub train_seconds: f64,
+    pub bytes: i64,
+    pub created_at: pgrx::datum::TimestampWithTimeZone,
+    pub params: JsonB,
+    pub metrics: JsonB,
+    pub owner: Oid,
+}
+
+/// Every version of the models the caller may use, by name and version.
+/// Read as the registry owner, so the caller needs no rights on the tables:
+/// on Citus a view over them would read their shards as the caller.
+pub fn list() -> Result<Vec<Listed>> {
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select(
+                    "SELECT v.name, v.version, v.algorithm, v.deployed, v.users, v.items, v.interactions,
+                            v.train_seconds,
+                            pg_catalog.octet_length(v.data)::bigint + coalesce(pg_catalog.octet_length(v.graph), 0),
+                            v.created_at, v.params, v.metrics, a.owner::oid::int8, a.readers::oid[]::int8[], a.public
+                     FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
+                     ORDER BY v.name, v.version",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+            let mut out = Vec::new();
+            for r in t {
+                let acl = Acl::read(&r, 13)?;
+                if !acl.may_use(me) {
+                    continue;
+                }
+                let missing =
+                    || Error::new(ErrorKind::DataException, "internal query failed: a registry column is null");
+                out.push(Listed {
+                    name: r.get(1).map_err(spi_error)?.ok_or_else(missing)?,
+                    version: r.get(2).map_err(spi_error)?.ok_or_else(missing)?,
+                    algorithm: r.get(3).map_err(spi_error)?.ok_or_else(missing)?,
+                    deployed: r.get(4).map_err(spi_error)?.ok_or_else(missing)?,
+                    users: r.get(5).map_err(spi_error)?.ok_or_else(missing)?,
+                    items: r.get(6).map_err(spi_error)?.ok_or_else(missing)?,
+                    interactions: r.get(7).map_err(spi_error)?.ok_or_else(missing)?,
+                    train_seconds: r.get(8).map_err(spi_error)?.ok_or_else(missing)?,
+                    bytes: r.get(9).map_err(spi_error)?.ok_or_else(missing)?,
+                    created_at: r.get(10).map_err(spi_error)?.ok_or_else(missing)?,
+                    params: r.get(11).map_err(spi_error)?.ok_or_else(missing)?,
+                    metrics: r.get(12).map_err(spi_error)?.ok_or_else(missing)?,
+                    owner: acl.owner,
+                });
+            }
+            Ok(out)
+        })
+    })
+}
+
 /// What `train()` reports for a saved version.
 pub struct Saved {
     pub version: i32,
@@ -118,12 +183,20 @@ pub struct ContentSource {
     pub vector_column: String,
 }
 
+/// Takes model `name`'s lock until the transaction ends. With no foreign key
+/// between the registry's tables (see sql/recsys.sql), this lock is what keeps
+/// a version from being saved for a model being dropped meanwhile.
+fn lock_model(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
+    client
+        .update("SELECT pg_advisory_xact_lock(hashtext('pgrec.model:' || $1))", None, &[name.into()])
+        .map(|_| ())
+        .map_err(spi_error)
+}
+
 /// The next version number of `name`, holding its lock until the transaction
 /// ends: concurrent trainings of one name queue here, so each gets its own.
 fn next_version(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<i32> {
-    client
-        .update("SELECT pg_advisory_xact_lock(hashtext('pgrec.model:' || $1))", None, &[name.into()])
-        .map_err(spi_error)?;
+    lock_model(client, name)?;
     Ok(client
         .select(
             "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
@@ -151,6 +224,7 @@ pub fn save(
     let metrics = metrics_json(&t.metrics);
     let data = t.model.to_bytes();
     let graph = t.explain.as_ref().map(|g| g.to_bytes());
+    let source_ref = source.map(|s| access::relation_ref(s.relation)).transpose()?;
     as_registry_owner(|| {
         Spi::connect_mut(|client| {
             let version = next_version(client, name)?;
@@ -159,9 +233,9 @@ pub fn save(
             if check_may_change(client, me, name)?.is_none() {
                 client
                     .update(
-                        "INSERT INTO pgrec.model_acl (name, owner) VALUES ($1, $2::int8::oid::regrole)",
+                        "INSERT INTO pgrec.model_acl (name, owner) VALUES ($1, $2::text::pgrec.role_ref)",
                         None,
-                        &[name.into(), (me.to_u32() as i64).into()],
+                        &[name.into(), access::role_ref(me).into()],
                     )
                     .map_err(spi_error)?;
             }
@@ -189,7 +263,7 @@ pub fn save(
                 .update(
                     "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
                          train_rows, test_rows, train_seconds, deployed, data, graph, source, source_columns)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::int8::oid::regclass, $16)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::pgrec.relation_ref, $16)",
                     None,
                     &[
                         name.into(),
@@ -206,7 +280,7 @@ pub fn save(
                         better.into(),
                         data.as_slice().into(),
                         graph.as_deref().into(),
-                        source.map(|s| s.relation.to_u32() as i64).into(),
+                        source_ref.clone().into(),
                         source.map(|s| vec![s.id_column.clone(), s.vector_column.clone()]).into(),
                     ],
                 )
@@ -306,6 +380,7 @@ pub fn drop_model(name: &str) -> Result<i64> {
     let me = caller();
     let n = as_registry_owner(|| {
         Spi::connect_mut(|client| {
+            lock_model(client, name)?;
             if check_may_change(client, me, name)?.is_none() {
                 return Err(unknown_model(name));
             }
@@ -323,26 +398,43 @@ pub fn drop_model(name: &str) -> Result<i64> {
 
 /// Lets `role` (`None`: every role) use model `name`, or (`grant` false)
 /// takes that back. Only the model's owner may.
+///
+/// The readers are written as a whole list of role names, computed here from
+/// the row read under the model's lock: SQL that compared stored roles would
+/// compare OIDs, and on Citus the value would be this node's OID applied to
+/// every node's copy. Roles dropped since their grant leave the list.
 pub fn set_grant(name: &str, role: Option<Oid>, grant: bool) -> Result<()> {
     let me = caller();
     as_registry_owner(|| {
         Spi::connect_mut(|client| {
-            if check_may_change(client, me, name)?.is_none() {
+            lock_model(client, name)?;
+            let Some(acl) = check_may_change(client, me, name)? else {
                 return Err(unknown_model(name));
-            }
-            let (sql, args): (&str, Vec<pgrx::datum::DatumWithOid>) = match (role, grant) {
-                (None, g) => ("UPDATE pgrec.model_acl SET public = $2 WHERE name = $1", vec![name.into(), g.into()]),
-                (Some(r), true) => (
-                    "UPDATE pgrec.model_acl SET readers = readers || $2::int8::oid::regrole
-                     WHERE name = $1 AND NOT $2::int8::oid::regrole = ANY (readers)",
-                    vec![name.into(), (r.to_u32() as i64).into()],
-                ),
-                (Some(r), false) => (
-                    "UPDATE pgrec.model_acl SET readers = array_remove(readers, $2::int8::oid::regrole) WHERE name = $1",
-                    vec![name.into(), (r.to_u32() as i64).into()],
-                ),
             };
-            client.update(sql, None, &args).map_err(spi_error)?;
+            let Some(r) = role else {
+                client
+                    .update(
+                        "UPDATE pgrec.model_acl SET public = $2 WHERE name = $1",
+                        None,
+                        &[name.into(), grant.into()],
+                    )
+                    .map_err(spi_error)?;
+                return Ok(());
+            };
+            let had = acl.readers.contains(&r);
+            let mut readers: Vec<Oid> =
+                acl.readers.into_iter().filter(|&o| (grant || o != r) && access::role_exists(o)).collect();
+            if grant && !had {
+                readers.push(r);
+            }
+            let names: Vec<String> = readers.into_iter().map(access::role_ref).collect();
+            client
+                .update(
+                    "UPDATE pgrec.model_acl SET readers = $2::text[]::pgrec.role_ref[] WHERE name = $1",
+                    None,
+                    &[name.into(), names.into()],
+                )
+                .map_err(spi_error)?;
             Ok(())
         })
     })
