@@ -58,4 +58,4 @@ q -tAc "SELECT format('a scale-out ALS iteration would move %s users + %s items 
 q -o /dev/null -c "SET client_min_messages = warning" -c "SELECT pgrec.distribute_models()"
 on_coord=$(seconds q -c "SELECT count(*) FROM (SELECT id FROM ctb_users ORDER BY id LIMIT 2000) u, LATERAL recommend(u.id, 20, 'ctb_d') r")
 pushed=$(seconds q -c "SELECT count(*) FROM ctb_users u, LATERAL recommend(u.id, 20, 'ctb_d') r WHERE u.id < 2000")
-echo "recommend(), 20 items for 2,000 users (bpr model): coordinator ${on_coord} s, pushed down to the shards ${pushed} s"
+printf 'recommend(), 20 items for 2,000 users (the bpr model): coordinator %.2f s, pushed down to the shards %.2f s\n' "$on_coord" "$pushed"
