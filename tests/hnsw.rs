@@ -7,6 +7,7 @@
 mod common;
 
 #[path = "../src/ann/synth.rs"]
+#[allow(dead_code)] // the library's module, of which this test uses a part
 mod synth;
 
 use common::Emb;

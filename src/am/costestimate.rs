@@ -19,6 +19,7 @@ use crate::guc;
 const DISABLE_COST: f64 = 1.0e10;
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the signature Postgres calls
 pub unsafe extern "C-unwind" fn amcostestimate(
     _root: *mut pg_sys::PlannerInfo,
     path: *mut pg_sys::IndexPath,

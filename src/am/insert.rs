@@ -31,6 +31,7 @@ pub fn insert_vector(g: &mut PageGraph, heap: NodeRef, v: &[f32]) -> bool {
 }
 
 #[pg_guard]
+#[allow(clippy::too_many_arguments)] // the signature Postgres calls
 pub unsafe extern "C-unwind" fn aminsert(
     index: pg_sys::Relation,
     values: *mut pg_sys::Datum,

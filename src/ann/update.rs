@@ -67,6 +67,10 @@ where
     }
 }
 
+/// A node's planned links: per level, its neighbours, each marked kept by
+/// the heuristic or not.
+pub(super) type Plan<N> = Vec<(usize, Vec<(Scored<N>, bool)>)>;
+
 /// The planning half of an HNSW insert, shared by the parallel build and
 /// [`link_new_node`]: a narrow descent ([`UPPER_EF`]) from `entry` to the node's top level, then on
 /// each of its levels (top down) a search with ef_construction and the neighbour
@@ -75,6 +79,7 @@ where
 /// measures between two stored nodes. `admits`: the graph takes back-links
 /// into full lists cheaply, so lists are filled to [`BuildParams::top_up`]
 /// rather than [`BuildParams::top_up_reselecting`].
+#[allow(clippy::too_many_arguments)]
 pub(super) fn plan_links<G: Graph>(
     g: &G,
     node: G::Node,
@@ -84,7 +89,7 @@ pub(super) fn plan_links<G: Graph>(
     params: BuildParams,
     admits: bool,
     mut dist: impl FnMut(G::Node, G::Node) -> f32,
-) -> Vec<(usize, Vec<(Scored<G::Node>, bool)>)> {
+) -> Plan<G::Node> {
     let fill = |lv| if admits { params.top_up(lv) } else { params.top_up_reselecting(lv) };
     let mut cur = vec![Scored { dist: g.distance(vector, ep), node: ep }];
     for lv in (level + 1..=top).rev() {

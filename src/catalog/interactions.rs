@@ -51,7 +51,7 @@ pub(super) fn from_item(client: &SpiClient<'_>, relation: &str) -> Result<String
 /// Reads every row; errors name the missing column, the wrong type, the NULL id.
 pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
     Spi::connect(|client| {
-        let from = from_item(&client, src.relation)?;
+        let from = from_item(client, src.relation)?;
         let shape = client.select(&format!("SELECT * FROM {from} q LIMIT 0"), None, &[]).map_err(spi_error)?;
         let n = shape.columns().map_err(spi_error)?;
         let mut cols: Vec<(String, pg_sys::Oid)> = Vec::with_capacity(n);
@@ -77,7 +77,7 @@ pub fn read(src: &Source<'_>) -> Result<Vec<Row>> {
             } else {
                 Err(Error::new(
                     ErrorKind::DatatypeMismatch,
-                    format!("column \"{want}\" ({role}) must be an integer type, not {}", type_name(&client, ty)),
+                    format!("column \"{want}\" ({role}) must be an integer type, not {}", type_name(client, ty)),
                 )
                 .with_hint("map other ids to integers first, e.g. with a lookup table and a join"))
             }

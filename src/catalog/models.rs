@@ -95,7 +95,7 @@ fn check_may_change(client: &pgrx::spi::SpiClient<'_>, role: Oid, name: &str) ->
 /// version of `name` (it does not exist yet, or the caller owns it).
 pub fn check_may_train(name: &str) -> Result<()> {
     let me = caller();
-    as_registry_owner(|| Spi::connect(|client| check_may_change(&client, me, name).map(|_| ())))
+    as_registry_owner(|| Spi::connect(|client| check_may_change(client, me, name).map(|_| ())))
 }
 
 /// The SQL function `pgrec.may_use_model`, behind the `pgrec.models` view.
@@ -521,7 +521,7 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
         let all = read_deployed(name)?;
         if all.is_empty() {
             if let Some(n) = name {
-                return Spi::connect(|client| match acl(&client, n)? {
+                return Spi::connect(|client| match acl(client, n)? {
                     Some(a) if !a.may_use(me) => Err(denied(n)),
                     Some(_) => {
                         Err(Error::new(ErrorKind::UndefinedObject, format!("model \"{n}\" has no deployed version"))

@@ -85,6 +85,8 @@ fn side(v: &Value, key: &str) -> Result<Option<(usize, usize)>> {
 }
 
 impl Preprocess {
+    // CLIP's normalisation constants as OpenAI published them, digit for digit.
+    #[allow(clippy::excessive_precision)]
     pub fn from_json(v: &Value, image_size: usize) -> Result<Preprocess> {
         let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(true);
         let filter = match v.get("resample").and_then(Value::as_u64).unwrap_or(3) {

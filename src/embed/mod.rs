@@ -91,6 +91,9 @@ pub struct Embedded {
     pub truncated: Vec<usize>,
 }
 
+// One value per loaded encoder, kept in a cache: boxing the larger variant
+// would add an indirection to every call for no memory worth saving.
+#[allow(clippy::large_enum_variant)]
 pub enum Encoder {
     Bert(bert::Bert),
     Clip(clip::Clip),

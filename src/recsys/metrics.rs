@@ -98,6 +98,7 @@ impl TopK {
     #[inline]
     pub fn push(&mut self, i: u32, s: f32) {
         // NaN and −∞ fail this too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(s >= self.floor) || s == f32::NEG_INFINITY || self.k == 0 {
             return;
         }

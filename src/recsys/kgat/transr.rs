@@ -36,6 +36,10 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// One relation's share of a TransR batch: its index, the batch rows it
+/// holds, their loss, and the gradients of W_r, e_r and the three entity rows.
+type RelationPart = (usize, Vec<usize>, f64, Array2<f32>, Array1<f32>, [Array2<f32>; 3]);
+
 /// Mean KG loss of `batch` (head, relation, true tail, corrupted tail) plus
 /// `reg` × the mean of ½(|h·W|² + |e_r|² + |t·W|² + |t'·W|²), as in the
 /// authors' code. Adds the gradients to `d_ent` (rows of the entity
@@ -54,7 +58,7 @@ pub fn kg_loss(
     for (k, t) in batch.iter().enumerate() {
         groups[t.1 as usize].push(k);
     }
-    let parts: Vec<(usize, Vec<usize>, f64, Array2<f32>, Array1<f32>, [Array2<f32>; 3])> = groups
+    let parts: Vec<RelationPart> = groups
         .into_par_iter()
         .enumerate()
         .filter(|(_, g)| !g.is_empty())
@@ -67,8 +71,8 @@ pub fn kg_loss(
             let idx = [rows(|t| t.0), rows(|t| t.2), rows(|t| t.3)];
             let [h, t, n] = [0, 1, 2].map(|k| ent.select(Axis(0), &idx[k]));
             let (ph, pt, pn) = (h.dot(w), t.dot(w), n.dot(w));
-            let a = &ph - &pt + &er;
-            let b = &ph - &pn + &er;
+            let a = &ph - &pt + er;
+            let b = &ph - &pn + er;
             let e2 = er.dot(&er);
             let rs = reg * scale;
             let mut loss = 0.0;
