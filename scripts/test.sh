@@ -2,6 +2,7 @@
 # Runs every test tier of pgrec on this machine, installing what is missing first:
 #   1. purity    the pure cores (src/kernels, ann, embed, recsys) never import pgrx
 #      released  the SQL scripts already shipped are byte for byte as released
+#      lint      (PostgreSQL 15) cargo fmt --check; cargo clippy --all-targets -D warnings
 #   2. unit      `cargo test --lib` for the pure Rust code
 #   3. pgrx      `cargo pgrx test pg15` in-process tests (src/pg_tests.rs)
 #   4. regress   golden SQL tests in pg_test/ through PostgreSQL's pg_regress
@@ -128,6 +129,21 @@ if [ "$released_bad" -eq 0 ] && [ "$released_ok" -gt 0 ]; then
     record released ok "$released_ok" 0
 else
     record released FAIL "$released_ok" "$((released_bad > 0 ? released_bad : 1))"
+fi
+
+# 1c. Formatting and lints, as errors (PostgreSQL 15 only: the code is the
+#     same for every version). clippy checks without building, so on a cold
+#     machine this is its own pass over the dependencies (see the README's timings).
+if [ "$PG_MAJOR" = 15 ]; then
+    log "tier lint: cargo fmt --check, cargo clippy --all-targets -- -D warnings"
+    lint_failed=0
+    (cd "$REPO_ROOT" && cargo fmt --check) || lint_failed=$((lint_failed + 1))
+    (cd "$REPO_ROOT" && cargo clippy --all-targets -- -D warnings) || lint_failed=$((lint_failed + 1))
+    if [ "$lint_failed" -eq 0 ]; then
+        record lint ok 2 0
+    else
+        record lint FAIL $((2 - lint_failed)) "$lint_failed"
+    fi
 fi
 
 # 2. Unit tests of the pure Rust code. In-process #[pg_test]s need a server and
