@@ -5,19 +5,23 @@
 //! - [`search`] runs the HNSW search over any [`Graph`]: the in-memory graph built
 //!   here, or the page-resident one the index access method reads.
 //! - [`Hnsw`] is the in-memory graph, built in parallel with rayon.
+//! - [`BuildParams`] and [`select_neighbors`] (`heuristic.rs`): the graph's shape
+//!   and the neighbour heuristic every graph uses.
 //! - [`link_new_node`] and [`repair_after_delete`] update any [`GraphMut`] one
 //!   change at a time: index inserts and VACUUM.
 //! - [`Stream`] turns repeated, widening searches into the endless nearest-first
 //!   stream an index scan under a `WHERE` filter needs.
 //! - [`synth`] makes embedding-shaped test data.
 
+mod heuristic;
 mod hnsw;
 mod search;
 mod stream;
 pub mod synth;
 mod update;
 
-pub use hnsw::{repair, select_neighbors, Bitmap, BuildParams, Hnsw, LINK_BYTES};
+pub use heuristic::{repair, select_neighbors, BuildParams};
+pub use hnsw::{Bitmap, Hnsw, LINK_BYTES};
 pub use search::{search, search_layer, search_with, Graph, Scored, Visited, UPPER_EF};
 pub use stream::Stream;
 pub use update::{link_new_node, link_unreachable, repair_after_delete, GraphMut};

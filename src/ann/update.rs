@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
-use super::hnsw::{repair, select_neighbors, select_neighbors_flagged, BuildParams};
+use super::heuristic::{repair, select_neighbors, select_neighbors_flagged, BuildParams};
 use super::search::{search, search_layer, Graph, Scored, UPPER_EF};
 
 /// Write access to a graph, for one writer at a time.
