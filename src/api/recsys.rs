@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 use crate::recsys::kgat::explain::Node;
 use crate::recsys::kgat::KnowledgeGraph;
-use crate::recsys::{self, metrics, Algorithm, Dataset, Params};
+use crate::recsys::{self, metrics, topk, Algorithm, Dataset, Params};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
 
@@ -505,7 +505,7 @@ fn recommend_for_items(
         let mut scores = vec![0f32; m.n_items()];
         m.score_vector(ndarray::ArrayView1::from(&v[..]), 0.0, &mut scores);
         liked.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
-        let top = metrics::top_k(&scores, k, pool.as_deref());
+        let top = topk::top_k(&scores, k, pool.as_deref());
         Ok(item_rows(&s, top.into_iter().map(|i| (i, scores[i as usize])).collect()))
     };
     TableIterator::new(run().or_raise())

@@ -1,5 +1,6 @@
 //! Recommenders independent of Postgres: interaction data (`data`), held-out
-//! splits (`split`), ranking metrics (`metrics`), training parameters
+//! splits (`split`), ranking metrics (`metrics`), the k best-scored items
+//! (`topk`, for serving and metrics alike), training parameters
 //! (`params`), the algorithms (`als`, `bpr`, `mf`, `kgat`, `vbpr`, and
 //! `content_knn` in `content`, which also aligns item features; popularity is
 //! a count), the byte form models are stored in (`codec`), and
@@ -24,6 +25,7 @@ pub mod model;
 pub mod params;
 mod sgd;
 pub mod split;
+pub mod topk;
 pub mod vbpr;
 
 use ndarray::Array2;

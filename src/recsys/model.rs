@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{corrupt, unknown_format, Reader, Writer};
 use super::data::Csr;
-use super::metrics::{top_k, Scorer, TopK};
+use super::metrics::Scorer;
+use super::topk::{top_k, TopK};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

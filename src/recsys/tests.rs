@@ -115,7 +115,7 @@ fn fold_in_and_similar_items_stay_in_the_group() {
         let mut s = vec![0f32; m.n_items()];
         m.score_vector(ndarray::ArrayView1::from(&v[..]), 0.0, &mut s);
         liked.iter().for_each(|&i| s[i as usize] = f32::NEG_INFINITY);
-        let top = metrics::top_k(&s, 10, None);
+        let top = topk::top_k(&s, 10, None);
         let liked_too = top.iter().filter(|&&i| in_taste(3, m.item_ids[i as usize])).count();
         assert!(liked_too >= 8, "{algorithm:?} fold-in: {liked_too} of 10 in what group 3 likes");
         let sim = m.similar_items(idx(3), 10, None);
