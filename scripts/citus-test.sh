@@ -23,7 +23,6 @@
 # Usage: ./scripts/citus-test.sh [--installed]   (see scripts/citus.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-CITUS_TARBALL="${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-13.2.2.tar.gz}"
 if [ ! -f "$CITUS_TARBALL" ]; then
     log "skipped: the Citus source ($CITUS_TARBALL) is absent"
     exit 0

@@ -12,8 +12,6 @@
 #        ./scripts/citus.sh stop         stop the three nodes
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-CITUS_VERSION=13.2.2
-CITUS_TARBALL="${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-$CITUS_VERSION.tar.gz}"
 CITUS_PORTS=(54830 54831 54832)
 CITUS_NAMES=(citus-coordinator citus-worker1 citus-worker2)
 CITUS_DB=pgrec_citus

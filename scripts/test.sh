@@ -201,7 +201,7 @@ fi
 # 7. pgrec on a Citus coordinator with two workers, on the dev build installed
 #    above (PostgreSQL 15 only: the Citus source is built against the system's 15).
 if [ "$PG_MAJOR" = 15 ]; then
-    if [ -f "${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-13.2.2.tar.gz}" ]; then
+    if [ -f "$CITUS_TARBALL" ]; then
         log "tier citus: scripts/citus-test.sh --installed"
         citus_log="$REPO_ROOT/target/test-citus.log"
         status=0
@@ -213,7 +213,7 @@ if [ "$PG_MAJOR" = 15 ]; then
             record citus FAIL 0 1
         fi
     else
-        log "tier citus: skipped, the Citus source (../shared/peers/citus-13.2.2.tar.gz) is absent"
+        log "tier citus: skipped, the Citus source ($CITUS_TARBALL) is absent"
         record citus skip 0 0
     fi
 fi

@@ -11,7 +11,7 @@
 use pgrx::prelude::*;
 
 use super::access::{self, pinned_quiet};
-use super::spi_error;
+use super::{scalar, spi_error};
 use crate::error::{Error, ErrorKind, Result};
 
 const TABLES: [&str; 2] = ["pgrec.model_acl", "pgrec.model_versions"];
@@ -30,11 +30,9 @@ pub fn distribute_models() -> Result<bool> {
     access::check_version()?;
     let done = pinned_quiet(|| {
         Spi::connect_mut(|client| {
-            let citus: bool = client
-                .select("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')", Some(1), &[])
-                .and_then(|t| t.first().get_one())
-                .map_err(spi_error)?
-                .unwrap_or(false);
+            let citus: bool =
+                scalar(client, "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')", &[])?
+                    .unwrap_or(false);
             if !citus {
                 return Err(Error::new(
                     ErrorKind::ObjectNotInPrerequisiteState,
@@ -42,27 +40,19 @@ pub fn distribute_models() -> Result<bool> {
                 )
                 .with_hint("pgrec.distribute_models() is for a Citus coordinator: CREATE EXTENSION citus first"));
             }
-            let mut todo = Vec::new();
-            for table in TABLES {
-                let distributed: bool = client
-                    .select(
-                        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1::regclass)",
-                        Some(1),
-                        &[table.into()],
-                    )
-                    .and_then(|t| t.first().get_one())
-                    .map_err(spi_error)?
-                    .unwrap_or(false);
-                if !distributed {
-                    todo.push(table);
-                }
-            }
+            let todo: Vec<String> = scalar(
+                client,
+                "SELECT array_agg(t) FROM unnest($1::text[]) t
+                 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = t::regclass)",
+                &[TABLES.to_vec().into()],
+            )?
+            .unwrap_or_default();
             if todo.is_empty() {
                 return Ok(false);
             }
             for table in todo {
                 client
-                    .update("SELECT pg_catalog.create_reference_table($1::regclass)", None, &[table.into()])
+                    .update("SELECT pg_catalog.create_reference_table($1::regclass)", None, &[table.as_str().into()])
                     .map_err(spi_error)?;
                 // The coordinator's own copy of the rows now lies unused
                 // under the distributed table.
@@ -70,7 +60,7 @@ pub fn distribute_models() -> Result<bool> {
                     .update(
                         "SELECT pg_catalog.truncate_local_data_after_distributing_table($1::regclass)",
                         None,
-                        &[table.into()],
+                        &[table.as_str().into()],
                     )
                     .map_err(spi_error)?;
             }

@@ -21,3 +21,26 @@ use crate::error::{Error, ErrorKind};
 pub fn spi_error(e: pgrx::spi::SpiError) -> Error {
     Error::new(ErrorKind::DataException, format!("internal query failed: {e}"))
 }
+
+/// The first column of the first row `sql` returns, `None` when it returns no
+/// row or NULL: the one-value registry and catalogue reads.
+pub fn scalar<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    client: &pgrx::spi::SpiClient<'_>,
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> crate::error::Result<Option<T>> {
+    client
+        .select(sql, Some(1), args)
+        .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
+        .map_err(spi_error)
+}
+
+/// Column `i` of a registry row, which is never NULL there.
+pub fn required<T: pgrx::FromDatum + pgrx::IntoDatum>(
+    r: &pgrx::spi::SpiHeapTupleData<'_>,
+    i: usize,
+) -> crate::error::Result<T> {
+    r.get(i).map_err(spi_error)?.ok_or_else(|| {
+        Error::new(ErrorKind::DataException, format!("internal query failed: column {i} of a registry row is null"))
+    })
+}

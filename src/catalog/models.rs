@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::access::{self, as_registry_owner, caller, Kept};
-use super::spi_error;
+use super::{required, scalar, spi_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::kgat::explain::ExplainGraph;
 use crate::recsys::{Algorithm, Metrics, Model, Trained};
@@ -145,21 +145,19 @@ pub fn list() -> Result<Vec<Listed>> {
                 if !acl.may_use(me) {
                     continue;
                 }
-                let missing =
-                    || Error::new(ErrorKind::DataException, "internal query failed: a registry column is null");
                 out.push(Listed {
-                    name: r.get(1).map_err(spi_error)?.ok_or_else(missing)?,
-                    version: r.get(2).map_err(spi_error)?.ok_or_else(missing)?,
-                    algorithm: r.get(3).map_err(spi_error)?.ok_or_else(missing)?,
-                    deployed: r.get(4).map_err(spi_error)?.ok_or_else(missing)?,
-                    users: r.get(5).map_err(spi_error)?.ok_or_else(missing)?,
-                    items: r.get(6).map_err(spi_error)?.ok_or_else(missing)?,
-                    interactions: r.get(7).map_err(spi_error)?.ok_or_else(missing)?,
-                    train_seconds: r.get(8).map_err(spi_error)?.ok_or_else(missing)?,
-                    bytes: r.get(9).map_err(spi_error)?.ok_or_else(missing)?,
-                    created_at: r.get(10).map_err(spi_error)?.ok_or_else(missing)?,
-                    params: r.get(11).map_err(spi_error)?.ok_or_else(missing)?,
-                    metrics: r.get(12).map_err(spi_error)?.ok_or_else(missing)?,
+                    name: required(&r, 1)?,
+                    version: required(&r, 2)?,
+                    algorithm: required(&r, 3)?,
+                    deployed: required(&r, 4)?,
+                    users: required(&r, 5)?,
+                    items: required(&r, 6)?,
+                    interactions: required(&r, 7)?,
+                    train_seconds: required(&r, 8)?,
+                    bytes: required(&r, 9)?,
+                    created_at: required(&r, 10)?,
+                    params: required(&r, 11)?,
+                    metrics: required(&r, 12)?,
                     owner: acl.owner,
                 });
             }
@@ -197,15 +195,12 @@ fn lock_model(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
 /// ends: concurrent trainings of one name queue here, so each gets its own.
 fn next_version(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<i32> {
     lock_model(client, name)?;
-    Ok(client
-        .select(
-            "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
-            Some(1),
-            &[name.into()],
-        )
-        .and_then(|t| t.first().get_one())
-        .map_err(spi_error)?
-        .unwrap_or(1))
+    Ok(scalar(
+        client,
+        "SELECT coalesce(max(version), 0) + 1 FROM pgrec.model_versions WHERE name = $1",
+        &[name.into()],
+    )?
+    .unwrap_or(1))
 }
 
 /// Stores `t` as the next version of `name`; deploys it if no version is
@@ -239,14 +234,11 @@ pub fn save(
                     )
                     .map_err(spi_error)?;
             }
-            let current: Option<JsonB> = client
-                .select(
-                    "SELECT metrics FROM pgrec.model_versions WHERE name = $1 AND deployed",
-                    Some(1),
-                    &[name.into()],
-                )
-                .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
-                .map_err(spi_error)?;
+            let current: Option<JsonB> = scalar(
+                client,
+                "SELECT metrics FROM pgrec.model_versions WHERE name = $1 AND deployed",
+                &[name.into()],
+            )?;
             let (key, lower_better) = key_metric(algorithm);
             let better = match (&current, t.metrics.get(key)) {
                 (None, _) => true,
@@ -280,7 +272,7 @@ pub fn save(
                         better.into(),
                         data.as_slice().into(),
                         graph.as_deref().into(),
-                        source_ref.clone().into(),
+                        source_ref.as_deref().into(),
                         source.map(|s| vec![s.id_column.clone(), s.vector_column.clone()]).into(),
                     ],
                 )
@@ -341,15 +333,12 @@ pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
             if check_may_change(client, me, name)?.is_none() {
                 return Err(unknown_model(name));
             }
-            let v: Option<i32> = client
-                .select(
-                    "SELECT version FROM pgrec.model_versions WHERE name = $1 AND ($2::int IS NULL OR version = $2)
-                     ORDER BY version DESC LIMIT 1",
-                    Some(1),
-                    &[name.into(), version.into()],
-                )
-                .and_then(|t| if t.is_empty() { Ok(None) } else { t.first().get_one() })
-                .map_err(spi_error)?;
+            let v: Option<i32> = scalar(
+                client,
+                "SELECT version FROM pgrec.model_versions WHERE name = $1 AND ($2::int IS NULL OR version = $2)
+                 ORDER BY version DESC LIMIT 1",
+                &[name.into(), version.into()],
+            )?;
             let v = match (v, version) {
                 (Some(v), _) => v,
                 (None, Some(want)) => {
