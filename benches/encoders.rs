@@ -46,7 +46,8 @@ fn rate(secs: f64, per_call: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    pgrec::embed::use_threads(threads);
+    // SAFETY: main has started no thread yet.
+    unsafe { pgrec::embed::set_candle_environment(threads) };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
     // Matrix multiply ceiling: 1024³ f32 through candle, as the models run.
     let n = 1024;
@@ -81,7 +82,9 @@ fn main() {
                     })
                 });
                 let batch = pool.install(|| rate(5.0, 32, || drop(enc.embed_texts(inputs).expect("embed"))));
-                println!("pgrec core all-MiniLM-L6-v2, {label} inputs: batch 1 {one:.1} sentences/s, batch 32 {batch:.1} sentences/s");
+                println!(
+                    "pgrec core all-MiniLM-L6-v2, {label} inputs: batch 1 {one:.1} sentences/s, batch 32 {batch:.1} sentences/s"
+                );
             }
         }
     }

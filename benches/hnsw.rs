@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use pgrec::ann::{search_with, synth, BuildParams, Graph, Hnsw, Metric, Scored, UPPER_EF};
+use pgrec::ann::{BuildParams, Graph, Hnsw, Metric, Scored, UPPER_EF, search_with, synth};
 
 struct Case {
     name: &'static str,
@@ -31,7 +31,7 @@ struct Case {
 /// neighbours lie far apart along it) beside a uniform blob: the rows of
 /// scripts/crash-test.sh. Queries are every 13th point.
 fn curve_and_blob() -> Case {
-    let mut rng = synth::Rng::new(9);
+    let mut rng = pgrec::rng::Rng::new(9);
     let mut base = Vec::new();
     for i in 1..=2000 {
         for k in 1..=16 {
@@ -141,7 +141,9 @@ fn main() {
     let queries: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
     let wants = |tag: &str| args.iter().all(|a| a.parse::<usize>().is_ok()) || args.iter().any(|a| a == tag);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    println!("HNSW core in memory; pgrec's descent keeps {UPPER_EF} candidates per upper layer (beam), the paper's 1 (greedy)");
+    println!(
+        "HNSW core in memory; pgrec's descent keeps {UPPER_EF} candidates per upper layer (beam), the paper's 1 (greedy)"
+    );
     if wants("l2") {
         run(&synth_case("synth, L2, m 16, efc 64", Metric::L2, 50_000, 128, queries), threads);
     }

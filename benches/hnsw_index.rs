@@ -378,7 +378,9 @@ fn main() {
                     Some(&(oef, or, _, o1, o2)) => println!(
                         "    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec ef {oef:>3} recall {or:.4}: {o1:>6.0} / {o2:>6.0} q/s"
                     ),
-                    None => println!("    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec: no ef_search reaches it"),
+                    None => println!(
+                        "    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec: no ef_search reaches it"
+                    ),
                 }
             }
         }

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use pgrec::kernels::{self, Kernels};
 
 const DIMS: [usize; 4] = [128, 384, 768, 1536];
@@ -30,11 +30,7 @@ const CASES: [Case; 4] = [
 fn sets() -> Vec<&'static Kernels> {
     let best = kernels::best();
     let portable = kernels::portable();
-    if std::ptr::eq(best, portable) {
-        vec![portable]
-    } else {
-        vec![best, portable]
-    }
+    if std::ptr::eq(best, portable) { vec![portable] } else { vec![best, portable] }
 }
 
 fn bench(c: &mut Criterion) {

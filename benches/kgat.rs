@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use pgrec::recsys::kgat::KnowledgeGraph;
-use pgrec::recsys::{data::Csr, fit_with, metrics, Algorithm, Dataset, Params, Row, Side};
+use pgrec::recsys::{Algorithm, Dataset, Params, Row, Side, data::Csr, fit_with, metrics};
 
 fn ints(path: &Path) -> Vec<Vec<i64>> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use pgrec::recsys::{data::Csr, metrics, Algorithm, Dataset, Params, Row};
+use pgrec::recsys::{Algorithm, Dataset, Params, Row, data::Csr, metrics};
 
 fn read(path: &Path) -> Vec<(i64, i64)> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -9,13 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 install_packages qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
-# The kernels are a pure core, so a throwaway crate that includes just that
-# module is enough, and avoids cross-building pgrx.
-work="$REPO_ROOT/target/check-neon"
-mkdir -p "$work/src"
-printf '[package]\nname = "kernels_neon_check"\nversion = "0.0.0"\nedition = "2021"\n[workspace]\n' >"$work/Cargo.toml"
-printf '#[path = "%s/src/kernels/mod.rs"]\npub mod kernels;\n' "$REPO_ROOT" >"$work/src/lib.rs"
-cd "$work"
+# The kernels live in pgrec-base, a crate without dependencies, so only it is
+# cross-built (its tests include the kernel tests); pgrx is never cross-built.
+cd "$REPO_ROOT"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
-    cargo test --target aarch64-unknown-linux-gnu --target-dir "$work/target"
+    cargo test -p pgrec-base --target aarch64-unknown-linux-gnu --target-dir "$REPO_ROOT/target/check-neon"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test tier of pgrec on this machine, installing what is missing first:
-#   1. purity    the pure cores (src/kernels, ann, embed, recsys) never import pgrx
+#   1. purity    the pure core crates (crates/base, ann, embed, recsys) do not depend on pgrx
 #      released  the SQL scripts already shipped are byte for byte as released
-#      lint      (PostgreSQL 15) cargo fmt --check; cargo clippy --all-targets -D warnings
-#   2. unit      `cargo test --lib` for the pure Rust code
+#      lint      (PostgreSQL 15) cargo fmt --all --check; cargo clippy --workspace --all-targets -D warnings
+#   2. unit      `cargo test --workspace --lib`: the pure crates and the shells' pure parts
 #   3. pgrx      `cargo pgrx test pg15` in-process tests (src/pg_tests.rs)
 #   4. regress   golden SQL tests in pg_test/ through PostgreSQL's pg_regress
 #   5. driver    integration tests in tests/ through the Rust `postgres` driver
@@ -99,14 +99,27 @@ mkdir -p "$REPO_ROOT/target"
 fetch_minilm
 export PGREC_MINILM_DIR="$MINILM_DIR"
 
-# 1. Pure cores must build without Postgres: no mention of pgrx in them at all.
-log "tier purity: pure cores never import pgrx"
-impure=$(grep -rlwE 'pgrx|pg_sys' "$REPO_ROOT"/src/{kernels,ann,embed,recsys} || true)
-if [ -n "$impure" ]; then
-    echo "pgrx used in a pure core: $impure" >&2
-    record purity FAIL 0 1
+# 1. Pure cores must build without Postgres. They are crates without pgrx in
+#    their manifests, so using it from one is a compile error; this tier checks
+#    that no manifest change brought pgrx into their dependency graph.
+log "tier purity: the pure core crates do not depend on pgrx"
+purity_ok=0
+purity_bad=0
+for crate in pgrec-base pgrec-ann pgrec-embed pgrec-recsys; do
+    if ! deps=$(cd "$REPO_ROOT" && cargo tree --offline -q -p "$crate" -e normal,build --prefix none 2>&1); then
+        echo "$crate: cargo tree failed: $deps" >&2
+        purity_bad=$((purity_bad + 1))
+    elif grep -qE '^pgrx' <<<"$deps"; then
+        echo "$crate depends on pgrx: $(grep -E '^pgrx' <<<"$deps" | sort -u | tr '\n' ' ')" >&2
+        purity_bad=$((purity_bad + 1))
+    else
+        purity_ok=$((purity_ok + 1))
+    fi
+done
+if [ "$purity_bad" -eq 0 ]; then
+    record purity ok "$purity_ok" 0
 else
-    record purity ok 4 0
+    record purity FAIL "$purity_ok" "$purity_bad"
 fi
 
 # 1b. Released SQL is never edited: every base and upgrade script that has
@@ -135,10 +148,10 @@ fi
 #     same for every version). clippy checks without building, so on a cold
 #     machine this is its own pass over the dependencies (see the README's timings).
 if [ "$PG_MAJOR" = 15 ]; then
-    log "tier lint: cargo fmt --check, cargo clippy --all-targets -- -D warnings"
+    log "tier lint: cargo fmt --all --check, cargo clippy --workspace --all-targets -- -D warnings"
     lint_failed=0
-    (cd "$REPO_ROOT" && cargo fmt --check) || lint_failed=$((lint_failed + 1))
-    (cd "$REPO_ROOT" && cargo clippy --all-targets -- -D warnings) || lint_failed=$((lint_failed + 1))
+    (cd "$REPO_ROOT" && cargo fmt --all --check) || lint_failed=$((lint_failed + 1))
+    (cd "$REPO_ROOT" && cargo clippy --workspace --all-targets -- -D warnings) || lint_failed=$((lint_failed + 1))
     if [ "$lint_failed" -eq 0 ]; then
         record lint ok 2 0
     else
@@ -146,10 +159,10 @@ if [ "$PG_MAJOR" = 15 ]; then
     fi
 fi
 
-# 2. Unit tests of the pure Rust code. In-process #[pg_test]s need a server and
-#    run in tier 3, so they are skipped here.
+# 2. Unit tests: the pure core crates and the extension's pure parts. In-process
+#    #[pg_test]s need a server and run in tier 3, so they are skipped here.
 if [ "$PG_MAJOR" = 15 ]; then
-    run_cargo_tier unit cargo test --lib -- --skip pg_tests::
+    run_cargo_tier unit cargo test --workspace --lib -- --skip pg_tests::
 else
     log "tier unit: skipped for PostgreSQL $PG_MAJOR (pure code, run with 15)"
 fi

@@ -30,7 +30,12 @@ mod tests {
         // 4000 dims = 16 kB: stored out of line (STORAGE external), read back intact.
         assert_eq!(float("SELECT (w::real[])[4000]::float8 FROM t WHERE id = 2"), 4000.0);
         assert_eq!(Spi::get_one::<i32>("SELECT dims(w) FROM t WHERE id = 2").unwrap(), Some(4000));
-        assert_eq!(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'e'"), "embedding(3)");
+        assert_eq!(
+            text(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'e'"
+            ),
+            "embedding(3)"
+        );
     }
 
     #[pg_test(error = "expected 3 dimensions, not 4")]
@@ -114,8 +119,12 @@ mod tests {
         Spi::run("CREATE TABLE items (id int, emb embedding(2))").unwrap();
         Spi::run("INSERT INTO items SELECT i, ARRAY[cos(i), sin(i)] FROM generate_series(1, 1000) i").unwrap();
         // Direction of item 17; its cosine neighbours are the angles closest mod 2π.
-        let got = text("SELECT string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY emb <=> ARRAY[cos(17), sin(17)]::embedding LIMIT 3) s");
-        let want = text("SELECT string_agg(id::text, ',') FROM (SELECT i AS id FROM generate_series(1, 1000) i ORDER BY 1 - cos(i - 17) LIMIT 3) s");
+        let got = text(
+            "SELECT string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY emb <=> ARRAY[cos(17), sin(17)]::embedding LIMIT 3) s",
+        );
+        let want = text(
+            "SELECT string_agg(id::text, ',') FROM (SELECT i AS id FROM generate_series(1, 1000) i ORDER BY 1 - cos(i - 17) LIMIT 3) s",
+        );
         assert_eq!(got, want);
     }
 

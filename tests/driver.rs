@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{sqlstate, Emb};
+use common::{Emb, sqlstate};
 use postgres::error::SqlState;
 
 const DB: &str = "pgrec_driver";

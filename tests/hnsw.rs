@@ -6,14 +6,12 @@
 
 mod common;
 
-#[path = "../src/ann/synth.rs"]
-#[allow(dead_code)] // the library's module, of which this test uses a part
-mod synth;
+use pgrec_ann::synth;
 
 use common::Emb;
+use postgres::Client;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
-use postgres::Client;
 
 const DB: &str = "pgrec_hnsw_driver";
 const ROWS: usize = 10_000;

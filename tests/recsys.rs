@@ -4,8 +4,8 @@
 
 mod common;
 
-use postgres::error::SqlState;
 use postgres::Client;
+use postgres::error::SqlState;
 
 const DB: &str = "pgrec_recsys_driver";
 

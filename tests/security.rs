@@ -124,7 +124,9 @@ fn k_and_user_counts_from_the_caller_never_size_an_allocation() {
     // 40 known users get their unseen items, 260 unknown ones every item.
     let known = count(
         &mut app,
-        &format!("SELECT sum({items} - n)::int8 FROM (SELECT count(DISTINCT item_id) n FROM trainer.clicks GROUP BY user_id) s"),
+        &format!(
+            "SELECT sum({items} - n)::int8 FROM (SELECT count(DISTINCT item_id) n FROM trainer.clicks GROUP BY user_id) s"
+        ),
     );
     assert_eq!(n, known + 260 * items);
     assert_eq!(count(&mut app, "SELECT count(*) FROM recommend(1, 2147483647, 'shop')"), items - seen);
@@ -402,12 +404,21 @@ fn serving_functions_work_in_parallel_plans() {
     for (sql, parallel) in [
         ("SELECT count(*) FROM trainer.clicks t JOIN recommend(1, 50, 'shop') r ON t.item_id = r.item_id", true),
         ("SELECT count(*) FROM trainer.clicks t JOIN similar_items(1, 50, 'shop') r ON t.item_id = r.item_id", true),
-        ("SELECT count(*) FROM trainer.clicks t JOIN recommend(ARRAY[1, 2], 50, 'shop') r ON t.item_id = r.item_id", true),
-        ("SELECT count(*) FROM trainer.clicks t JOIN recommend_for_items(ARRAY[1], 50, 'shop') r ON t.item_id = r.item_id", true),
+        (
+            "SELECT count(*) FROM trainer.clicks t JOIN recommend(ARRAY[1, 2], 50, 'shop') r ON t.item_id = r.item_id",
+            true,
+        ),
+        (
+            "SELECT count(*) FROM trainer.clicks t JOIN recommend_for_items(ARRAY[1], 50, 'shop') r ON t.item_id = r.item_id",
+            true,
+        ),
         ("SELECT count(*) FROM trainer.clicks t JOIN pgrec.models m ON m.name = 'shop'", true),
         ("SELECT count(*) FROM trainer.clicks t JOIN recommend(1, 50, 'cknn') r ON t.item_id = r.item_id", true),
         ("SELECT count(*) FROM trainer.clicks t JOIN unnest(tokenize('par_enc', 'a red shoe')) w ON true", true),
-        ("SELECT count(*) FROM trainer.clicks t JOIN unnest(embed_text('par_enc', ARRAY['a red shoe'])) e ON true", true),
+        (
+            "SELECT count(*) FROM trainer.clicks t JOIN unnest(embed_text('par_enc', ARRAY['a red shoe'])) e ON true",
+            true,
+        ),
         ("SELECT count(*) FROM trainer.clicks t WHERE user_embedding('shop', t.user_id) IS NOT NULL", false),
         ("SELECT count(*) FROM trainer.clicks t WHERE item_embedding('shop', t.item_id) IS NOT NULL", false),
     ] {

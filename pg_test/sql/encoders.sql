@@ -68,6 +68,7 @@ SELECT err($$SELECT tokenize('nope', 'x')$$);
 SELECT err($$SELECT drop_encoder('nope')$$);
 SELECT err($$SELECT * FROM load_encoder('x', '/nonexistent/model/folder')$$);
 SELECT err($$SELECT * FROM load_encoder('x', '/tmp')$$);
+SELECT err($$SELECT * FROM load_encoder('x', '/tmp', store_in_database => NULL)$$);
 SELECT err($$SELECT * FROM load_encoder('', '/tmp')$$);
 SELECT err($$SELECT * FROM load_encoder(NULL, '/tmp')$$);
 -- Only superusers and members of pg_read_server_files load from a path.

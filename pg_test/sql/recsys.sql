@@ -109,6 +109,13 @@ SELECT err($$SELECT * FROM train(NULL, 'bpr', 'ratings')$$);
 SELECT count(*) AS versions_of_x FROM pgrec.model_versions WHERE name = 'x';
 SELECT err($$SELECT * FROM recommend(1)$$);
 SELECT err($$SELECT * FROM recommend(1, 0, model => 'taste')$$);
+-- Defaults live in the SQL declarations only: an explicit NULL is refused.
+SELECT err($$SELECT * FROM recommend(1, NULL, model => 'taste')$$);
+SELECT err($$SELECT * FROM recommend(1, model => 'taste', exclude_seen => NULL)$$);
+SELECT err($$SELECT * FROM recommend(ARRAY[1, 2], model => 'taste', exclude_seen => NULL)$$);
+SELECT err($$SELECT * FROM train('x', 'bpr', 'ratings', params => NULL)$$);
+SELECT err($$SELECT * FROM train('x', 'bpr', 'ratings', user_column => NULL)$$);
+SELECT err($$SELECT evaluate('taste', 'holdout', item_column => NULL)$$);
 SELECT err($$SELECT * FROM recommend(1, model => 'nope')$$);
 SELECT err($$SELECT * FROM similar_items(424242, model => 'taste')$$);
 SELECT err($$SELECT deploy('taste', 99)$$);

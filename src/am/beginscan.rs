@@ -1,7 +1,7 @@
 //! `ambeginscan`: a scan descriptor with an empty [`ScanState`] that lives in the
 //! scan's memory context (dropped with it, even when the query errors out).
 
-use pgrx::{pg_guard, pg_sys, PgMemoryContexts};
+use pgrx::{PgMemoryContexts, pg_guard, pg_sys};
 
 use super::scan::ScanState;
 

@@ -7,23 +7,21 @@
 //! built and written, a NOTICE says so, and the remaining rows are inserted one
 //! at a time through the pages: slower, never wrong.
 
-use pgrx::{pg_guard, pg_sys, PgMemoryContexts};
+use pgrx::{PgMemoryContexts, pg_guard, pg_sys};
 
 use super::insert::insert_vector;
-use super::layout::{self, check_fits, Meta, NodeRef, PAGE_SPACE};
+use super::layout::{self, Meta, NodeRef, PAGE_SPACE, check_fits};
 use super::options;
-use super::pages::{embedding_arg, heap_ref, init_meta_page, opclass_metric, prepare_for_index, PageGraph};
+use super::pages::{P_NEW, PageGraph, embedding_arg, heap_ref, init_meta_page, opclass_metric, prepare_for_index};
 use crate::ann::{BuildParams, Graph, Hnsw, Metric};
 use crate::error::{Error, ErrorKind};
 use crate::guc;
-use crate::sqlstate::{raise, OrRaise};
+use crate::sqlstate::{OrRaise, raise};
 
 /// Sub-phases shown in pg_stat_progress_create_index (see `buildphasename`).
 pub const PHASE_LOAD: i64 = 2;
 pub const PHASE_GRAPH: i64 = 3;
 pub const PHASE_WRITE: i64 = 4;
-
-const P_NEW: u32 = u32::MAX;
 
 fn progress(param: u32, value: i64) {
     // SAFETY: plain backend-local bookkeeping; a no-op outside a progress command.

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use pgrx::{pg_guard, pg_sys};
 
 use super::layout::NodeRef;
-use super::pages::{heap_tid, PageGraph, WriteLock};
+use super::pages::{PageGraph, WriteLock, heap_tid};
 use crate::ann::{link_unreachable, repair_after_delete};
 
 #[pg_guard]
@@ -40,7 +40,11 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         let nodes: Vec<(NodeRef, usize, bool, bool)> = g.scan_nodes(|r, n| {
             let mut tid = heap_tid(n.heap());
             let gone = n.is_deleted();
-            (r, n.level(), gone, !gone && is_dead_row(&mut tid, callback_state))
+            // Vacuum's own lookup of dead heap rows (a TID store probe or a
+            // binary search) raises no error, so nothing can unwind out of it.
+            #[allow(ffi_unwind_calls)]
+            let dead = !gone && is_dead_row(&mut tid, callback_state);
+            (r, n.level(), gone, dead)
         });
         let dead: HashSet<NodeRef> = nodes.iter().filter(|n| n.2 || n.3).map(|n| n.0).collect();
         let newly_dead: Vec<NodeRef> = nodes.iter().filter(|n| n.3).map(|n| n.0).collect();

@@ -5,7 +5,7 @@
 
 use pgrx::{pg_guard, pg_sys};
 
-use super::pages::{embedding_arg, heap_tid, PageGraph};
+use super::pages::{PageGraph, embedding_arg, heap_tid};
 use super::scan::ScanState;
 use crate::ann::Stream;
 use crate::error::{Error, ErrorKind};

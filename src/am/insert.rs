@@ -5,8 +5,8 @@
 use pgrx::pg_guard;
 use pgrx::pg_sys;
 
-use super::layout::{check_fits, NodeRef};
-use super::pages::{embedding_arg, heap_ref, new_node, prepare_for_index, PageGraph, WriteLock};
+use super::layout::{NodeRef, check_fits};
+use super::pages::{PageGraph, WriteLock, embedding_arg, heap_ref, new_node, prepare_for_index};
 use crate::ann::link_new_node;
 use crate::sqlstate::OrRaise;
 

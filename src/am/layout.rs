@@ -44,11 +44,7 @@ impl NodeRef {
 }
 
 fn cap(m: usize, level: usize) -> usize {
-    if level == 0 {
-        2 * m
-    } else {
-        m
-    }
+    if level == 0 { 2 * m } else { m }
 }
 
 /// Bytes of a node item with `dims` dimensions on levels `0..=level`.

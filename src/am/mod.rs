@@ -21,7 +21,7 @@ mod vacuumcleanup;
 mod validate;
 
 use pgrx::prelude::*;
-use pgrx::{pg_sys, Internal};
+use pgrx::{Internal, pg_sys};
 
 /// The type modifier (dimensions) of the index's one column, from the
 /// catalogue: the tuple descriptor's layout differs between versions (18

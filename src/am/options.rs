@@ -11,10 +11,10 @@ use crate::ann::BuildParams;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Defaults and bounds, as documented in the README.
-pub const M_DEFAULT: i32 = 16;
+pub const M_DEFAULT: i32 = BuildParams::DEFAULT_M as i32;
 pub const M_MIN: i32 = 2;
 pub const M_MAX: i32 = 100;
-pub const EF_CONSTRUCTION_DEFAULT: i32 = 64;
+pub const EF_CONSTRUCTION_DEFAULT: i32 = BuildParams::DEFAULT_EF_CONSTRUCTION as i32;
 pub const EF_CONSTRUCTION_MIN: i32 = 4;
 pub const EF_CONSTRUCTION_MAX: i32 = 1000;
 
@@ -98,11 +98,7 @@ pub unsafe fn params(index: pg_sys::Relation) -> Result<BuildParams> {
     // SAFETY: rd_options is NULL or the struct amoptions built for this index.
     let (m, efc) = unsafe {
         let opts = (*index).rd_options.cast::<HnswOptions>();
-        if opts.is_null() {
-            (M_DEFAULT, EF_CONSTRUCTION_DEFAULT)
-        } else {
-            ((*opts).m, (*opts).ef_construction)
-        }
+        if opts.is_null() { (M_DEFAULT, EF_CONSTRUCTION_DEFAULT) } else { ((*opts).m, (*opts).ef_construction) }
     };
     if efc < 2 * m {
         return Err(Error::new(

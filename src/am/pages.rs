@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use pgrx::pg_sys;
 
-use super::layout::{self, Meta, Node, NodeMut, NodeRef, META_SIZE};
+use super::layout::{self, META_SIZE, Meta, Node, NodeMut, NodeRef};
 use crate::ann::{BuildParams, Graph, GraphMut, Metric};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Kernels};
@@ -23,7 +23,7 @@ pub const META_BLOCK: u32 = 0;
 /// into a hash table, and the executor holds a pin or two of its own).
 const PREFETCH_BATCH: usize = 6;
 /// `P_NEW`: ask ReadBuffer for a new block at the end of the relation.
-const P_NEW: u32 = u32::MAX;
+pub(super) const P_NEW: u32 = u32::MAX;
 
 fn corrupt(what: String) -> Error {
     Error::new(ErrorKind::DataCorrupted, format!("corrupt pgrec_hnsw index: {what}")).with_hint("REINDEX the index")
@@ -441,11 +441,7 @@ pub unsafe fn opclass_metric(index: pg_sys::Relation) -> Result<Metric> {
     let name = unsafe {
         let proc = pg_sys::index_getprocid(index, 1, 1);
         let p = pg_sys::get_func_name(proc);
-        if p.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
+        if p.is_null() { String::new() } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
     };
     match name.as_str() {
         "l2_distance" => Ok(Metric::L2),

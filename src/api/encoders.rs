@@ -5,19 +5,13 @@
 
 use pgrx::prelude::*;
 
-use super::{required, workers};
+use super::{defaulted, required, workers};
 use crate::catalog::encoders;
 use crate::embed::Encoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 use crate::sqlstate::OrRaise;
 use crate::types::datum::{Embedding, EmbeddingArray};
-
-/// The worker pool, with candle told to split its work over the same threads.
-fn model_workers() -> Result<std::rc::Rc<rayon::ThreadPool>> {
-    crate::embed::use_threads(guc::threads());
-    workers()
-}
 
 /// An array of `n` vectors of `dims` floats must fit in one Postgres value
 /// (1 GB): refused before any is computed.
@@ -33,21 +27,52 @@ fn check_result_size(n: usize, dims: usize) -> Result<()> {
     .with_hint("embed fewer inputs per call, e.g. in batches of 10000 rows"))
 }
 
-/// Texts per forward-pass group between two checks for Ctrl-C and
-/// statement_timeout (about a second of MiniLM on two cores).
+/// Most texts per forward-pass group between two checks for Ctrl-C and
+/// statement_timeout.
 const TEXTS_PER_CHECK: usize = 64;
+
+/// Most tokens per group, as [`token_bound`] counts them: 4,096 is 16 texts at
+/// MiniLM's 256-token limit, 1.5 s on two idle cores in the dev build the tests
+/// use (less in a release build). Groups of 64 such texts let a cancel wait
+/// 6 s, and over 10 s on a busy machine.
+const TOKENS_PER_CHECK: usize = 4096;
+
+/// A text's tokens, bounded from above without tokenizing it: at least one byte
+/// per token after the two special ones, never more than the model keeps.
+fn token_bound(text: &str, max_tokens: usize) -> usize {
+    text.len().saturating_add(2).min(max_tokens.max(1))
+}
+
+/// `order` cut into groups of at most [`TEXTS_PER_CHECK`] texts and, past the
+/// first text of a group, at most [`TOKENS_PER_CHECK`] tokens.
+fn groups<'a>(order: &'a [usize], texts: &[&str], max_tokens: usize) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut tokens) = (0, 0usize);
+    for (at, &k) in order.iter().enumerate() {
+        let t = token_bound(texts[k], max_tokens);
+        if at > start && (at - start == TEXTS_PER_CHECK || tokens + t > TOKENS_PER_CHECK) {
+            out.push(&order[start..at]);
+            (start, tokens) = (at, 0);
+        }
+        tokens += t;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
 
 /// Embeds `texts` on the worker threads, a group at a time (longest first,
 /// so each group pads little), checking for interrupts between groups; a
 /// NOTICE names each input that was cut to the model's token limit.
 fn embed(encoder: &Encoder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
     check_result_size(texts.len(), encoder.dims())?;
-    let pool = model_workers()?;
+    let pool = workers()?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&k| std::cmp::Reverse(texts[k].len()));
     let mut vectors = vec![Vec::new(); texts.len()];
     let mut truncated = Vec::new();
-    for group in order.chunks(TEXTS_PER_CHECK) {
+    for group in groups(&order, texts, encoder.tokenizer().max_tokens) {
         pgrx::check_for_interrupts!();
         let batch: Vec<&str> = group.iter().map(|&k| texts[k]).collect();
         let out = pool.install(|| encoder.embed_texts(&batch))?;
@@ -77,7 +102,7 @@ fn load_encoder(
     let r = (|| {
         let name = required(name, "name")?;
         let path = required(path, "path")?;
-        encoders::register(name, path, store_in_database.unwrap_or(false))
+        encoders::register(name, path, defaulted(store_in_database, "store_in_database")?)
     })()
     .or_raise();
     TableIterator::once((r.name, r.architecture, r.dims, r.max_tokens, r.stored))
@@ -139,7 +164,7 @@ fn images(encoder: &str, images: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
     let clip = enc.clip(encoder)?;
     check_result_size(images.len(), enc.dims())?;
     let max = guc::max_image_pixels();
-    let pool = model_workers()?;
+    let pool = workers()?;
     let mut out = Vec::with_capacity(images.len());
     // Interrupts are checked between groups, as for texts.
     for group in images.chunks(16) {
@@ -208,7 +233,7 @@ fn zero_shot_classify(
         let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let max = guc::max_image_pixels();
-        let (img, texts) = model_workers()?.install(|| {
+        let (img, texts) = workers()?.install(|| {
             Ok::<_, Error>((clip.embed_images(&[image], max)?.remove(0), clip.embed_texts(&refs)?.vectors))
         })?;
         let probs = clip.zero_shot(&img, &texts);
@@ -218,4 +243,32 @@ fn zero_shot_classify(
     })()
     .or_raise();
     TableIterator::new(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(texts: &[&str], max_tokens: usize) -> Vec<usize> {
+        let order: Vec<usize> = (0..texts.len()).collect();
+        groups(&order, texts, max_tokens).iter().map(|g| g.len()).collect()
+    }
+
+    #[test]
+    fn groups_are_bounded_by_tokens_and_by_texts() {
+        let long = "word ".repeat(300);
+        // At MiniLM's 256-token limit, 16 texts fill a group.
+        assert_eq!(sizes(&vec![long.as_str(); 40], 256), vec![16, 16, 8]);
+        // Short texts (21 bytes: 23 tokens at most): the count bound.
+        assert_eq!(sizes(&vec!["a short product title"; 130], 256), vec![64, 64, 2]);
+        // A text alone above the budget still forms a group of its own.
+        let huge = "word ".repeat(1000);
+        assert_eq!(sizes(&[huge.as_str(), "x"], 100_000), vec![1, 1]);
+        assert!(sizes(&[], 256).is_empty());
+        // Every index exactly once, in order.
+        let texts = vec![long.as_str(); 33];
+        let order: Vec<usize> = (0..33).rev().collect();
+        let flat: Vec<usize> = groups(&order, &texts, 256).concat();
+        assert_eq!(flat, order);
+    }
 }

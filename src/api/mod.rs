@@ -13,8 +13,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 
 /// `v`, or the error naming `what` as a NULL that is not allowed.
-fn required<'a, T: ?Sized>(v: Option<&'a T>, what: &str) -> Result<&'a T> {
+fn required<T>(v: Option<T>, what: &str) -> Result<T> {
     v.ok_or_else(|| Error::new(ErrorKind::NullValueNotAllowed, format!("{what} must not be null")))
+}
+
+/// `v` for an argument whose default lives in the SQL declaration (`DEFAULT …`
+/// in `sql/`) and nowhere else: a NULL passed explicitly is an error, not a
+/// second copy of that default written here.
+fn defaulted<T>(v: Option<T>, what: &str) -> Result<T> {
+    required(v, what).map_err(|e| e.with_hint(format!("leave {what} out for the default")))
 }
 
 thread_local! {
@@ -29,10 +36,10 @@ fn workers() -> Result<Rc<rayon::ThreadPool>> {
     let n = guc::threads();
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        if let Some((k, pool)) = p.as_ref() {
-            if *k == n {
-                return Ok(pool.clone());
-            }
+        if let Some((k, pool)) = p.as_ref()
+            && *k == n
+        {
+            return Ok(pool.clone());
         }
         let pool =
             Rc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {

@@ -8,31 +8,27 @@
 
 use std::time::Instant;
 
-use pgrx::prelude::*;
 use pgrx::JsonB;
+use pgrx::prelude::*;
 
-use super::{required, workers};
+use super::{defaulted, required, workers};
 use crate::catalog::interactions::{self, Source};
 use crate::catalog::models::{self, Served};
 use crate::catalog::{features, graph};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
-use crate::recsys::kgat::explain::Node;
 use crate::recsys::kgat::KnowledgeGraph;
-use crate::recsys::{self, metrics, topk, Algorithm, Dataset, Params};
+use crate::recsys::kgat::explain::Node;
+use crate::recsys::{self, Algorithm, Dataset, Params, metrics, topk};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
 
 /// `k` checked, and bounded by what can be returned (a model's catalogue):
 /// nothing is ever sized from the caller's number alone.
 fn check_k(k: Option<i32>, at_most: usize) -> Result<usize> {
-    match k {
-        None => {
-            Err(Error::new(ErrorKind::NullValueNotAllowed, "k must not be null")
-                .with_hint("leave k out for the default"))
-        }
-        Some(k) if k >= 1 => Ok((k as usize).min(at_most.max(1))),
-        Some(k) => Err(Error::new(ErrorKind::InvalidParameterValue, format!("k must be at least 1, got {k}"))),
+    match defaulted(k, "k")? {
+        k if k >= 1 => Ok((k as usize).min(at_most.max(1))),
+        k => Err(Error::new(ErrorKind::InvalidParameterValue, format!("k must be at least 1, got {k}"))),
     }
 }
 
@@ -69,7 +65,7 @@ fn candidate_pool(s: &Served, candidates: Option<Array<'_, i64>>) -> Option<Vec<
 /// Arguments of `train` in this library's SQL.
 const TRAIN_ARGS: i16 = 12;
 
-#[no_mangle]
+#[unsafe(no_mangle)]
 #[doc(hidden)]
 pub extern "C" fn pg_finfo_train_wrapper() -> &'static pg_sys::Pg_finfo_record {
     const V1_API: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
@@ -82,7 +78,7 @@ pub extern "C" fn pg_finfo_train_wrapper() -> &'static pg_sys::Pg_finfo_record {
 /// checks the count first and says which versions disagree. A function whose
 /// arguments change gets the same guard.
 #[pg_guard]
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn train_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: Postgres passes a valid fcinfo for the duration of the call.
     let nargs = unsafe { (*fcinfo).nargs };
@@ -127,15 +123,17 @@ fn train_impl(
             return Err(Error::new(ErrorKind::InvalidParameterValue, "model name must not be empty"));
         }
         let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
-        let json = params.map_or(serde_json::json!({}), |p| p.0);
+        let json = defaulted(params, "params")?.0;
         let p = Params::parse(algorithm, &json.to_string())?;
+        let user_column = defaulted(user_column, "user_column")?;
+        let item_column = defaulted(item_column, "item_column")?;
         // Before any data is read: may this role write a version of `name`?
         models::check_may_train(name)?;
         let started = Instant::now();
         let rows = interactions::read(&Source {
             relation: required(interactions, "interactions")?,
-            user_column: user_column.unwrap_or("user_id"),
-            item_column: item_column.unwrap_or("item_id"),
+            user_column,
+            item_column,
             weight_column,
             ts_column,
             require_weight: algorithm == Algorithm::Mf,
@@ -356,11 +354,11 @@ fn recommend(
     candidates: Option<Array<'_, i64>>,
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Vec<(i64, f32)>> {
+        let exclude = defaulted(exclude_seen, "exclude_seen")?;
         let s = models::load(model)?;
         let k = check_k(k, s.model.n_items())?;
         let Some(user) = user_id else { return Ok(Vec::new()) };
         let pool = candidate_pool(&s, candidates);
-        let exclude = exclude_seen.unwrap_or(true);
         // content_knn over one indexed embedding column: the index ranks the
         // table's rows as they are now, new ones included.
         if let (Some(src), Some(&u), None) = (&s.source, s.users.get(&user), &pool) {
@@ -396,6 +394,7 @@ fn recommend_batch(
     candidates: Option<Array<'_, i64>>,
 ) -> TableIterator<'static, (name!(user_id, i64), name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Batch> {
+        let exclude = defaulted(exclude_seen, "exclude_seen")?;
         let s = models::load(model)?;
         let k = check_k(k, s.model.n_items())?;
         let pool = candidate_pool(&s, candidates);
@@ -411,16 +410,7 @@ fn recommend_batch(
         let popular = s.model.popular_items(k, &[], pool.as_deref());
         // About 2M result rows in memory at a time, however many users and k.
         let per_chunk = ((1usize << 21) / k).clamp(1, 8192);
-        Ok(Batch {
-            s,
-            k,
-            pool,
-            exclude: exclude_seen.unwrap_or(true),
-            popular,
-            ids: ids.into_iter(),
-            per_chunk,
-            rows: Vec::new().into_iter(),
-        })
+        Ok(Batch { s, k, pool, exclude, popular, ids: ids.into_iter(), per_chunk, rows: Vec::new().into_iter() })
     };
     TableIterator::new(run().or_raise())
 }
@@ -609,12 +599,14 @@ fn evaluate(
     item_column: Option<&str>,
 ) -> JsonB {
     let run = || -> Result<JsonB> {
+        let user_column = defaulted(user_column, "user_column")?;
+        let item_column = defaulted(item_column, "item_column")?;
         let s = models::load(Some(required(model, "model")?))?;
         let k = check_k(k, s.model.n_items())?;
         let rows = interactions::read(&Source {
             relation: required(test, "test")?,
-            user_column: user_column.unwrap_or("user_id"),
-            item_column: item_column.unwrap_or("item_id"),
+            user_column,
+            item_column,
             weight_column: None,
             ts_column: None,
             require_weight: false,

@@ -121,11 +121,7 @@ pub fn check_version() -> Result<()> {
 
 impl Extension {
     fn check_version(&self) -> Result<()> {
-        if self.version == LIBRARY_VERSION {
-            Ok(())
-        } else {
-            Err(version_mismatch(&self.version))
-        }
+        if self.version == LIBRARY_VERSION { Ok(()) } else { Err(version_mismatch(&self.version)) }
     }
 }
 

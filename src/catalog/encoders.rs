@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 
 use super::access::{self, as_registry_owner, caller};
 use super::spi_error;
-use crate::embed::{files::FILES, Encoder, ModelFiles};
+use crate::embed::{Encoder, ModelFiles, files::FILES};
 use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 

@@ -10,10 +10,10 @@ use std::ffi::{CStr, CString};
 
 use ndarray::Array2;
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, quote_qualified_identifier, SpiClient};
+use pgrx::spi::{SpiClient, quote_identifier, quote_qualified_identifier};
 
 use super::access::{self, pinned};
-use super::interactions::{from_item, type_name, INTEGER_TYPES};
+use super::interactions::{INTEGER_TYPES, from_item, type_name};
 use super::models::ContentSource;
 use super::spi_error;
 use crate::error::{Error, ErrorKind, Result};
@@ -85,7 +85,7 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
                         return Err(Error::new(
                             ErrorKind::DataException,
                             format!("\"{}\" of item {id} has {} dimensions, earlier rows {d}", names[c - 1], v.len()),
-                        ))
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -111,10 +111,14 @@ pub fn read(item_features: &str) -> Result<ItemFeatures> {
 /// # Safety
 /// `list` is NIL or a valid pointer list.
 unsafe fn nth<T>(list: *mut pg_sys::List, n: usize) -> Option<*mut T> {
-    if list.is_null() || n >= (*list).length as usize {
-        return None;
+    // SAFETY: the caller passes NIL or a valid list; n is checked against
+    // its length before its element array is read.
+    unsafe {
+        if list.is_null() || n >= (*list).length as usize {
+            return None;
+        }
+        Some((*(*list).elements.add(n)).ptr_value as *mut T)
     }
-    Some((*(*list).elements.add(n)).ptr_value as *mut T)
 }
 
 /// # Safety
@@ -123,7 +127,8 @@ unsafe fn len(list: *mut pg_sys::List) -> usize {
     if list.is_null() {
         0
     } else {
-        (*list).length as usize
+        // SAFETY: a non-NIL list from the caller is valid.
+        unsafe { (*list).length as usize }
     }
 }
 
@@ -159,71 +164,76 @@ pub fn content_source(item_features: &str) -> Result<Option<ContentSource>> {
 /// # Safety
 /// `plan` is a valid SPI plan.
 unsafe fn simple_projection(plan: pg_sys::SPIPlanPtr, embedding: Option<pg_sys::Oid>) -> Option<ContentSource> {
-    let sources = pg_sys::SPI_plan_get_plan_sources(plan);
-    if len(sources) != 1 {
-        return None;
-    }
-    let source: *mut pg_sys::CachedPlanSource = nth(sources, 0)?;
-    let queries = (*source).query_list;
-    if len(queries) != 1 {
-        return None;
-    }
-    let q: *mut pg_sys::Query = nth(queries, 0)?;
-    let q = &*q;
-    let plain = q.commandType == pg_sys::CmdType::CMD_SELECT
-        && q.utilityStmt.is_null()
-        && !q.hasAggs
-        && !q.hasWindowFuncs
-        && !q.hasTargetSRFs
-        && !q.hasSubLinks
-        && !q.hasDistinctOn
-        && !q.hasForUpdate
-        && q.cteList.is_null()
-        && q.groupClause.is_null()
-        && q.groupingSets.is_null()
-        && q.havingQual.is_null()
-        && q.distinctClause.is_null()
-        && q.limitCount.is_null()
-        && q.limitOffset.is_null()
-        && q.setOperations.is_null()
-        && !q.jointree.is_null()
-        && (*q.jointree).quals.is_null()
-        && len((*q.jointree).fromlist) == 1
-        && len(q.rtable) == 1;
-    if !plain {
-        return None;
-    }
-    let rte: *mut pg_sys::RangeTblEntry = nth(q.rtable, 0)?;
-    let relkind = (*rte).relkind as u8;
-    if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION || !matches!(relkind, b'r' | b'p' | b'm') {
-        return None;
-    }
-    let relation = (*rte).relid;
-    let mut columns = Vec::new();
-    for k in 0..len(q.targetList) {
-        let te: *mut pg_sys::TargetEntry = nth(q.targetList, k)?;
-        if (*te).resjunk {
-            continue;
-        }
-        let var = (*te).expr as *mut pg_sys::Node;
-        if var.is_null() || (*var).type_ != pg_sys::NodeTag::T_Var {
+    // SAFETY: `plan` is valid (the caller's contract); every list is read
+    // through `len`/`nth`, which check bounds, and every node's tag is checked
+    // before it is cast; nothing is written.
+    unsafe {
+        let sources = pg_sys::SPI_plan_get_plan_sources(plan);
+        if len(sources) != 1 {
             return None;
         }
-        let var = &*(var as *mut pg_sys::Var);
-        if var.varno as i64 != 1 || var.varlevelsup != 0 || var.varattno <= 0 {
+        let source: *mut pg_sys::CachedPlanSource = nth(sources, 0)?;
+        let queries = (*source).query_list;
+        if len(queries) != 1 {
             return None;
         }
-        columns.push((var.varattno, var.vartype));
+        let q: *mut pg_sys::Query = nth(queries, 0)?;
+        let q = &*q;
+        let plain = q.commandType == pg_sys::CmdType::CMD_SELECT
+            && q.utilityStmt.is_null()
+            && !q.hasAggs
+            && !q.hasWindowFuncs
+            && !q.hasTargetSRFs
+            && !q.hasSubLinks
+            && !q.hasDistinctOn
+            && !q.hasForUpdate
+            && q.cteList.is_null()
+            && q.groupClause.is_null()
+            && q.groupingSets.is_null()
+            && q.havingQual.is_null()
+            && q.distinctClause.is_null()
+            && q.limitCount.is_null()
+            && q.limitOffset.is_null()
+            && q.setOperations.is_null()
+            && !q.jointree.is_null()
+            && (*q.jointree).quals.is_null()
+            && len((*q.jointree).fromlist) == 1
+            && len(q.rtable) == 1;
+        if !plain {
+            return None;
+        }
+        let rte: *mut pg_sys::RangeTblEntry = nth(q.rtable, 0)?;
+        let relkind = (*rte).relkind as u8;
+        if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION || !matches!(relkind, b'r' | b'p' | b'm') {
+            return None;
+        }
+        let relation = (*rte).relid;
+        let mut columns = Vec::new();
+        for k in 0..len(q.targetList) {
+            let te: *mut pg_sys::TargetEntry = nth(q.targetList, k)?;
+            if (*te).resjunk {
+                continue;
+            }
+            let var = (*te).expr as *mut pg_sys::Node;
+            if var.is_null() || (*var).type_ != pg_sys::NodeTag::T_Var {
+                return None;
+            }
+            let var = &*(var as *mut pg_sys::Var);
+            if var.varno as i64 != 1 || var.varlevelsup != 0 || var.varattno <= 0 {
+                return None;
+            }
+            columns.push((var.varattno, var.vartype));
+        }
+        let [(id, id_type), (vector, vector_type)] = columns.as_slice() else { return None };
+        if !INTEGER_TYPES.contains(id_type) || Some(*vector_type) != embedding {
+            return None;
+        }
+        let name = |att: i16| {
+            let p = pg_sys::get_attname(relation, att, true);
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        Some(ContentSource { relation, id_column: name(*id)?, vector_column: name(*vector)? })
     }
-    let [(id, id_type), (vector, vector_type)] = columns.as_slice() else { return None };
-    if !INTEGER_TYPES.contains(id_type) || Some(*vector_type) != embedding {
-        return None;
-    }
-    let name = |att: i16| {
-        let p = pg_sys::get_attname(relation, att, true);
-        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-    };
-    Some(ContentSource { relation, id_column: name(*id)?, vector_column: name(*vector)? })
 }
 
 /// The `k` rows of a content_knn model's item table nearest by cosine to

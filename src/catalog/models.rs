@@ -11,10 +11,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use pgrx::prelude::*;
 use pgrx::JsonB;
+use pgrx::prelude::*;
 
-use super::access::{self, as_registry_owner, caller, Kept};
+use super::access::{self, Kept, as_registry_owner, caller};
 use super::{required, scalar, spi_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::kgat::explain::ExplainGraph;
@@ -346,7 +346,7 @@ pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
                         ErrorKind::UndefinedObject,
                         format!("model \"{name}\" has no version {want}"),
                     )
-                    .with_hint("SELECT name, version FROM pgrec.models lists the trained versions"))
+                    .with_hint("SELECT name, version FROM pgrec.models lists the trained versions"));
                 }
                 (None, None) => return Err(unknown_model(name)),
             };
@@ -508,17 +508,17 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
     let me = caller();
     let found = as_registry_owner(|| {
         let all = read_deployed(name)?;
-        if all.is_empty() {
-            if let Some(n) = name {
-                return Spi::connect(|client| match acl(client, n)? {
-                    Some(a) if !a.may_use(me) => Err(denied(n)),
-                    Some(_) => {
-                        Err(Error::new(ErrorKind::UndefinedObject, format!("model \"{n}\" has no deployed version"))
-                            .with_hint(format!("deploy one with SELECT deploy('{n}')")))
-                    }
-                    None => Err(unknown_model(n)),
-                });
-            }
+        if all.is_empty()
+            && let Some(n) = name
+        {
+            return Spi::connect(|client| match acl(client, n)? {
+                Some(a) if !a.may_use(me) => Err(denied(n)),
+                Some(_) => {
+                    Err(Error::new(ErrorKind::UndefinedObject, format!("model \"{n}\" has no deployed version"))
+                        .with_hint(format!("deploy one with SELECT deploy('{n}')")))
+                }
+                None => Err(unknown_model(n)),
+            });
         }
         Ok(all)
     })?;
@@ -528,7 +528,7 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
         ([], Some(n)) => return Err(denied(n)),
         ([], None) => {
             return Err(Error::new(ErrorKind::UndefinedObject, "no model is deployed")
-                .with_hint("train one with SELECT * FROM train('name', 'als', 'interactions')"))
+                .with_hint("train one with SELECT * FROM train('name', 'als', 'interactions')"));
         }
         (many, _) => {
             return Err(Error::new(
@@ -538,7 +538,7 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
                     many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             )
-            .with_hint(format!("pass model => '{}'", many[0].name)))
+            .with_hint(format!("pass model => '{}'", many[0].name)));
         }
     };
     if let Some(m) = CACHE.with(|c| c.borrow().get(&d.name).filter(|(id, _)| *id == d.id).map(|(_, m)| m.clone())) {

@@ -102,6 +102,8 @@ impl FromDatum for EmbeddingRef<'_> {
     }
 }
 
+// SAFETY: an embedding argument is a varlena datum, which `from_polymorphic_datum`
+// (above) reads as `ArgAbi` requires: detoasted, borrowed for the call only.
 unsafe impl<'fcx> ArgAbi<'fcx> for EmbeddingRef<'fcx> {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
@@ -118,6 +120,8 @@ unsafe impl<'fcx> ArgAbi<'fcx> for EmbeddingRef<'fcx> {
     }
 }
 
+// SAFETY: the datum returned is a pointer to a complete varlena, as `BoxRet`
+// requires of a by-reference type.
 unsafe impl BoxRet for EmbeddingRef<'_> {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         // SAFETY: the pointer is a valid embedding varlena in a memory context that
@@ -150,6 +154,7 @@ impl Embedding {
     }
 }
 
+// SAFETY: as for `EmbeddingRef`: a pointer to a complete palloc'd varlena.
 unsafe impl BoxRet for Embedding {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         // SAFETY: `self.0` is a complete embedding varlena in the current memory context.
@@ -160,6 +165,8 @@ unsafe impl BoxRet for Embedding {
 /// An `embedding[]` to return, built from new embeddings (None = NULL).
 pub struct EmbeddingArray(pub Vec<Option<Embedding>>);
 
+// SAFETY: returns a pointer to a complete array varlena built by Postgres'
+// own construct_md_array from complete embedding varlenas.
 unsafe impl BoxRet for EmbeddingArray {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         // SAFETY: called by Postgres' function manager, so `flinfo` is set and

@@ -140,11 +140,7 @@ pub struct Elem(pub f32);
 impl std::fmt::Display for Elem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (v, a) = (self.0, self.0.abs());
-        if a != 0.0 && !(1e-5..1e7).contains(&a) {
-            write!(f, "{v:e}")
-        } else {
-            write!(f, "{v}")
-        }
+        if a != 0.0 && !(1e-5..1e7).contains(&a) { write!(f, "{v:e}") } else { write!(f, "{v}") }
     }
 }
 

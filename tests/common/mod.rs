@@ -7,7 +7,7 @@ use std::error::Error;
 use std::sync::OnceLock;
 
 use postgres::error::SqlState;
-use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
+use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
 
 /// Client-side `embedding`, encoded as pgvector's binary format: int16 dims,
