@@ -105,8 +105,12 @@ export PGREC_MINILM_DIR="$MINILM_DIR"
 log "tier purity: the pure core crates do not depend on pgrx"
 purity_ok=0
 purity_bad=0
+# On a fresh machine the registry index knows nothing yet, and `cargo tree
+# --offline` cannot resolve: fetch what Cargo.lock names first (the build
+# needs it anyway).
+(cd "$REPO_ROOT" && cargo fetch --locked -q) || true
 for crate in pgrec-base pgrec-ann pgrec-embed pgrec-recsys; do
-    if ! deps=$(cd "$REPO_ROOT" && cargo tree --offline -q -p "$crate" -e normal,build --prefix none 2>&1); then
+    if ! deps=$(cd "$REPO_ROOT" && cargo tree --offline --locked -q -p "$crate" -e normal,build --prefix none 2>&1); then
         echo "$crate: cargo tree failed: $deps" >&2
         purity_bad=$((purity_bad + 1))
     elif grep -qE '^pgrx' <<<"$deps"; then
