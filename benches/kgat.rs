@@ -98,16 +98,16 @@ fn main() {
     // `"pretrain"` in the KGAT params (any name) starts KGAT from the BPR
     // model trained just before it.
     let mut bpr_model = None;
-    for (algorithm, json) in [(Algorithm::Popular, "{}"), (Algorithm::Bpr, &*bpr_json), (Algorithm::Kgat, &*kgat_json)]
-    {
+    for (name, json) in [("popular", "{}"), ("bpr", &*bpr_json), ("kgat", &*kgat_json)] {
+        let algorithm = Algorithm::parse(name).expect("algorithm");
         let mut p = Params::parse(algorithm, json).expect("params");
         if fixed {
-            p.test_fraction = 0.0;
+            p.protocol.test_fraction = 0.0;
         }
         let mut epochs = Vec::new();
-        let pretrain = if p.pretrain.is_some() { bpr_model.as_ref() } else { None };
+        let pretrain = if algorithm.pretrain_of(&p).is_some() { bpr_model.as_ref() } else { None };
         let side = Side { graph: Some(&graph), pretrain, features: None };
-        let t = fit_with(&ds, algorithm, &p, &side, threads, &mut |pr| {
+        let t = fit_with(&ds, &p, &side, threads, &mut |pr| {
             if !pr.checkpoint {
                 epochs.push(pr.elapsed);
             }
@@ -122,14 +122,14 @@ fn main() {
         println!(
             "pgrec {:<8} {:>4} epochs {:>8.3} s/epoch  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  peak RSS {:.0} MiB  params {json}",
             algorithm.name(),
-            p.iterations,
+            p.to_json()["iterations"],
             per_epoch,
             m["recall@20"],
             m["ndcg@20"],
             m["ndcg_kgat@20"],
             peak_rss_mib()
         );
-        if algorithm == Algorithm::Bpr {
+        if name == "bpr" {
             bpr_model = Some(t.model);
         }
     }

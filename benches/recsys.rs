@@ -1,8 +1,9 @@
-//! ALS and BPR on amazon-book (KGAT's train/test split, `../shared/data`), in
-//! the pure core (no Postgres): seconds per epoch and Recall@20 / NDCG@20 on the
-//! given test file, all items ranked, training items excluded, 64 factors,
-//! default params. `benches/recsys_peers.sh` runs the same with implicit and
-//! Cornac and prints the side-by-side table.
+//! ALS and BPR (or any algorithm named) on amazon-book (KGAT's train/test
+//! split, `../shared/data`), in the pure core (no Postgres): seconds per epoch,
+//! the whole training's seconds, and Recall@20 / NDCG@20 on the given test
+//! file, all items ranked, training items excluded, default params.
+//! `benches/recsys_peers.sh` and `benches/item_item_peers.sh` run the same
+//! with implicit, Cornac and a numpy EASE and print the side-by-side table.
 //!
 //! Run: cargo bench --bench recsys [-- ALGORITHM [PARAMS_JSON]]
 //! (`BENCH_THREADS=N` sets the number of worker threads; default all cores).
@@ -23,6 +24,11 @@ fn read(path: &Path) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// A param as the run used it ("-" if the algorithm has no such key).
+fn param(p: &Params, key: &str) -> String {
+    p.to_json().get(key).map_or("-".into(), |v| v.to_string())
+}
+
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/amazon-book");
     if !dir.join("train.txt").exists() {
@@ -32,7 +38,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let algos: Vec<Algorithm> = match args.first() {
         Some(a) => vec![Algorithm::parse(a).expect("algorithm")],
-        None => vec![Algorithm::Als, Algorithm::Bpr],
+        None => vec![Algorithm::parse("als").expect("als"), Algorithm::parse("bpr").expect("bpr")],
     };
     let json = args.get(1).cloned().unwrap_or_else(|| "{}".into());
     let train = read(&dir.join("train.txt"));
@@ -60,21 +66,26 @@ fn main() {
     );
     for algorithm in algos {
         let mut p = Params::parse(algorithm, &json).expect("params");
-        p.test_fraction = 0.0;
+        p.protocol.test_fraction = 0.0;
         let mut epochs = Vec::new();
-        let t = pgrec::recsys::fit(&ds, algorithm, &p, threads, &mut |pr| {
-            epochs.push(pr.elapsed);
+        let started = std::time::Instant::now();
+        let t = pgrec::recsys::fit(&ds, &p, threads, &mut |pr| {
+            if !pr.checkpoint {
+                epochs.push(pr.elapsed);
+            }
             Ok(())
         })
         .expect("training");
+        let seconds = started.elapsed().as_secs_f64();
         let per_epoch = epochs.last().copied().unwrap_or(0.0) / epochs.len().max(1) as f64;
         let m = metrics::evaluate(&t.model, &train_csr, &test_csr, None, &[20]);
         println!(
-            "pgrec {:<8} {:>3} factors {:>3} epochs  {:.3} s/epoch  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  params {json}",
+            "pgrec {:<8} {:>3} factors {:>3} epochs  {:.3} s/epoch  train {:.1} s  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  params {json}",
             algorithm.name(),
-            p.factors,
-            p.iterations,
+            param(&p, "factors"),
+            param(&p, "iterations"),
             per_epoch,
+            seconds,
             m["recall@20"],
             m["ndcg@20"],
             m["ndcg_kgat@20"]

@@ -28,6 +28,7 @@ fn code(kind: ErrorKind) -> PgSqlErrorCode {
         ErrorKind::InsufficientPrivilege => ERRCODE_INSUFFICIENT_PRIVILEGE,
         ErrorKind::FeatureNotSupported => ERRCODE_FEATURE_NOT_SUPPORTED,
         ErrorKind::ObjectNotInPrerequisiteState => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ErrorKind::Internal => ERRCODE_INTERNAL_ERROR,
     }
 }
 

@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 use crate::recsys::kgat::KnowledgeGraph;
 use crate::recsys::kgat::explain::Node;
-use crate::recsys::{self, Algorithm, Dataset, Params, metrics, topk};
+use crate::recsys::{self, Algorithm, Dataset, Params, metrics};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
 
@@ -33,8 +33,8 @@ fn check_k(k: Option<i32>, at_most: usize) -> Result<usize> {
 }
 
 /// Fails before training if it would need more than `pgrec.max_train_memory`.
-fn check_memory(algorithm: Algorithm, p: &Params, shape: &recsys::memory::Shape) -> Result<()> {
-    let (bytes, driver) = recsys::memory::estimate(algorithm, p, shape);
+fn check_memory(p: &Params, shape: &recsys::memory::Shape) -> Result<()> {
+    let (bytes, advice) = recsys::memory::estimate(p, shape)?;
     let limit = guc::max_train_memory_bytes();
     if bytes <= limit {
         return Ok(());
@@ -44,14 +44,12 @@ fn check_memory(algorithm: Algorithm, p: &Params, shape: &recsys::memory::Shape)
         ErrorKind::ProgramLimitExceeded,
         format!(
             "training {} would need about {} MB, more than pgrec.max_train_memory ({} MB)",
-            algorithm.name(),
+            p.algorithm.name(),
             mb(bytes),
             mb(limit)
         ),
     )
-    .with_hint(format!(
-        "lower \"{driver}\" in params, train on less data, or ask a superuser to raise pgrec.max_train_memory"
-    )))
+    .with_hint(format!("{advice}, train on less data, or ask a superuser to raise pgrec.max_train_memory")))
 }
 
 fn item_rows(s: &Served, recs: Vec<(u32, f32)>) -> Vec<(i64, f32)> {
@@ -60,6 +58,16 @@ fn item_rows(s: &Served, recs: Vec<(u32, f32)>) -> Vec<(i64, f32)> {
 
 fn candidate_pool(s: &Served, candidates: Option<Array<'_, i64>>) -> Option<Vec<u32>> {
     candidates.map(|c| s.item_indices(&c.iter().flatten().collect::<Vec<_>>()))
+}
+
+/// "a", "a and b", "a, b and c": the algorithms that need some side data.
+fn takers(need: impl Fn(recsys::registry::Needs) -> bool) -> String {
+    let names: Vec<&str> = Algorithm::all().filter(|a| need(a.needs())).map(|a| a.name()).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, init)) => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 /// Arguments of `train` in this library's SQL.
@@ -124,7 +132,8 @@ fn train_impl(
         }
         let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
         let json = defaulted(params, "params")?.0;
-        let p = Params::parse(algorithm, &json.to_string())?;
+        let p = algorithm.parse_params(&json.to_string())?;
+        let needs = algorithm.needs();
         let user_column = defaulted(user_column, "user_column")?;
         let item_column = defaulted(item_column, "item_column")?;
         // Before any data is read: may this role write a version of `name`?
@@ -136,15 +145,15 @@ fn train_impl(
             item_column,
             weight_column,
             ts_column,
-            require_weight: algorithm == Algorithm::Mf,
+            require_weight: needs.ratings,
         })?;
         pgrx::check_for_interrupts!();
         let mut ds = Dataset::from_rows(&rows)?;
         drop(rows);
         pgrx::check_for_interrupts!();
-        let graph = if algorithm == Algorithm::Kgat {
+        let graph = if needs.graph {
             let r = relations.ok_or_else(|| {
-                Error::new(ErrorKind::InvalidParameterValue, "kgat needs relations").with_hint(
+                Error::new(ErrorKind::InvalidParameterValue, format!("{} needs relations", algorithm.name())).with_hint(
                     "pass relations => 'SELECT head, relation, tail FROM ...'; for interactions alone train 'bpr'",
                 )
             })?;
@@ -179,12 +188,16 @@ fn train_impl(
         } else if relations.is_some() || item_entities.is_some() || user_relations.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
-                format!("relations, item_entities and user_relations apply to kgat only, not {}", algorithm.name()),
+                format!(
+                    "relations, item_entities and user_relations apply to {} only, not {}",
+                    takers(|n| n.graph),
+                    algorithm.name()
+                ),
             ));
         } else {
             None
         };
-        let features = if algorithm.uses_content() {
+        let features = if needs.features {
             let q = item_features.ok_or_else(|| {
                 Error::new(ErrorKind::InvalidParameterValue, format!("{} needs item_features", algorithm.name()))
                     .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
@@ -200,13 +213,12 @@ fn train_impl(
             );
             // One plain vector column of one table: content_knn can rank that
             // table's rows by their index at serving time.
-            let source =
-                if algorithm == Algorithm::ContentKnn && f.columns == 1 { features::content_source(q)? } else { None };
+            let source = if needs.content_index && f.columns == 1 { features::content_source(q)? } else { None };
             Some((x, source, f.dims()))
         } else if item_features.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
-                format!("item_features apply to vbpr and content_knn only, not {}", algorithm.name()),
+                format!("item_features apply to {} only, not {}", takers(|n| n.features), algorithm.name()),
             ));
         } else {
             None
@@ -219,7 +231,6 @@ fn train_impl(
             ds.n_items()
         );
         check_memory(
-            algorithm,
             &p,
             &recsys::memory::Shape {
                 users: ds.n_users(),
@@ -231,33 +242,33 @@ fn train_impl(
                 feature_dims: features.as_ref().map_or(0, |f| f.2),
             },
         )?;
-        let label = if algorithm == Algorithm::Als { "iteration" } else { "epoch" };
-        let pretrained = p.pretrain.as_deref().map(|m| models::load(Some(m))).transpose()?;
+        let label = algorithm.label();
+        let pretrained = algorithm.pretrain_of(&p).map(|m| models::load(Some(m))).transpose()?;
         let side = recsys::Side {
             graph: graph.as_ref(),
             pretrain: pretrained.as_ref().map(|s| &s.model),
             features: features.as_ref().map(|f| &f.0),
         };
-        let t = recsys::fit_with(&ds, algorithm, &p, &side, guc::threads(), &mut |pr| {
+        let t = recsys::fit_with(&ds, &p, &side, guc::threads(), &mut |pr| {
             pgrx::check_for_interrupts!();
             if pr.checkpoint {
                 return Ok(());
             }
             if !pr.loss.is_finite() {
-                return Err(recsys::model::diverged(
+                return Err(recsys::registry::diverged(
                     algorithm,
                     &format!("the loss is {} after {label} {}", pr.loss, pr.iteration),
                 ));
             }
             let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
+            let loss = if algorithm.reports_loss() { format!(": loss {:.5}", pr.loss) } else { String::new() };
             let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
             let validation = pr.validation_recall.map_or(String::new(), |r| format!(", validation recall@20 {r:.4}"));
             pgrx::notice!(
-                "{} {label} {}/{}: loss {:.5}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
+                "{} {label} {}/{}{loss}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
                 algorithm.name(),
                 pr.iteration,
                 pr.of,
-                pr.loss,
                 pr.elapsed,
                 eta
             );
@@ -488,14 +499,12 @@ fn recommend_for_items(
             );
         }
         let m = &s.model;
-        if liked.is_empty() || m.factors() == 0 {
+        let mut scores = vec![0f32; m.n_items()];
+        if liked.is_empty() || !m.score_liked(&liked, &mut scores) {
             return Ok(item_rows(&s, m.popular_items(k, &liked, pool.as_deref())));
         }
-        let v = m.fold_in(&liked);
-        let mut scores = vec![0f32; m.n_items()];
-        m.score_vector(ndarray::ArrayView1::from(&v[..]), 0.0, &mut scores);
         liked.iter().for_each(|&i| scores[i as usize] = f32::NEG_INFINITY);
-        let top = topk::top_k(&scores, k, pool.as_deref());
+        let top = recsys::topk::top_k(&scores, k, pool.as_deref());
         Ok(item_rows(&s, top.into_iter().map(|i| (i, scores[i as usize])).collect()))
     };
     TableIterator::new(run().or_raise())

@@ -18,15 +18,7 @@ use super::access::{self, Kept, as_registry_owner, caller};
 use super::{required, scalar, spi_error};
 use crate::error::{Error, ErrorKind, Result};
 use crate::recsys::kgat::explain::ExplainGraph;
-use crate::recsys::{Algorithm, Metrics, Model, Trained};
-
-/// The metric that decides auto-deploys, and whether lower is better.
-fn key_metric(algorithm: Algorithm) -> (&'static str, bool) {
-    match algorithm {
-        Algorithm::Mf => ("rmse", true),
-        _ => ("recall@20", false),
-    }
-}
+use crate::recsys::{Metrics, Model, Trained};
 
 fn unknown_model(name: &str) -> Error {
     Error::new(ErrorKind::UndefinedObject, format!("model \"{name}\" does not exist"))
@@ -239,7 +231,7 @@ pub fn save(
                 "SELECT metrics FROM pgrec.model_versions WHERE name = $1 AND deployed",
                 &[name.into()],
             )?;
-            let (key, lower_better) = key_metric(algorithm);
+            let (key, lower_better) = algorithm.key_metric();
             let better = match (&current, t.metrics.get(key)) {
                 (None, _) => true,
                 (Some(JsonB(cur)), Some(&new)) => match cur.get(key).and_then(|v| v.as_f64()) {
@@ -599,7 +591,12 @@ pub fn load_graph(s: &Served) -> Result<Rc<ExplainGraph>> {
     let bytes = bytes.ok_or_else(|| {
         Error::new(
             ErrorKind::FeatureNotSupported,
-            format!("model \"{}\" is a {} model: only kgat models can explain", s.name, s.model.algorithm.name()),
+            format!(
+                "model \"{}\" is {} {} model: only kgat models can explain",
+                s.name,
+                s.model.algorithm.article(),
+                s.model.algorithm.name()
+            ),
         )
         .with_hint("train one with SELECT * FROM train('name', 'kgat', 'interactions', relations => '...')")
     })?;

@@ -47,6 +47,8 @@ pub enum ErrorKind {
     /// 55000: the database is not ready for the call (the extension's SQL is
     /// another version than the library's).
     ObjectNotInPrerequisiteState,
+    /// XX000: a state pgrec's own code should never reach (a bug to report).
+    Internal,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -8,12 +8,125 @@
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
+use serde::{Deserialize, Serialize};
+
 use super::data::Csr;
 use super::init::init_factors;
-use super::params::Params;
+use super::memory::{Shape, factor_model};
+use super::model::Model;
+use super::params::{FACTORS, ITERATIONS, Param, Rule};
 use super::progress::Progress;
+use super::registry::{Algo, Context};
 use pgrec_base::error::Result;
 use pgrec_base::kernels;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlsParams {
+    pub factors: usize,
+    pub iterations: usize,
+    pub regularization: f32,
+    /// Confidence c = 1 + alpha · weight.
+    pub alpha: f32,
+    pub cg_steps: usize,
+    /// The protocol's seed.
+    #[serde(skip)]
+    pub seed: u64,
+}
+
+impl Default for AlsParams {
+    fn default() -> AlsParams {
+        AlsParams { factors: 64, iterations: 15, regularization: 10.0, alpha: 80.0, cg_steps: 3, seed: 42 }
+    }
+}
+
+pub struct Als;
+
+impl Algo for Als {
+    type Params = AlsParams;
+    const NAME: &'static str = "als";
+    const SUMMARY: &'static str = "implicit ALS: confidence 1 + alpha·weight, conjugate gradient";
+    const PARAMS: &'static [Param] = &[
+        Param { key: "factors", rule: FACTORS, meaning: "latent dimensions" },
+        Param { key: "iterations", rule: ITERATIONS, meaning: "sweeps (users, then items)" },
+        Param { key: "regularization", rule: Rule::NonNegative, meaning: "L2 weight λ" },
+        Param { key: "alpha", rule: Rule::NonNegative, meaning: "confidence scale: c = 1 + alpha · weight" },
+        Param {
+            key: "cg_steps",
+            rule: Rule::Int { min: 1, max: 100, note: "" },
+            meaning: "conjugate-gradient steps per row and sweep",
+        },
+    ];
+    const LABEL: &'static str = "iteration";
+    const DIVERGED_HINT: &'static str = "lower alpha, or scale the weights down (log1p(weight) often suits counts)";
+
+    fn memory(p: &AlsParams, s: &Shape) -> (u64, &'static str) {
+        let f = p.factors as u64;
+        // The Gram matrix and one solve per user and thread: small.
+        (factor_model(s, f) + (s.users + s.items) as u64 * f * 4 + 64 * f * f * 4, "lower \"factors\" in params")
+    }
+
+    fn fit(p: &AlsParams, cx: &mut Context<'_>) -> Result<()> {
+        let p = AlsParams { seed: cx.seed, ..p.clone() };
+        let (x, y) = train(cx.train, &p, cx.pool, cx.on_iteration)?;
+        cx.model.user_factors = x;
+        cx.model.item_factors = y;
+        cx.model.regularization = p.regularization;
+        cx.model.alpha = p.alpha;
+        Ok(())
+    }
+
+    /// Solves for the user's factors exactly, as a training step would.
+    fn fold_in(model: &Model, items: &[u32]) -> Vec<f32> {
+        let f = model.factors();
+        if f == 0 || items.is_empty() {
+            return vec![0.0; f];
+        }
+        let y = &model.item_factors;
+        let mut a = y.t().dot(y);
+        let mut b = vec![0f32; f];
+        for &i in items {
+            let yi = y.row(i as usize);
+            let c = 1.0 + model.alpha;
+            for r in 0..f {
+                b[r] += c * yi[r];
+                for col in 0..f {
+                    a[[r, col]] += (c - 1.0) * yi[r] * yi[col];
+                }
+            }
+        }
+        for r in 0..f {
+            a[[r, r]] += model.regularization;
+        }
+        solve_spd(&a, &b)
+    }
+}
+
+/// Solves A·x = b for a small symmetric positive-definite A (Cholesky).
+fn solve_spd(a: &Array2<f32>, b: &[f32]) -> Vec<f32> {
+    let n = b.len();
+    let mut l = Array2::<f64>::zeros((n, n));
+    for i in 0..n {
+        for j in 0..=i {
+            let mut s = f64::from(a[[i, j]]);
+            for k in 0..j {
+                s -= l[[i, k]] * l[[j, k]];
+            }
+            l[[i, j]] = if i == j { s.max(1e-12).sqrt() } else { s / l[[j, j]] };
+        }
+    }
+    let mut z = vec![0f64; n];
+    for i in 0..n {
+        let s: f64 = (0..i).map(|k| l[[i, k]] * z[k]).sum();
+        z[i] = (f64::from(b[i]) - s) / l[[i, i]];
+    }
+    let mut x = vec![0f64; n];
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| l[[k, i]] * x[k]).sum();
+        x[i] = (z[i] - s) / l[[i, i]];
+    }
+    x.into_iter().map(|v| v as f32).collect()
+}
 
 /// Per-thread scratch vectors of one CG solve.
 struct Scratch {
@@ -85,7 +198,7 @@ fn gram(y: &Array2<f32>, reg: f32) -> Array2<f32> {
     g
 }
 
-fn half_step(x: &mut Array2<f32>, y: &Array2<f32>, m: &Csr, p: &Params) {
+fn half_step(x: &mut Array2<f32>, y: &Array2<f32>, m: &Csr, p: &AlsParams) {
     let f = p.factors;
     let yty = gram(y, p.regularization);
     let (yty, y) = (yty.as_standard_layout(), y.as_standard_layout());
@@ -101,7 +214,7 @@ fn half_step(x: &mut Array2<f32>, y: &Array2<f32>, m: &Csr, p: &Params) {
 
 /// Σ over all pairs of c·(p − x·y)², plus λ(|X|² + |Y|²), per unit of
 /// confidence: computed without touching the unobserved pairs one by one.
-fn loss(x: &Array2<f32>, y: &Array2<f32>, m: &Csr, p: &Params) -> f64 {
+fn loss(x: &Array2<f32>, y: &Array2<f32>, m: &Csr, p: &AlsParams) -> f64 {
     let f = p.factors;
     let yty = y.t().dot(y);
     let (yty, xs, ys) = (yty.as_standard_layout(), x.as_standard_layout(), y.as_standard_layout());
@@ -133,7 +246,7 @@ fn loss(x: &Array2<f32>, y: &Array2<f32>, m: &Csr, p: &Params) -> f64 {
 /// Trains user and item factors on the user × item matrix `ui`.
 pub fn train(
     ui: &Csr,
-    p: &Params,
+    p: &AlsParams,
     pool: &rayon::ThreadPool,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<(Array2<f32>, Array2<f32>)> {

@@ -41,17 +41,87 @@ use rayon::prelude::*;
 
 use super::data::{Csr, draw_absent};
 use super::init::{init_factors, init_factors_with_bias};
-use super::params::Params;
+use serde::{Deserialize, Serialize};
+
+use super::memory::{Shape, factor_model};
+use super::params::{FACTORS, ITERATIONS, LEARNING_RATE, Param, Rule};
 use super::progress::Progress;
+use super::registry::{Algo, Context};
 use super::sgd::{Mirror, prefetch_range};
 use pgrec_base::error::Result;
 use pgrec_base::kernels;
 use pgrec_base::rng::Rng;
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BprParams {
+    pub factors: usize,
+    pub iterations: usize,
+    pub regularization: f32,
+    pub learning_rate: f32,
+    /// Unseen items drawn per sample; the highest-scored is the negative.
+    /// `None`: one per 1,000 items in the catalogue, between 1 and 20 (see
+    /// [`BprParams::negatives_for`]).
+    pub negatives: Option<usize>,
+    /// The protocol's seed.
+    #[serde(skip)]
+    pub seed: u64,
+}
+
+impl Default for BprParams {
+    fn default() -> BprParams {
+        BprParams { factors: 64, iterations: 80, regularization: 0.05, learning_rate: 0.05, negatives: None, seed: 42 }
+    }
+}
+
+impl BprParams {
+    /// Negative candidates per sample for a catalogue of `n_items`. The
+    /// highest-scored of several random unseen items is a hard negative — and in
+    /// a small catalogue, often an item the user would like, which training then
+    /// pushes down: so few candidates for hundreds of items, 20 for 20,000+.
+    pub fn negatives_for(&self, n_items: usize) -> usize {
+        self.negatives.unwrap_or((n_items / 1000).clamp(1, 20))
+    }
+}
+
+pub struct Bpr;
+
+impl Algo for Bpr {
+    type Params = BprParams;
+    const NAME: &'static str = "bpr";
+    const SUMMARY: &'static str = "BPR with dynamic negative sampling and item biases";
+    const PARAMS: &'static [Param] = &[
+        Param { key: "factors", rule: FACTORS, meaning: "latent dimensions" },
+        Param { key: "iterations", rule: ITERATIONS, meaning: "epochs" },
+        Param { key: "regularization", rule: Rule::NonNegative, meaning: "L2 weight" },
+        Param { key: "learning_rate", rule: LEARNING_RATE, meaning: "SGD step" },
+        Param {
+            key: "negatives",
+            rule: Rule::Int { min: 1, max: 100, note: "" },
+            meaning: "unseen items drawn per sample, the highest-scored trained against; by default one per 1,000 items, 1 to 20 (few in a small catalogue, where the hardest is often an item the user would like)",
+        },
+    ];
+
+    fn memory(p: &BprParams, s: &Shape) -> (u64, &'static str) {
+        let f = p.factors as u64;
+        // int8 mirrors of the item rows, block copies.
+        (factor_model(s, f) + (s.users + s.items) as u64 * f * 4 + s.items as u64 * f, "lower \"factors\" in params")
+    }
+
+    fn fit(p: &BprParams, cx: &mut Context<'_>) -> Result<()> {
+        let p = BprParams { seed: cx.seed, ..p.clone() };
+        let (x, y, b) = train(cx.train, &p, cx.pool, cx.on_iteration)?;
+        cx.model.user_factors = x;
+        cx.model.item_factors = y;
+        cx.model.item_bias = b;
+        Ok(())
+    }
+}
+
 /// Trains user factors, item factors and item biases on `ui`.
 pub fn train(
     ui: &Csr,
-    p: &Params,
+    p: &BprParams,
     pool: &rayon::ThreadPool,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<(Array2<f32>, Array2<f32>, Vec<f32>)> {
@@ -392,8 +462,7 @@ mod tests {
             (0..60u32).map(|u| (0..8).map(|k| (u % 5) * 10 + (u + k * 3) % 10).collect()).collect();
         let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
         let ui = csr(&refs, 50);
-        let p =
-            Params::parse(super::super::Algorithm::Bpr, r#"{"factors": 8, "iterations": 5, "negatives": 4}"#).unwrap();
+        let p = BprParams { factors: 8, iterations: 5, negatives: Some(4), ..BprParams::default() };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         let run = || train(&ui, &p, &pool, &mut |_| Ok(())).unwrap();
         let (a, b) = (run(), run());

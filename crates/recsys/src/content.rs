@@ -9,8 +9,44 @@ use std::collections::HashMap;
 
 use ndarray::Array2;
 
+use serde::{Deserialize, Serialize};
+
 use super::data::{Csr, Dataset};
+use super::memory::{Shape, factor_model};
+use super::model::ContentMap;
+use super::params::Param;
+use super::progress::Progress;
+use super::registry::{Algo, Context, Needs};
 use pgrec_base::error::{Error, ErrorKind, Result};
+
+/// content_knn takes no params of its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentKnnParams {}
+
+pub struct ContentKnn;
+
+impl Algo for ContentKnn {
+    type Params = ContentKnnParams;
+    const NAME: &'static str = "content_knn";
+    const SUMMARY: &'static str = "no training: a user's profile is the weighted mean of their items' unit content vectors, items rank by cosine to it";
+    const PARAMS: &'static [Param] = &[];
+    const NEEDS: Needs = Needs { ratings: false, graph: false, features: true, content_index: true };
+
+    fn memory(_p: &ContentKnnParams, s: &Shape) -> (u64, &'static str) {
+        let d = s.feature_dims as u64;
+        (factor_model(s, 0) + (s.users + s.items) as u64 * d * 4 * 2, "pass shorter item_features vectors")
+    }
+
+    fn fit(_p: &ContentKnnParams, cx: &mut Context<'_>) -> Result<()> {
+        let features = cx.features(Self::NAME)?;
+        let (users, items) = cx.pool.install(|| knn(cx.train, features));
+        cx.model.user_factors = users;
+        cx.model.item_factors = items;
+        cx.model.content = Some(ContentMap { dims: features.ncols(), projection: None, bias: 0.0 });
+        (cx.on_iteration)(&Progress { iteration: 1, of: 1, ..Progress::default() })
+    }
+}
 
 /// Content vectors as the user's `item_features` gave them, by item id.
 #[derive(Clone, Debug, Default)]

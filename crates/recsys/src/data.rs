@@ -134,6 +134,19 @@ impl Csr {
         Csr { n_rows, n_cols, indptr, indices, data }
     }
 
+    /// A matrix of `n_cols` columns from its rows' (column, value) pairs.
+    pub fn from_rows(n_cols: usize, rows: impl Iterator<Item = Vec<(u32, f32)>>) -> Csr {
+        let (mut indptr, mut indices, mut data) = (vec![0], Vec::new(), Vec::new());
+        for row in rows {
+            for (c, v) in row {
+                indices.push(c);
+                data.push(v);
+            }
+            indptr.push(indices.len());
+        }
+        Csr { n_rows: indptr.len() - 1, n_cols, indptr, indices, data }
+    }
+
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.indptr[r], self.indptr[r + 1]);
         (&self.indices[a..b], &self.data[a..b])

@@ -1,12 +1,13 @@
 //! The training protocol every algorithm runs through: split the data, train
-//! the chosen algorithm on the training part (the one place that dispatches on
-//! [`Algorithm`]), evaluate on the held-out part.
+//! the chosen algorithm on the training part (through the registry: this file
+//! names no algorithm), evaluate on the held-out part.
 
 use ndarray::Array2;
 
 use super::progress::Progress;
+use super::registry::Context;
 use super::{Algorithm, Dataset, Metrics, Model, Params};
-use super::{als, bpr, content, kgat, metrics, mf, model, split, vbpr};
+use super::{kgat, metrics, split};
 use pgrec_base::error::{Error, ErrorKind, Result};
 
 /// A trained model with its held-out metrics.
@@ -19,17 +20,17 @@ pub struct Trained {
     pub explain: Option<kgat::explain::ExplainGraph>,
 }
 
-/// Splits `ds`, trains `algorithm` on the training part, evaluates on the rest
-/// (Recall, NDCG, … at 10 and 20, all items ranked, training items excluded;
-/// RMSE/MAE too for `mf`), and returns the model, whose `seen` holds all rows.
+/// Splits `ds`, trains `p`'s algorithm on the training part, evaluates on the
+/// rest (Recall, NDCG, … at 10 and 20, all items ranked, training items
+/// excluded, and the algorithm's own metrics, such as `mf`'s RMSE), and
+/// returns the model, whose `seen` holds all rows.
 pub fn fit(
     ds: &Dataset,
-    algorithm: Algorithm,
     p: &Params,
     threads: usize,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Trained> {
-    fit_with(ds, algorithm, p, &Side::default(), threads, on_iteration)
+    fit_with(ds, p, &Side::default(), threads, on_iteration)
 }
 
 /// What some algorithms learn from besides the interactions.
@@ -41,23 +42,34 @@ pub struct Side<'a> {
     /// kgat: a trained factor model to start its embeddings from.
     pub pretrain: Option<&'a Model>,
     /// vbpr, content_knn: one content vector per item of `ds`, in its order
-    /// (see [`content::ItemFeatures::align`]).
+    /// (see [`crate::content::ItemFeatures::align`]).
     pub features: Option<&'a Array2<f32>>,
 }
 
+impl<'a> Context<'a> {
+    /// The item content vectors, which `algorithm` needs.
+    pub fn features(&self, algorithm: &str) -> Result<&'a Array2<f32>> {
+        self.side.features.filter(|f| f.nrows() == self.ds.n_items()).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("{algorithm} needs item features"))
+                .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
+        })
+    }
+}
+
 /// [`fit`], with the side data that `kgat`, `vbpr` and `content_knn` need.
-/// With `p.cold_items` > 0 that share of the items is held out entirely and
+/// With `cold_items` > 0 that share of the items is held out entirely and
 /// the metrics gain `cold_` ones: those items' interactions ranked among
 /// them; the warm metrics then rank the other items.
 pub fn fit_with(
     ds: &Dataset,
-    algorithm: Algorithm,
     p: &Params,
     side: &Side<'_>,
     threads: usize,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Trained> {
-    let cs = split::cold_split(ds, p.test_fraction, p.cold_items, p.seed);
+    let algorithm: Algorithm = p.algorithm;
+    let protocol = &p.protocol;
+    let cs = split::cold_split(ds, protocol.test_fraction, protocol.cold_items, protocol.seed());
     let parts = &cs.warm;
     let train = ds.user_items(Some(&parts.train));
     let test = ds.user_items(Some(&parts.test));
@@ -79,77 +91,27 @@ pub fn fit_with(
         user_bias: Vec::new(),
         item_bias: Vec::new(),
         global: 0.0,
-        seen: ds.user_items(None),
+        // While it is evaluated, the model knows the training rows only: an
+        // item-item model scores a user from them.
+        seen: train.clone(),
         popular,
-        regularization: p.regularization,
-        alpha: p.alpha,
+        regularization: 0.0,
+        alpha: 0.0,
         content: None,
+        weights: None,
     };
-    let mut explain = None;
-    match algorithm {
-        Algorithm::Popular => {
-            let mut train_counts = vec![0f32; n_items];
-            parts.train.iter().for_each(|&k| train_counts[ds.items[k] as usize] += 1.0);
-            let max = train_counts.iter().copied().fold(1.0, f32::max);
-            model.item_bias = train_counts.into_iter().map(|c| c / max).collect();
-            on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
-        }
-        Algorithm::Als => {
-            let (x, y) = als::train(&train, p, &pool, on_iteration)?;
-            model.user_factors = x;
-            model.item_factors = y;
-        }
-        Algorithm::Bpr => {
-            let (x, y, b) = bpr::train(&train, p, &pool, on_iteration)?;
-            model.user_factors = x;
-            model.item_factors = y;
-            model.item_bias = b;
-        }
-        Algorithm::Kgat => {
-            let g = side.graph.ok_or_else(|| {
-                Error::new(ErrorKind::InvalidParameterValue, "kgat needs a knowledge graph")
-                    .with_hint("pass relations => 'SELECT head, relation, tail FROM ...'")
-            })?;
-            let init =
-                side.pretrain.map(|m| kgat::Init::from_model(m, &ds.user_ids, &ds.item_ids, p.factors)).transpose()?;
-            let f = kgat::train(&train, g, &p.kgat(), init.as_ref(), &pool, on_iteration)?;
-            model.user_factors = f.users;
-            model.item_factors = f.items;
-            model.item_bias = f.item_bias;
-            explain = f.graph.map(|c| kgat::explain::ExplainGraph::new(c, g, n_items));
-        }
-        Algorithm::Vbpr | Algorithm::ContentKnn => {
-            let features = side.features.filter(|f| f.nrows() == n_items).ok_or_else(|| {
-                Error::new(ErrorKind::InvalidParameterValue, format!("{} needs item features", algorithm.name()))
-                    .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
-            })?;
-            if algorithm == Algorithm::Vbpr {
-                let m = vbpr::train(&train, features, &p.vbpr(), &pool, on_iteration)?;
-                model.user_factors = m.users;
-                model.item_factors = m.items;
-                model.item_bias = m.item_bias;
-                model.content = Some(model::ContentMap {
-                    dims: features.ncols(),
-                    projection: Some(m.projection),
-                    bias: m.cold_bias,
-                });
-            } else {
-                let (users, items) = pool.install(|| content::knn(&train, features));
-                model.user_factors = users;
-                model.item_factors = items;
-                model.content = Some(model::ContentMap { dims: features.ncols(), projection: None, bias: 0.0 });
-                on_iteration(&Progress { iteration: 1, of: 1, ..Progress::default() })?;
-            }
-        }
-        Algorithm::Mf => {
-            let m = mf::train(&train, p, &pool, on_iteration)?;
-            model.user_factors = m.users;
-            model.item_factors = m.items;
-            model.user_bias = m.user_bias;
-            model.item_bias = m.item_bias;
-            model.global = m.global;
-        }
-    }
+    let mut cx = Context {
+        ds,
+        train: &train,
+        side,
+        pool: &pool,
+        seed: protocol.seed(),
+        model: &mut model,
+        explain: None,
+        on_iteration: &mut *on_iteration,
+    };
+    algorithm.fit(p.algorithm_params(), &mut cx)?;
+    let explain = cx.explain.take();
     let mut metrics = Metrics::new();
     // With cold items held out, warm items rank among the other items that
     // have interactions, cold ones among the cold.
@@ -160,11 +122,7 @@ pub fn fit_with(
     });
     if test.nnz() > 0 {
         metrics = pool.install(|| metrics::evaluate(&model, &train, &test, warm_pool.as_deref(), &[10, 20]));
-        if algorithm == Algorithm::Mf {
-            let (rmse, mae) = mf::rating_errors(|u, i| model.predict(u, i as usize), &test);
-            metrics.insert("rmse".into(), rmse);
-            metrics.insert("mae".into(), mae);
-        }
+        metrics.extend(algorithm.extra_metrics(&model, &test));
     }
     if !cs.cold_test.is_empty() {
         on_iteration(&Progress { checkpoint: true, ..Progress::default() })?;
@@ -172,6 +130,7 @@ pub fn fit_with(
         let cold = pool.install(|| metrics::evaluate(&model, &train, &cold_test, Some(&cs.cold_items), &[10, 20]));
         metrics.extend(cold.into_iter().map(|(k, v)| (format!("cold_{k}"), v)));
     }
+    model.seen = ds.user_items(None);
     Ok(Trained {
         model,
         metrics,
@@ -179,4 +138,10 @@ pub fn fit_with(
         test_rows: parts.test.len() + cs.cold_test.len(),
         explain,
     })
+}
+
+/// Test and benchmark shorthand: `fit` with params parsed from JSON.
+pub fn fit_json(ds: &Dataset, algorithm: &str, json: &str, threads: usize) -> Result<Trained> {
+    let p = Algorithm::parse(algorithm)?.parse_params(json)?;
+    fit(ds, &p, threads, &mut |_| Ok(()))
 }

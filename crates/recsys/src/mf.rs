@@ -8,11 +8,72 @@ use rayon::prelude::*;
 
 use super::data::Csr;
 use super::init::init_factors_with_bias;
-use super::params::Params;
+use serde::{Deserialize, Serialize};
+
+use super::memory::{Shape, factor_model};
+use super::metrics::Metrics;
+use super::model::Model;
+use super::params::{FACTORS, ITERATIONS, LEARNING_RATE, Param, Rule};
 use super::progress::Progress;
+use super::registry::{Algo, Context, Needs};
 use super::sgd::Shared;
 use pgrec_base::error::Result;
 use pgrec_base::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfParams {
+    pub factors: usize,
+    pub iterations: usize,
+    pub regularization: f32,
+    pub learning_rate: f32,
+    /// The protocol's seed.
+    #[serde(skip)]
+    pub seed: u64,
+}
+
+impl Default for MfParams {
+    fn default() -> MfParams {
+        MfParams { factors: 32, iterations: 30, regularization: 0.05, learning_rate: 0.01, seed: 42 }
+    }
+}
+
+pub struct Mf;
+
+impl Algo for Mf {
+    type Params = MfParams;
+    const NAME: &'static str = "mf";
+    const SUMMARY: &'static str = "explicit ratings: global mean, biases and factors by SGD; needs a rating column";
+    const PARAMS: &'static [Param] = &[
+        Param { key: "factors", rule: FACTORS, meaning: "latent dimensions" },
+        Param { key: "iterations", rule: ITERATIONS, meaning: "epochs" },
+        Param { key: "regularization", rule: Rule::NonNegative, meaning: "L2 weight" },
+        Param { key: "learning_rate", rule: LEARNING_RATE, meaning: "SGD step" },
+    ];
+    const NEEDS: Needs = Needs { ratings: true, graph: false, features: false, content_index: false };
+    const KEY_METRIC: (&'static str, bool) = ("rmse", true);
+
+    fn memory(p: &MfParams, s: &Shape) -> (u64, &'static str) {
+        let f = p.factors as u64;
+        (factor_model(s, f) + (s.users + s.items) as u64 * f * 4 + s.items as u64 * f, "lower \"factors\" in params")
+    }
+
+    fn fit(p: &MfParams, cx: &mut Context<'_>) -> Result<()> {
+        let p = MfParams { seed: cx.seed, ..p.clone() };
+        let m = train(cx.train, &p, cx.pool, cx.on_iteration)?;
+        cx.model.user_factors = m.users;
+        cx.model.item_factors = m.items;
+        cx.model.user_bias = m.user_bias;
+        cx.model.item_bias = m.item_bias;
+        cx.model.global = m.global;
+        Ok(())
+    }
+
+    fn extra_metrics(model: &Model, test: &Csr) -> Metrics {
+        let (rmse, mae) = rating_errors(|u, i| model.predict(u, i as usize), test);
+        Metrics::from([("rmse".to_string(), rmse), ("mae".to_string(), mae)])
+    }
+}
 
 pub struct Fitted {
     pub users: Array2<f32>,
@@ -24,7 +85,7 @@ pub struct Fitted {
 
 pub fn train(
     ui: &Csr,
-    p: &Params,
+    p: &MfParams,
     pool: &rayon::ThreadPool,
     on_iteration: &mut dyn FnMut(&Progress) -> Result<()>,
 ) -> Result<Fitted> {

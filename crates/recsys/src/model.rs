@@ -1,62 +1,19 @@
 //! A trained recommender in one form for every algorithm: score(u, i) =
 //! global + user_bias[u] + item_bias[i] + user_factors[u] · item_factors[i]
-//! (popularity is item_bias alone; MF uses all four terms). With it: scoring,
-//! top-k with seen items excluded, similar items, fold-in of a new user from a
-//! few items, and a compact byte form stored in the database.
+//! (popularity is item_bias alone; MF uses all four terms), plus, for the
+//! item-item models (`ease`, `item_knn`), Σ over the user's items j of
+//! weights[j, i]. With it: scoring, top-k with seen items excluded, similar
+//! items, a new user from a few items, and a compact byte form stored in the
+//! database.
 
 use ndarray::{Array2, ArrayView1};
-use serde::{Deserialize, Serialize};
 
 use super::codec::{Reader, Writer, corrupt, unknown_format};
 use super::data::Csr;
 use super::metrics::Scorer;
+use super::registry::Algorithm;
 use super::topk::{TopK, top_k};
 use pgrec_base::error::{Error, ErrorKind, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    Popular,
-    Als,
-    Bpr,
-    Mf,
-    Kgat,
-    Vbpr,
-    ContentKnn,
-}
-
-impl Algorithm {
-    pub fn parse(s: &str) -> Result<Algorithm> {
-        match s {
-            "popular" => Ok(Algorithm::Popular),
-            "als" => Ok(Algorithm::Als),
-            "bpr" => Ok(Algorithm::Bpr),
-            "mf" => Ok(Algorithm::Mf),
-            "kgat" => Ok(Algorithm::Kgat),
-            "vbpr" => Ok(Algorithm::Vbpr),
-            "content_knn" => Ok(Algorithm::ContentKnn),
-            other => Err(Error::new(ErrorKind::InvalidParameterValue, format!("unknown algorithm \"{other}\""))
-                .with_hint("use one of als, bpr, content_knn, kgat, mf, popular, vbpr")),
-        }
-    }
-
-    /// Whether the algorithm learns from item content (`item_features`).
-    pub fn uses_content(self) -> bool {
-        matches!(self, Algorithm::Vbpr | Algorithm::ContentKnn)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Popular => "popular",
-            Algorithm::Als => "als",
-            Algorithm::Bpr => "bpr",
-            Algorithm::Mf => "mf",
-            Algorithm::Kgat => "kgat",
-            Algorithm::Vbpr => "vbpr",
-            Algorithm::ContentKnn => "content_knn",
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -80,6 +37,10 @@ pub struct Model {
     /// Content models: how a new item's factors follow from its content
     /// vector, so items can join without training (`add_items`).
     pub content: Option<ContentMap>,
+    /// Item-item models: row j holds what an interaction with item j adds to
+    /// each item's score (n_items × n_items, sparse). A user's history is
+    /// their row of `seen`.
+    pub weights: Option<Csr>,
 }
 
 /// A content model's map from an item's content vector f to its factors and
@@ -108,8 +69,9 @@ impl Model {
             || bad(&self.user_bias)
             || bad(&self.item_bias)
             || !self.global.is_finite()
+            || self.weights.as_ref().is_some_and(|w| bad(&w.data))
         {
-            return Err(diverged(self.algorithm, "the trained factors are not finite numbers"));
+            return Err(super::registry::diverged(self.algorithm, "the trained factors are not finite numbers"));
         }
         Ok(())
     }
@@ -144,8 +106,41 @@ impl Model {
     }
 
     pub fn score_user(&self, u: u32, out: &mut [f32]) {
+        if let Some(w) = &self.weights {
+            let history = if (u as usize) < self.seen.n_rows { self.seen.row(u as usize).0 } else { &[] };
+            return self.score_history(w, history, out);
+        }
         let ub = self.user_bias.get(u as usize).copied().unwrap_or(0.0);
         self.score_vector(self.user_factors.row(u as usize), ub, out);
+    }
+
+    /// Item-item scores of someone who interacted with `history`.
+    fn score_history(&self, w: &Csr, history: &[u32], out: &mut [f32]) {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.global + self.item_bias.get(i).copied().unwrap_or(0.0);
+        }
+        for &j in history {
+            let (cols, vals) = w.row(j as usize);
+            for (&i, &v) in cols.iter().zip(vals) {
+                out[i as usize] += v;
+            }
+        }
+    }
+
+    /// Scores for someone who liked `items` (not a known user): the item-item
+    /// weights summed, or a user vector from the algorithm's fold-in. False,
+    /// with `out` untouched, for a model that cannot (popularity).
+    pub fn score_liked(&self, items: &[u32], out: &mut [f32]) -> bool {
+        if let Some(w) = &self.weights {
+            self.score_history(w, items, out);
+            return true;
+        }
+        if self.factors() == 0 || items.is_empty() {
+            return false;
+        }
+        let v = self.fold_in(items);
+        self.score_vector(ArrayView1::from(&v[..]), 0.0, out);
+        true
     }
 
     /// The top `k` items for user `u`: unseen ones if `exclude_seen`, among
@@ -172,8 +167,8 @@ impl Model {
     ) -> Vec<Vec<(u32, f32)>> {
         use rayon::prelude::*;
         let n = self.n_items();
-        if let Some(pool) = pool {
-            return users.par_iter().map(|&u| self.recommend(u, k, exclude_seen, Some(pool))).collect();
+        if pool.is_some() || self.weights.is_some() {
+            return users.par_iter().map(|&u| self.recommend(u, k, exclude_seen, pool)).collect();
         }
         // Users in batches of USERS, items in blocks of ITEMS: one block of
         // scores (USERS × ITEMS floats, 1 MB; 1.5 s for all amazon-book users against 2.4 s with 64 whole-catalogue rows) is written by the matrix product
@@ -248,34 +243,19 @@ impl Model {
             .collect()
     }
 
-    /// A user vector for someone who liked `items`: ALS solves for it exactly
-    /// (fold-in, as a training step would); other models average the items'
-    /// factors.
+    /// A user vector for someone who liked `items`, as the model's algorithm
+    /// computes it (ALS: exactly, as a training step would).
     pub fn fold_in(&self, items: &[u32]) -> Vec<f32> {
+        self.algorithm.fold_in(self, items)
+    }
+
+    /// The mean of the items' factors.
+    pub fn mean_factors(&self, items: &[u32]) -> Vec<f32> {
         let f = self.factors();
-        if f == 0 || items.is_empty() {
-            return vec![0.0; f];
-        }
-        if self.algorithm == Algorithm::Als {
-            let y = &self.item_factors;
-            let mut a = y.t().dot(y);
-            let mut b = vec![0f32; f];
-            for &i in items {
-                let yi = y.row(i as usize);
-                let c = 1.0 + self.alpha;
-                for r in 0..f {
-                    b[r] += c * yi[r];
-                    for col in 0..f {
-                        a[[r, col]] += (c - 1.0) * yi[r] * yi[col];
-                    }
-                }
-            }
-            for r in 0..f {
-                a[[r, r]] += self.regularization;
-            }
-            return solve_spd(&a, &b);
-        }
         let mut v = vec![0f32; f];
+        if f == 0 || items.is_empty() {
+            return v;
+        }
         for &i in items {
             v.iter_mut().zip(self.item_factors.row(i as usize)).for_each(|(a, b)| *a += b);
         }
@@ -283,9 +263,21 @@ impl Model {
         v
     }
 
-    /// Items most similar to `item` by cosine of their factors (by popularity
-    /// rank for a factor-less model), the item itself excluded.
+    /// Items most similar to `item` by cosine of their factors (by their
+    /// weight from `item` for an item-item model, by popularity rank for
+    /// a model with neither), the item itself excluded.
     pub fn similar_items(&self, item: u32, k: usize, pool: Option<&[u32]>) -> Vec<(u32, f32)> {
+        if let Some(w) = &self.weights {
+            let mut s = vec![f32::NEG_INFINITY; self.n_items()];
+            let (cols, vals) = w.row(item as usize);
+            cols.iter().zip(vals).for_each(|(&i, &v)| s[i as usize] = v);
+            s[item as usize] = f32::NEG_INFINITY;
+            return top_k(&s, k, pool)
+                .into_iter()
+                .filter(|&i| s[i as usize] > f32::NEG_INFINITY)
+                .map(|i| (i, s[i as usize]))
+                .collect();
+        }
         if self.factors() == 0 {
             return self.popular_items(k, &[item], pool);
         }
@@ -305,11 +297,10 @@ impl Model {
     /// returns how many were added. Only content models can.
     pub fn add_items(&mut self, ids: &[i64], features: &Array2<f32>) -> Result<usize> {
         let map = self.content.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::FeatureNotSupported,
-                format!("a {} model cannot add items from content", self.algorithm.name()),
-            )
-            .with_hint("only vbpr and content_knn models learn from item content; train one of those")
+            let (article, name) = (self.algorithm.article(), self.algorithm.name());
+            let content: Vec<&str> = Algorithm::all().filter(|a| a.needs().features).map(|a| a.name()).collect();
+            Error::new(ErrorKind::FeatureNotSupported, format!("{article} {name} model cannot add items from content"))
+                .with_hint(format!("only {} models learn from item content; train one of those", content.join(" and ")))
         })?;
         if features.ncols() != map.dims {
             return Err(Error::new(
@@ -376,6 +367,16 @@ impl Model {
                 w.str("");
             }
         }
+        // Format 3: the item-item weights, if any.
+        match &self.weights {
+            None => w.u32(0),
+            Some(c) => {
+                w.u32(1);
+                w.u32s(&c.indptr.iter().map(|&x| x as u32).collect::<Vec<_>>());
+                w.u32s(&c.indices);
+                w.f32s(&c.data);
+            }
+        }
         w.0
     }
 
@@ -430,6 +431,23 @@ impl Model {
         } else {
             None
         };
+        let weights = if format >= 3 && r.u32()? == 1 {
+            let wptr: Vec<usize> = r.u32s()?.into_iter().map(|x| x as usize).collect();
+            let windices = r.u32s()?;
+            let wdata = r.f32s()?;
+            if wptr.len() != n_items + 1
+                || wptr.first() != Some(&0)
+                || wptr.windows(2).any(|w| w[0] > w[1])
+                || wptr.last().copied() != Some(windices.len())
+                || wdata.len() != windices.len()
+                || windices.iter().any(|&i| i as usize >= n_items)
+            {
+                return Err(corrupt("item-item weights"));
+            }
+            Some(Csr { n_rows: n_items, n_cols: n_items, indptr: wptr, indices: windices, data: wdata })
+        } else {
+            None
+        };
         let seen = Csr { n_rows: user_ids.len(), n_cols: n_items, data: vec![1.0; indices.len()], indptr, indices };
         Ok(Model {
             algorithm,
@@ -445,6 +463,7 @@ impl Model {
             regularization: g[1],
             alpha: g[2],
             content,
+            weights,
         })
     }
 }
@@ -455,50 +474,18 @@ impl Scorer for Model {
     }
 
     fn score_users(&self, users: &[u32], out: &mut [f32]) {
+        if self.weights.is_some() {
+            let n = self.n_items();
+            for (&u, row) in users.iter().zip(out.chunks_exact_mut(n)) {
+                self.score_user(u, row);
+            }
+            return;
+        }
         let idx: Vec<usize> = users.iter().map(|&u| u as usize).collect();
         let us = self.user_factors.select(ndarray::Axis(0), &idx);
         self.score_block(users, &us, 0..self.n_items(), out);
     }
 }
 
-/// The error that stops a training whose numbers overflowed.
-pub fn diverged(algorithm: Algorithm, what: &str) -> Error {
-    let hint = match algorithm {
-        Algorithm::Als => "lower alpha, or scale the weights down (log1p(weight) often suits counts)",
-        _ => "lower learning_rate, raise regularization, or scale the weights down",
-    };
-    Error::new(
-        ErrorKind::NumericValueOutOfRange,
-        format!("{} training diverged: {what}; nothing was stored", algorithm.name()),
-    )
-    .with_hint(hint)
-}
-
 const MAGIC: &[u8] = b"pgrecmdl";
-const FORMAT: u32 = 2;
-
-/// Solves A·x = b for a small symmetric positive-definite A (Cholesky).
-fn solve_spd(a: &Array2<f32>, b: &[f32]) -> Vec<f32> {
-    let n = b.len();
-    let mut l = Array2::<f64>::zeros((n, n));
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = f64::from(a[[i, j]]);
-            for k in 0..j {
-                s -= l[[i, k]] * l[[j, k]];
-            }
-            l[[i, j]] = if i == j { s.max(1e-12).sqrt() } else { s / l[[j, j]] };
-        }
-    }
-    let mut z = vec![0f64; n];
-    for i in 0..n {
-        let s: f64 = (0..i).map(|k| l[[i, k]] * z[k]).sum();
-        z[i] = (f64::from(b[i]) - s) / l[[i, i]];
-    }
-    let mut x = vec![0f64; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|k| l[[k, i]] * x[k]).sum();
-        x[i] = (z[i] - s) / l[[i, i]];
-    }
-    x.into_iter().map(|v| v as f32).collect()
-}
+const FORMAT: u32 = 3;

@@ -1,436 +1,503 @@
 //! Training parameters, read from the `params jsonb` of `train()`: every key is
-//! optional, unknown keys and out-of-range values are errors that name the key.
-//! Defaults are per algorithm and chosen to work without a grid search (see the
-//! README's benchmark for what they reach).
+//! optional; unknown keys, keys of other algorithms and out-of-range values are
+//! errors that name the key. Each algorithm declares its keys once (a [`Param`]
+//! table beside its typed params, whose `Default` is the defaults); the split
+//! and seed keys every algorithm takes are the [`Protocol`]'s. The same tables
+//! render the README's params tables (a test keeps them equal).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::kgat::KgatParams;
-use super::kgat::propagate::Aggregator;
-use super::model::Algorithm;
-use super::vbpr::VbprParams;
+use crate::registry::{Algorithm, AnyParams};
 use pgrec_base::error::{Error, ErrorKind, Result};
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    factors: Option<i64>,
-    iterations: Option<i64>,
-    regularization: Option<f64>,
-    learning_rate: Option<f64>,
-    alpha: Option<f64>,
-    cg_steps: Option<i64>,
-    negatives: Option<i64>,
-    test_fraction: Option<f64>,
-    seed: Option<i64>,
-    layers: Option<Vec<i64>>,
-    aggregator: Option<String>,
-    relation_dim: Option<i64>,
-    kg_regularization: Option<f64>,
-    batch_size: Option<i64>,
-    kg_batch_size: Option<i64>,
-    dropout: Option<f64>,
-    pretrain: Option<String>,
-    eval_every: Option<i64>,
-    patience: Option<i64>,
-    cold_items: Option<f64>,
-    content_factors: Option<i64>,
-    bias_regularization: Option<f64>,
-    content_regularization: Option<f64>,
-    cold_boost: Option<f64>,
-    item_bias: Option<bool>,
-    layer_init: Option<f64>,
+/// What values a key accepts.
+#[derive(Clone, Copy, Debug)]
+pub enum Rule {
+    /// An integer between `min` and `max`; `note` says what an end means.
+    Int {
+        min: i64,
+        max: i64,
+        note: &'static str,
+    },
+    /// A finite number ≥ 0.
+    NonNegative,
+    /// A number > 0 and at most `max`.
+    Positive {
+        max: f64,
+    },
+    /// A number ≥ 0 and < 1; `note` says what 0 means.
+    Fraction {
+        note: &'static str,
+    },
+    /// Any finite number.
+    Finite,
+    Bool,
+    /// One of these strings.
+    Choice(&'static [&'static str]),
+    /// A list of 1 to `max_len` integers between `min` and `max`.
+    Sizes {
+        max_len: usize,
+        min: i64,
+        max: i64,
+    },
+    /// A model name.
+    Name,
 }
 
-/// Parameters with every default filled in.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Params {
-    pub factors: usize,
-    pub iterations: usize,
-    pub regularization: f32,
-    pub learning_rate: f32,
-    /// ALS confidence: c = 1 + alpha · weight.
-    pub alpha: f32,
-    pub cg_steps: usize,
-    /// BPR: unseen items drawn per sample; the highest-scored is the negative.
-    /// `None`: one per 1,000 items in the catalogue, between 1 and 20 (see
-    /// [`Params::negatives_for`]).
-    pub negatives: Option<usize>,
-    pub test_fraction: f64,
-    pub seed: u64,
-    /// KGAT only: propagation layer sizes, aggregator, TransR space, KG-loss
-    /// L2, CF and KG batch sizes, message dropout (`factors` is the layer-0
-    /// embedding size, `regularization` the CF L2).
-    pub layers: Vec<usize>,
-    pub aggregator: Aggregator,
-    pub relation_dim: usize,
-    pub kg_regularization: f32,
-    pub batch_size: usize,
-    pub kg_batch_size: usize,
-    pub dropout: f32,
-    /// KGAT only: the name of a trained model whose factors start the
-    /// user and item embeddings.
-    pub pretrain: Option<String>,
-    /// KGAT only: early stopping on a validation part of the training data
-    /// (see [`KgatParams`]); `patience` 0 turns it off.
-    pub eval_every: usize,
-    pub patience: usize,
-    /// KGAT only: learn an item bias (not in the paper).
-    pub item_bias: bool,
-    /// KGAT: the scale of the propagation weights' Xavier init (None: 0.1
-    /// with `pretrain`, 1 without).
-    pub layer_init: Option<f32>,
-    /// Cold-start evaluation: this share of the items (with interactions) is
-    /// held out entirely, all their interactions tested, ranked among
-    /// themselves.
-    pub cold_items: f64,
-    /// VBPR only: θ size, L2 on item biases, L2 on E and β', and what is
-    /// added to the bias of items without interactions.
-    pub content_factors: usize,
-    pub bias_regularization: f32,
-    pub content_regularization: f32,
-    pub cold_boost: f32,
+/// One key an algorithm takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Param {
+    pub key: &'static str,
+    pub rule: Rule,
+    pub meaning: &'static str,
 }
+
+/// Shared rules, so a key means the same range everywhere.
+pub const FACTORS: Rule = Rule::Int { min: 1, max: 1024, note: "" };
+pub const ITERATIONS: Rule = Rule::Int { min: 1, max: 10_000, note: "" };
+pub const LEARNING_RATE: Rule = Rule::Positive { max: 10.0 };
+pub const BATCH: Rule = Rule::Int { min: 1, max: 1 << 20, note: "" };
 
 fn invalid(key: &str, value: impl std::fmt::Display, rule: &str) -> Error {
     Error::new(ErrorKind::InvalidParameterValue, format!("invalid value {value} for param \"{key}\": {rule}"))
 }
 
+fn wrong_type(key: &str, value: &Value, expected: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidParameterValue,
+        format!("invalid params: invalid type for param \"{key}\": {value}, expected {expected}"),
+    )
+}
+
+fn with_note(rule: String, note: &str) -> String {
+    if note.is_empty() { rule } else { format!("{rule} ({note})") }
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+impl Rule {
+    /// Checks one key's JSON value against the rule.
+    fn check(self, key: &str, v: &Value) -> Result<()> {
+        let number = || v.as_f64().ok_or_else(|| wrong_type(key, v, "a number"));
+        match self {
+            Rule::Int { min, max, note } => {
+                let n = v.as_i64().ok_or_else(|| wrong_type(key, v, "an integer"))?;
+                if !(min..=max).contains(&n) {
+                    return Err(invalid(key, n, &with_note(format!("must be between {min} and {max}"), note)));
+                }
+            }
+            Rule::NonNegative => {
+                let x = number()?;
+                if !(x.is_finite() && x >= 0.0) {
+                    return Err(invalid(key, x, "must be a finite number ≥ 0"));
+                }
+            }
+            Rule::Positive { max } => {
+                let x = number()?;
+                if !(x.is_finite() && x > 0.0 && x <= max) {
+                    return Err(invalid(key, x, &format!("must be > 0 and at most {max}")));
+                }
+            }
+            Rule::Fraction { note } => {
+                let x = number()?;
+                if !(0.0..1.0).contains(&x) {
+                    return Err(invalid(key, x, &with_note("must be ≥ 0 and < 1".into(), note)));
+                }
+            }
+            Rule::Finite => {
+                let x = number()?;
+                if !x.is_finite() {
+                    return Err(invalid(key, x, "must be a finite number"));
+                }
+            }
+            Rule::Bool => {
+                v.as_bool().ok_or_else(|| wrong_type(key, v, "true or false"))?;
+            }
+            Rule::Choice(choices) => {
+                let s = v.as_str().ok_or_else(|| wrong_type(key, v, "a string"))?;
+                if !choices.contains(&s) {
+                    return Err(invalid(key, format!("\"{s}\""), &format!("must be {}", or_list(choices))));
+                }
+            }
+            Rule::Sizes { max_len, min, max } => {
+                let list = v.as_array().ok_or_else(|| wrong_type(key, v, "a list of integers"))?;
+                let sizes: Vec<i64> = list
+                    .iter()
+                    .map(|d| d.as_i64().ok_or_else(|| wrong_type(key, v, "a list of integers")))
+                    .collect::<Result<_>>()?;
+                if sizes.is_empty() || sizes.len() > max_len || sizes.iter().any(|d| !(min..=max).contains(d)) {
+                    let shown = sizes.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+                    return Err(invalid(
+                        key,
+                        format!("[{shown}]"),
+                        &format!("must be 1 to {max_len} sizes, each between {min} and {max}"),
+                    ));
+                }
+            }
+            Rule::Name => {
+                v.as_str().ok_or_else(|| wrong_type(key, v, "a model name"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The accepted values as the README's tables show them.
+    fn values(self) -> String {
+        match self {
+            Rule::Int { min: i64::MIN, max: i64::MAX, .. } => "any integer".into(),
+            Rule::Int { min, max, .. } => format!("{min}–{max}"),
+            Rule::NonNegative => "≥ 0".into(),
+            Rule::Positive { max } => format!("> 0, ≤ {max}"),
+            Rule::Fraction { .. } => "≥ 0, < 1".into(),
+            Rule::Finite => "any number".into(),
+            Rule::Bool => "`true`, `false`".into(),
+            Rule::Choice(c) => c.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+            Rule::Sizes { max_len, min, max } => format!("1 to {max_len} sizes, each {min}–{max}"),
+            Rule::Name => "a model's name".into(),
+        }
+    }
+}
+
+/// "a", "a or b", "a, b or c".
+fn or_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// The keys of the training protocol, which every algorithm takes: how the
+/// held-out part is split off, and the seed of everything random.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Protocol {
+    pub test_fraction: f64,
+    pub cold_items: f64,
+    /// Any integer; its bits seed the generators.
+    pub seed: i64,
+}
+
+impl Default for Protocol {
+    fn default() -> Protocol {
+        Protocol { test_fraction: 0.2, cold_items: 0.0, seed: 42 }
+    }
+}
+
+impl Protocol {
+    pub const PARAMS: &'static [Param] = &[
+        Param {
+            key: "test_fraction",
+            rule: Rule::Fraction { note: "0 disables the held-out split" },
+            meaning: "share of each user's rows held out for the metrics (0: none)",
+        },
+        Param {
+            key: "cold_items",
+            rule: Rule::Fraction { note: "0: no cold-start evaluation" },
+            meaning: "share of the items held out entirely, for `cold_` metrics (below)",
+        },
+        Param {
+            key: "seed",
+            rule: Rule::Int { min: i64::MIN, max: i64::MAX, note: "" },
+            meaning: "the split and every random draw of training",
+        },
+    ];
+
+    pub fn seed(&self) -> u64 {
+        self.seed as u64
+    }
+}
+
+/// Parsed params: the protocol's and the algorithm's own, typed.
+pub struct Params {
+    pub algorithm: Algorithm,
+    pub protocol: Protocol,
+    own: Box<dyn AnyParams>,
+}
+
+impl Clone for Params {
+    fn clone(&self) -> Params {
+        Params { algorithm: self.algorithm, protocol: self.protocol.clone(), own: self.own.clone_box() }
+    }
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Params")
+            .field("algorithm", &self.algorithm)
+            .field("protocol", &self.protocol)
+            .field("own", &self.own)
+            .finish()
+    }
+}
+
 impl Params {
+    /// Every default of `algorithm`.
     pub fn defaults(algorithm: Algorithm) -> Params {
-        let base = Params {
-            factors: 64,
-            iterations: 20,
-            regularization: 0.01,
-            learning_rate: 0.05,
-            alpha: 1.0,
-            cg_steps: 3,
-            negatives: None,
-            test_fraction: 0.2,
-            seed: 42,
-            layers: vec![64, 32, 16],
-            aggregator: Aggregator::Bi,
-            relation_dim: 64,
-            kg_regularization: 1e-5,
-            batch_size: 1024,
-            kg_batch_size: 2048,
-            dropout: 0.1,
-            pretrain: None,
-            eval_every: 10,
-            patience: 10,
-            item_bias: false,
-            layer_init: None,
-            cold_items: 0.0,
-            content_factors: 32,
-            bias_regularization: 0.01,
-            content_regularization: 0.0,
-            cold_boost: 0.0,
-        };
-        match algorithm {
-            Algorithm::Als => Params { iterations: 15, regularization: 10.0, alpha: 80.0, ..base },
-            Algorithm::Bpr => Params { iterations: 80, regularization: 0.05, learning_rate: 0.05, ..base },
-            Algorithm::Mf => Params { factors: 32, iterations: 30, regularization: 0.05, learning_rate: 0.01, ..base },
-            Algorithm::Popular => Params { factors: 0, iterations: 1, ..base },
-            // The paper's settings (Adam at 1e-4, L2 1e-5); its runs train for
-            // hundreds of epochs.
-            Algorithm::Kgat => Params { iterations: 400, regularization: 1e-5, learning_rate: 1e-4, ..base },
-            // Adam on mini-batches, as Cornac's VBPR. A narrow, regularised
-            // content projection: on MovieLens 100K with MiniLM title vectors,
-            // 32 content factors without L2 on E cost 0.06 warm Recall@20
-            // (benches/multimodal.sh).
-            Algorithm::Vbpr => Params {
-                factors: 32,
-                iterations: 50,
-                regularization: 0.02,
-                learning_rate: 0.005,
-                batch_size: 256,
-                content_factors: 8,
-                content_regularization: 0.02,
-                ..base
-            },
-            Algorithm::ContentKnn => Params { factors: 0, iterations: 1, ..base },
+        Params { algorithm, protocol: Protocol::default(), own: algorithm.defaults() }
+    }
+
+    /// Params from typed parts (tests, benchmarks).
+    pub fn from_parts<P: AnyParams>(algorithm: Algorithm, protocol: Protocol, own: P) -> Params {
+        Params { algorithm, protocol, own: Box::new(own) }
+    }
+
+    /// The algorithm's own params, if they are a `P`.
+    pub fn get<P: 'static>(&self) -> Option<&P> {
+        self.own.as_any().downcast_ref::<P>()
+    }
+
+    pub fn algorithm_params(&self) -> &dyn AnyParams {
+        self.own.as_ref()
+    }
+
+    /// The protocol's and the algorithm's params, defaults included, as one
+    /// JSON object.
+    pub fn to_json(&self) -> Value {
+        let mut all = serde_json::to_value(&self.protocol).unwrap_or_default();
+        if let (Value::Object(a), Value::Object(b)) = (&mut all, self.own.to_json()) {
+            a.extend(b);
         }
+        all
     }
 
-    /// The KGAT training settings these params describe.
-    pub fn kgat(&self) -> KgatParams {
-        KgatParams {
-            embedding: self.factors,
-            layers: self.layers.clone(),
-            aggregator: self.aggregator,
-            relation_dim: self.relation_dim,
-            learning_rate: self.learning_rate,
-            cf_regularization: self.regularization,
-            kg_regularization: self.kg_regularization,
-            cf_batch: self.batch_size,
-            kg_batch: self.kg_batch_size,
-            dropout: self.dropout,
-            epochs: self.iterations,
-            eval_every: self.eval_every,
-            patience: self.patience,
-            item_bias: self.item_bias,
-            negatives: self.negatives.unwrap_or(1),
-            layer_init: self.layer_init,
-            seed: self.seed,
-        }
+    /// The keys `algorithm` takes: its own, then the protocol's.
+    fn keys(algorithm: Algorithm) -> impl Iterator<Item = &'static Param> {
+        algorithm.params().iter().chain(Protocol::PARAMS)
     }
 
-    /// The VBPR training settings these params describe.
-    pub fn vbpr(&self) -> VbprParams {
-        VbprParams {
-            factors: self.factors,
-            content_factors: self.content_factors,
-            epochs: self.iterations,
-            learning_rate: self.learning_rate,
-            regularization: self.regularization,
-            bias_regularization: self.bias_regularization,
-            content_regularization: self.content_regularization,
-            batch: self.batch_size,
-            cold_boost: self.cold_boost,
-            seed: self.seed,
-        }
+    fn hint(algorithm: Algorithm) -> String {
+        let keys: Vec<&str> = Params::keys(algorithm).map(|p| p.key).collect();
+        format!("params of {} is a JSON object with the keys {}, each optional", algorithm.name(), keys.join(", "))
     }
 
-    /// Negative candidates per BPR sample for a catalogue of `n_items`. The
-    /// highest-scored of several random unseen items is a hard negative — and in
-    /// a small catalogue, often an item the user would like, which training then
-    /// pushes down: so few candidates for hundreds of items, 20 for 20,000+.
-    pub fn negatives_for(&self, n_items: usize) -> usize {
-        self.negatives.unwrap_or((n_items / 1000).clamp(1, 20))
-    }
-
-    /// Parses `json` (a JSON object) over the algorithm's defaults.
+    /// Parses `json` (a JSON object) over `algorithm`'s defaults. A null value
+    /// is the default.
     pub fn parse(algorithm: Algorithm, json: &str) -> Result<Params> {
-        let raw: Raw = serde_json::from_str(json).map_err(|e| {
-            Error::new(ErrorKind::InvalidParameterValue, format!("invalid params: {e}"))
-                .with_hint("params is a JSON object with keys factors, iterations, regularization, learning_rate, alpha, cg_steps, negatives, test_fraction, seed, cold_items (and for kgat: layers, aggregator, relation_dim, kg_regularization, batch_size, kg_batch_size, dropout, pretrain, eval_every, patience, item_bias, layer_init; for vbpr: content_factors, batch_size, bias_regularization, content_regularization, cold_boost)")
-        })?;
-        let mut p = Params::defaults(algorithm);
-        if let Some(v) = raw.factors {
-            if !(1..=1024).contains(&v) {
-                return Err(invalid("factors", v, "must be between 1 and 1024"));
-            }
-            if !matches!(algorithm, Algorithm::Popular | Algorithm::ContentKnn) {
-                p.factors = v as usize;
-            }
-        }
-        if let Some(v) = raw.iterations {
-            if !(1..=10_000).contains(&v) {
-                return Err(invalid("iterations", v, "must be between 1 and 10000"));
-            }
-            p.iterations = v as usize;
-        }
-        let positive = |key: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 { Ok(v as f32) } else { Err(invalid(key, v, "must be a finite number ≥ 0")) }
+        let bad =
+            |message: String| Error::new(ErrorKind::InvalidParameterValue, message).with_hint(Params::hint(algorithm));
+        let value: Value = serde_json::from_str(json).map_err(|e| bad(format!("invalid params: {e}")))?;
+        let Value::Object(object) = value else {
+            return Err(bad(format!("invalid params: expected a JSON object, got {value}")));
         };
-        if let Some(v) = raw.regularization {
-            p.regularization = positive("regularization", v)?;
-        }
-        if let Some(v) = raw.learning_rate {
-            if !(v.is_finite() && v > 0.0 && v <= 10.0) {
-                return Err(invalid("learning_rate", v, "must be > 0 and at most 10"));
+        let (mut protocol, mut own) = (serde_json::Map::new(), serde_json::Map::new());
+        for (key, v) in object {
+            if v.is_null() {
+                continue;
             }
-            p.learning_rate = v as f32;
-        }
-        if let Some(v) = raw.alpha {
-            p.alpha = positive("alpha", v)?;
-        }
-        if let Some(v) = raw.cg_steps {
-            if !(1..=100).contains(&v) {
-                return Err(invalid("cg_steps", v, "must be between 1 and 100"));
-            }
-            p.cg_steps = v as usize;
-        }
-        if let Some(v) = raw.negatives {
-            if !(1..=100).contains(&v) {
-                return Err(invalid("negatives", v, "must be between 1 and 100"));
-            }
-            p.negatives = Some(v as usize);
-        }
-        if let Some(v) = raw.test_fraction {
-            if !(0.0..1.0).contains(&v) {
-                return Err(invalid("test_fraction", v, "must be ≥ 0 and < 1 (0 disables the held-out split)"));
-            }
-            p.test_fraction = v;
-        }
-        if let Some(v) = raw.seed {
-            p.seed = v as u64;
-        }
-        let only = |key: &str, algorithms: &[Algorithm]| -> Result<()> {
-            if algorithms.contains(&algorithm) {
-                Ok(())
+            if let Some(p) = Protocol::PARAMS.iter().find(|p| p.key == key) {
+                p.rule.check(&key, &v)?;
+                protocol.insert(key, v);
+            } else if let Some(p) = algorithm.params().iter().find(|p| p.key == key) {
+                p.rule.check(&key, &v)?;
+                own.insert(key, v);
             } else {
-                let names = algorithms.iter().map(|a| a.name()).collect::<Vec<_>>().join(" and ");
-                Err(Error::new(
-                    ErrorKind::InvalidParameterValue,
-                    format!("param \"{key}\" applies to {names} only, not {}", algorithm.name()),
-                ))
+                let takers: Vec<&str> =
+                    Algorithm::all().filter(|a| a.params().iter().any(|p| p.key == key)).map(|a| a.name()).collect();
+                if !takers.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        format!("param \"{key}\" applies to {} only, not {}", and_list(&takers), algorithm.name()),
+                    ));
+                }
+                let expected: Vec<String> = Params::keys(algorithm).map(|p| format!("`{}`", p.key)).collect();
+                return Err(bad(format!(
+                    "invalid params: unknown field `{key}`, expected one of {}",
+                    expected.join(", ")
+                )));
             }
-        };
-        let kgat_only = |key: &str| only(key, &[Algorithm::Kgat]);
-        if let Some(v) = raw.layers {
-            kgat_only("layers")?;
-            if v.is_empty() || v.len() > 8 || v.iter().any(|&d| !(1..=1024).contains(&d)) {
-                let shown = v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
-                return Err(invalid("layers", format!("[{shown}]"), "must be 1 to 8 sizes, each between 1 and 1024"));
-            }
-            p.layers = v.into_iter().map(|d| d as usize).collect();
         }
-        if let Some(v) = raw.aggregator {
-            kgat_only("aggregator")?;
-            p.aggregator = match v.as_str() {
-                "bi" => Aggregator::Bi,
-                "gcn" => Aggregator::Gcn,
-                "graphsage" => Aggregator::GraphSage,
-                _ => return Err(invalid("aggregator", format!("\"{v}\""), "must be bi, gcn or graphsage")),
-            };
-        }
-        let count_for = |key: &str, v: i64, max: i64, algorithms: &[Algorithm]| -> Result<usize> {
-            only(key, algorithms)?;
-            if (1..=max).contains(&v) {
-                Ok(v as usize)
-            } else {
-                Err(invalid(key, v, &format!("must be between 1 and {max}")))
-            }
-        };
-        let count = |key: &str, v: i64, max: i64| count_for(key, v, max, &[Algorithm::Kgat]);
-        if let Some(v) = raw.relation_dim {
-            p.relation_dim = count("relation_dim", v, 1024)?;
-        }
-        if let Some(v) = raw.batch_size {
-            p.batch_size = count_for("batch_size", v, 1 << 20, &[Algorithm::Kgat, Algorithm::Vbpr])?;
-        }
-        if let Some(v) = raw.content_factors {
-            p.content_factors = count_for("content_factors", v, 1024, &[Algorithm::Vbpr])?;
-        }
-        if let Some(v) = raw.bias_regularization {
-            only("bias_regularization", &[Algorithm::Vbpr])?;
-            p.bias_regularization = positive("bias_regularization", v)?;
-        }
-        if let Some(v) = raw.content_regularization {
-            only("content_regularization", &[Algorithm::Vbpr])?;
-            p.content_regularization = positive("content_regularization", v)?;
-        }
-        if let Some(v) = raw.cold_boost {
-            only("cold_boost", &[Algorithm::Vbpr])?;
-            if !v.is_finite() {
-                return Err(invalid("cold_boost", v, "must be a finite number"));
-            }
-            p.cold_boost = v as f32;
-        }
-        if let Some(v) = raw.cold_items {
-            if !(0.0..1.0).contains(&v) {
-                return Err(invalid("cold_items", v, "must be ≥ 0 and < 1 (0: no cold-start evaluation)"));
-            }
-            p.cold_items = v;
-        }
-        if let Some(v) = raw.kg_batch_size {
-            p.kg_batch_size = count("kg_batch_size", v, 1 << 20)?;
-        }
-        if let Some(v) = raw.kg_regularization {
-            kgat_only("kg_regularization")?;
-            p.kg_regularization = positive("kg_regularization", v)?;
-        }
-        if let Some(v) = raw.dropout {
-            kgat_only("dropout")?;
-            if !(0.0..1.0).contains(&v) {
-                return Err(invalid("dropout", v, "must be ≥ 0 and < 1"));
-            }
-            p.dropout = v as f32;
-        }
-        if let Some(v) = raw.eval_every {
-            p.eval_every = count("eval_every", v, 10_000)?;
-        }
-        if let Some(v) = raw.patience {
-            kgat_only("patience")?;
-            if !(0..=10_000).contains(&v) {
-                return Err(invalid("patience", v, "must be between 0 (no early stopping) and 10000"));
-            }
-            p.patience = v as usize;
-        }
-        if let Some(v) = raw.item_bias {
-            kgat_only("item_bias")?;
-            p.item_bias = v;
-        }
-        if let Some(v) = raw.layer_init {
-            kgat_only("layer_init")?;
-            if !(v.is_finite() && v > 0.0 && v <= 10.0) {
-                return Err(invalid("layer_init", v, "must be > 0 and at most 10"));
-            }
-            p.layer_init = Some(v as f32);
-        }
-        if let Some(v) = raw.pretrain {
-            kgat_only("pretrain")?;
-            p.pretrain = Some(v);
-        }
-        Ok(p)
+        let protocol: Protocol =
+            serde_json::from_value(Value::Object(protocol)).map_err(|e| bad(format!("invalid params: {e}")))?;
+        let own = algorithm.typed(Value::Object(own))?;
+        Ok(Params { algorithm, protocol, own })
     }
+}
+
+/// `algorithm`'s params (or the protocol's, for None) as the README's table.
+pub fn markdown_table(algorithm: Option<Algorithm>) -> String {
+    let (params, defaults) = match algorithm {
+        Some(a) => (a.params(), a.defaults().to_json()),
+        None => (Protocol::PARAMS, serde_json::to_value(Protocol::default()).unwrap_or_default()),
+    };
+    let mut out = String::from("| key | default | values | meaning |\n|---|---|---|---|\n");
+    for p in params {
+        let default = match defaults.get(p.key) {
+            None | Some(Value::Null) => "—".to_string(),
+            Some(Value::String(s)) => format!("`{s}`"),
+            Some(Value::Array(a)) => {
+                format!("[{}]", a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+            }
+            // f32 params widened to JSON's f64 show as the f32 they are.
+            Some(Value::Number(x)) if x.is_f64() => (x.as_f64().unwrap_or_default() as f32).to_string(),
+            Some(v) => v.to_string(),
+        };
+        out.push_str(&format!("| `{}` | {default} | {} | {} |\n", p.key, p.rule.values(), p.meaning));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpr::BprParams;
+    use crate::kgat::KgatParams;
+    use crate::kgat::propagate::Aggregator;
+    use crate::vbpr::VbprParams;
+
+    fn algorithm(name: &str) -> Algorithm {
+        Algorithm::parse(name).unwrap()
+    }
 
     #[test]
     fn defaults_and_overrides() {
-        let p = Params::parse(Algorithm::Als, "{}").unwrap();
-        assert_eq!(p, Params::defaults(Algorithm::Als));
-        let p = Params::parse(Algorithm::Bpr, r#"{"factors": 8, "iterations": 3, "test_fraction": 0}"#).unwrap();
-        assert_eq!((p.factors, p.iterations, p.test_fraction), (8, 3, 0.0));
+        let als = algorithm("als");
+        let p = Params::parse(als, "{}").unwrap();
+        assert_eq!(p.to_json(), Params::defaults(als).to_json());
+        let p = Params::parse(
+            algorithm("bpr"),
+            r#"{"factors": 8, "iterations": 3, "test_fraction": 0, "negatives": null}"#,
+        )
+        .unwrap();
+        let b = p.get::<BprParams>().unwrap();
+        assert_eq!((b.factors, b.iterations, b.negatives, p.protocol.test_fraction), (8, 3, None, 0.0));
+        assert_eq!(Params::parse(als, r#"{"seed": -1}"#).unwrap().protocol.seed(), u64::MAX);
     }
 
     #[test]
     fn bad_params_are_named() {
-        let msg = |j: &str| Params::parse(Algorithm::Als, j).unwrap_err().message;
+        let msg = |j: &str| Params::parse(algorithm("als"), j).unwrap_err().message;
         assert_eq!(msg(r#"{"factors": 0}"#), "invalid value 0 for param \"factors\": must be between 1 and 1024");
+        assert_eq!(msg(r#"{"factors": -1}"#), "invalid value -1 for param \"factors\": must be between 1 and 1024");
         assert_eq!(
             msg(r#"{"regularization": -1}"#),
             "invalid value -1 for param \"regularization\": must be a finite number ≥ 0"
         );
-        assert!(
-            msg(r#"{"factor": 8}"#).starts_with("invalid params: unknown field `factor`"),
-            "{}",
-            msg(r#"{"factor": 8}"#)
+        assert_eq!(
+            msg(r#"{"factor": 8}"#),
+            "invalid params: unknown field `factor`, expected one of `factors`, `iterations`, `regularization`, `alpha`, `cg_steps`, `test_fraction`, `cold_items`, `seed`"
         );
-        assert!(msg(r#"{"factors": "many"}"#).starts_with("invalid params: invalid type"));
-        assert!(msg("[1]").starts_with("invalid params"));
+        assert_eq!(
+            Params::parse(algorithm("als"), r#"{"factor": 8}"#).unwrap_err().hint.as_deref(),
+            Some(
+                "params of als is a JSON object with the keys factors, iterations, regularization, alpha, cg_steps, test_fraction, cold_items, seed, each optional"
+            )
+        );
+        assert_eq!(
+            msg(r#"{"factors": "many"}"#),
+            "invalid params: invalid type for param \"factors\": \"many\", expected an integer"
+        );
+        assert_eq!(msg("[1]"), "invalid params: expected a JSON object, got [1]");
+        assert!(msg("{").starts_with("invalid params: EOF"), "{}", msg("{"));
         assert_eq!(msg(r#"{"layers": [8]}"#), "param \"layers\" applies to kgat only, not als");
         assert_eq!(msg(r#"{"batch_size": 8}"#), "param \"batch_size\" applies to kgat and vbpr only, not als");
         assert_eq!(msg(r#"{"cold_boost": 1}"#), "param \"cold_boost\" applies to vbpr only, not als");
         assert_eq!(msg(r#"{"item_bias": true}"#), "param \"item_bias\" applies to kgat only, not als");
-        assert!(Params::parse(Algorithm::Kgat, r#"{"item_bias": true}"#).unwrap().kgat().item_bias);
         assert_eq!(msg(r#"{"layer_init": 0.1}"#), "param \"layer_init\" applies to kgat only, not als");
-        assert_eq!(Params::parse(Algorithm::Kgat, r#"{"layer_init": 0.5}"#).unwrap().kgat().layer_init, Some(0.5));
         assert_eq!(
             msg(r#"{"cold_items": 1}"#),
             "invalid value 1 for param \"cold_items\": must be ≥ 0 and < 1 (0: no cold-start evaluation)"
         );
-        let v = Params::parse(Algorithm::Vbpr, r#"{"content_factors": 8, "cold_boost": -0.5, "batch_size": 32}"#)
-            .unwrap()
-            .vbpr();
-        assert_eq!((v.factors, v.content_factors, v.cold_boost, v.batch), (32, 8, -0.5, 32));
-        let d = Params::defaults(Algorithm::Vbpr).vbpr();
-        assert_eq!((d.content_factors, d.regularization, d.content_regularization), (8, 0.02, 0.02));
-        let kgat = |j: &str| Params::parse(Algorithm::Kgat, j).unwrap_err().message;
         assert_eq!(
-            kgat(r#"{"layers": [64, 0]}"#),
+            msg(r#"{"test_fraction": 1.5}"#),
+            "invalid value 1.5 for param \"test_fraction\": must be ≥ 0 and < 1 (0 disables the held-out split)"
+        );
+        let kgat = algorithm("kgat");
+        let k = Params::parse(kgat, r#"{"item_bias": true, "layer_init": 0.5}"#).unwrap();
+        let k = k.get::<KgatParams>().unwrap();
+        assert_eq!((k.item_bias, k.layer_init), (true, Some(0.5)));
+        let vbpr = algorithm("vbpr");
+        let v = Params::parse(vbpr, r#"{"content_factors": 8, "cold_boost": -0.5, "batch_size": 32}"#).unwrap();
+        let v = v.get::<VbprParams>().unwrap();
+        assert_eq!((v.factors, v.content_factors, v.cold_boost, v.batch), (32, 8, -0.5, 32));
+        let d = Params::defaults(vbpr);
+        let d = d.get::<VbprParams>().unwrap();
+        assert_eq!((d.content_factors, d.regularization, d.content_regularization), (8, 0.02, 0.02));
+        let kmsg = |j: &str| Params::parse(kgat, j).unwrap_err().message;
+        assert_eq!(
+            kmsg(r#"{"layers": [64, 0]}"#),
             "invalid value [64, 0] for param \"layers\": must be 1 to 8 sizes, each between 1 and 1024"
         );
         assert_eq!(
-            kgat(r#"{"aggregator": "max"}"#),
+            kmsg(r#"{"aggregator": "max"}"#),
             "invalid value \"max\" for param \"aggregator\": must be bi, gcn or graphsage"
         );
-        assert_eq!(kgat(r#"{"dropout": 1}"#), "invalid value 1 for param \"dropout\": must be ≥ 0 and < 1");
+        assert_eq!(kmsg(r#"{"dropout": 1}"#), "invalid value 1 for param \"dropout\": must be ≥ 0 and < 1");
         assert_eq!(
-            kgat(r#"{"layer_init": 0}"#),
+            kmsg(r#"{"layer_init": 0}"#),
             "invalid value 0 for param \"layer_init\": must be > 0 and at most 10"
         );
         assert_eq!(
-            kgat(r#"{"batch_size": 0}"#),
+            kmsg(r#"{"batch_size": 0}"#),
             "invalid value 0 for param \"batch_size\": must be between 1 and 1048576"
         );
-        let p = Params::parse(Algorithm::Kgat, r#"{"layers": [16, 8], "aggregator": "gcn", "factors": 16}"#).unwrap();
-        let k = p.kgat();
-        assert_eq!((k.embedding, k.layers, k.aggregator, k.learning_rate), (16, vec![16, 8], Aggregator::Gcn, 1e-4));
+        assert_eq!(
+            kmsg(r#"{"patience": -1}"#),
+            "invalid value -1 for param \"patience\": must be between 0 and 10000 (0: no early stopping)"
+        );
+        let p = Params::parse(kgat, r#"{"layers": [16, 8], "aggregator": "gcn", "factors": 16}"#).unwrap();
+        let k = p.get::<KgatParams>().unwrap();
+        assert_eq!(
+            (k.embedding, k.layers.clone(), k.aggregator, k.learning_rate),
+            (16, vec![16, 8], Aggregator::Gcn, 1e-4)
+        );
+        assert_eq!(
+            Params::parse(algorithm("popular"), r#"{"factors": 8}"#).unwrap_err().message,
+            "param \"factors\" applies to als, bpr, mf, kgat and vbpr only, not popular"
+        );
+    }
+
+    /// The README's params tables are these tables: a change to a key, its
+    /// default, its rule or its meaning shows there. Set PGREC_BLESS_README=1
+    /// to write them into README.md.
+    #[test]
+    fn readme_params_tables_are_the_registry() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let Ok(readme) = std::fs::read_to_string(path) else {
+            panic!("{path} is missing");
+        };
+        let mut tables: Vec<(String, String)> = Algorithm::all()
+            .filter(|a| !a.params().is_empty())
+            .map(|a| (a.name().to_string(), markdown_table(Some(a))))
+            .collect();
+        tables.push(("protocol".into(), markdown_table(None)));
+        let mut out = String::new();
+        let mut lines = readme.lines().peekable();
+        let mut missing: Vec<String> = tables.iter().map(|t| t.0.clone()).collect();
+        while let Some(line) = lines.next() {
+            out.push_str(line);
+            out.push('\n');
+            let Some(name) = line.trim().strip_prefix("<!-- params: ").and_then(|s| s.strip_suffix(" -->")) else {
+                continue;
+            };
+            let Some((_, table)) = tables.iter().find(|t| t.0 == name) else {
+                panic!("README names params of \"{name}\", which the registry lacks");
+            };
+            missing.retain(|m| m != name);
+            let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+            while lines.peek().is_some_and(|l| l.trim_start().starts_with('|')) {
+                lines.next();
+            }
+            for t in table.lines() {
+                out.push_str(&format!("{indent}{t}\n"));
+            }
+        }
+        assert!(missing.is_empty(), "README has no `<!-- params: NAME -->` table for {missing:?}");
+        if std::env::var_os("PGREC_BLESS_README").is_some() {
+            std::fs::write(path, &out).unwrap();
+        } else {
+            assert!(
+                out == readme,
+                "README.md's params tables differ from the registry: run PGREC_BLESS_README=1 cargo test -p pgrec-recsys readme_params"
+            );
+        }
     }
 }

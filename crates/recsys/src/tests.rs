@@ -44,17 +44,20 @@ fn planted(seed: u64) -> Vec<Row> {
     rows
 }
 
-fn train(algorithm: Algorithm, json: &str) -> Trained {
+fn alg(name: &str) -> Algorithm {
+    Algorithm::parse(name).unwrap()
+}
+
+fn train(algorithm: &str, json: &str) -> Trained {
     let ds = Dataset::from_rows(&planted(3)).unwrap();
-    let p = Params::parse(algorithm, json).unwrap();
-    fit(&ds, algorithm, &p, 2, &mut |_| Ok(())).unwrap()
+    fit_json(&ds, algorithm, json, 2).unwrap()
 }
 
 #[test]
 fn bpr_and_als_beat_popularity_on_planted_structure() {
-    let pop = train(Algorithm::Popular, "{}").metrics["recall@10"];
-    let bpr = train(Algorithm::Bpr, r#"{"factors": 16, "iterations": 40}"#).metrics["recall@10"];
-    let als = train(Algorithm::Als, r#"{"factors": 16, "iterations": 10}"#).metrics["recall@10"];
+    let pop = train("popular", "{}").metrics["recall@10"];
+    let bpr = train("bpr", r#"{"factors": 16, "iterations": 40}"#).metrics["recall@10"];
+    let als = train("als", r#"{"factors": 16, "iterations": 10}"#).metrics["recall@10"];
     eprintln!("recall@10: popular {pop:.3}, bpr {bpr:.3}, als {als:.3}");
     assert!(bpr > pop + 0.05, "bpr {bpr:.3} vs popular {pop:.3}");
     assert!(als > pop + 0.05, "als {als:.3} vs popular {pop:.3}");
@@ -62,7 +65,7 @@ fn bpr_and_als_beat_popularity_on_planted_structure() {
 
 #[test]
 fn metrics_cover_the_protocol() {
-    let t = train(Algorithm::Als, r#"{"factors": 8, "iterations": 3}"#);
+    let t = train("als", r#"{"factors": 8, "iterations": 3}"#);
     for k in ["recall@10", "recall@20", "ndcg@20", "ndcg_kgat@20", "precision@10", "map@20", "hit_rate@10", "auc"] {
         let v = t.metrics[k];
         assert!((0.0..=1.0).contains(&v), "{k} = {v}");
@@ -75,7 +78,7 @@ fn metrics_cover_the_protocol() {
 #[test]
 fn mf_predicts_ratings_better_than_the_mean() {
     let ds = Dataset::from_rows(&planted(5)).unwrap();
-    let t = train(Algorithm::Mf, r#"{"factors": 8, "iterations": 40}"#);
+    let t = train("mf", r#"{"factors": 8, "iterations": 40}"#);
     let mean = ds.weights.iter().sum::<f32>() / ds.len() as f32;
     let sd = (ds.weights.iter().map(|w| (w - mean).powi(2)).sum::<f32>() / ds.len() as f32).sqrt();
     eprintln!("mf rmse {:.3} mae {:.3}, rating sd {sd:.3}", t.metrics["rmse"], t.metrics["mae"]);
@@ -84,7 +87,7 @@ fn mf_predicts_ratings_better_than_the_mean() {
 
 #[test]
 fn recommendations_exclude_seen_items_and_follow_the_group() {
-    let t = train(Algorithm::Bpr, r#"{"factors": 16, "iterations": 40, "test_fraction": 0}"#);
+    let t = train("bpr", r#"{"factors": 16, "iterations": 40, "test_fraction": 0}"#);
     let m = &t.model;
     let u = 5u32;
     let g = (m.user_ids[u as usize] - 1000) as usize % GROUPS;
@@ -106,8 +109,8 @@ fn fold_in_and_similar_items_stay_in_the_group() {
     // ALS's default regularization (10) is sized for catalogues of tens of
     // thousands of users; this one has 400, so it gets a lighter one.
     for (algorithm, json) in [
-        (Algorithm::Als, r#"{"factors": 16, "iterations": 20, "test_fraction": 0, "regularization": 1, "alpha": 20}"#),
-        (Algorithm::Bpr, r#"{"factors": 16, "iterations": 20, "test_fraction": 0}"#),
+        ("als", r#"{"factors": 16, "iterations": 20, "test_fraction": 0, "regularization": 1, "alpha": 20}"#),
+        ("bpr", r#"{"factors": 16, "iterations": 20, "test_fraction": 0}"#),
     ] {
         let t = train(algorithm, json);
         let m = &t.model;
@@ -129,7 +132,7 @@ fn fold_in_and_similar_items_stay_in_the_group() {
 
 #[test]
 fn models_round_trip_through_bytes_and_damage_is_reported() {
-    for (a, j) in [(Algorithm::Mf, r#"{"factors": 4, "iterations": 2}"#), (Algorithm::Popular, "{}")] {
+    for (a, j) in [("mf", r#"{"factors": 4, "iterations": 2}"#), ("popular", "{}")] {
         let m = train(a, j).model;
         let b = m.to_bytes();
         let back = Model::from_bytes(&b).unwrap();
@@ -143,9 +146,9 @@ fn models_round_trip_through_bytes_and_damage_is_reported() {
 #[test]
 fn an_error_between_iterations_stops_training() {
     let ds = Dataset::from_rows(&planted(3)).unwrap();
-    let p = Params::parse(Algorithm::Bpr, r#"{"iterations": 50}"#).unwrap();
+    let p = Params::parse(alg("bpr"), r#"{"iterations": 50}"#).unwrap();
     let mut seen = 0;
-    let r = fit(&ds, Algorithm::Bpr, &p, 2, &mut |pr| {
+    let r = fit(&ds, &p, 2, &mut |pr| {
         seen = pr.iteration;
         if pr.iteration == 3 { Err(Error::new(ErrorKind::DataException, "canceled")) } else { Ok(()) }
     });
@@ -165,7 +168,7 @@ fn batch_recommendations_equal_one_user_at_a_time_across_item_blocks() {
         (0..n_users as u32).flat_map(|u| (0..20).map(move |t| (u, (u * 37 + t * 61) % 1300, 1.0))),
     );
     let mut m = Model {
-        algorithm: Algorithm::Bpr,
+        algorithm: alg("bpr"),
         user_ids: (0..n_users as i64).collect(),
         item_ids: (0..n_items as i64).collect(),
         // Quarters: every product and sum is exact in f32, so both paths must
@@ -180,6 +183,7 @@ fn batch_recommendations_equal_one_user_at_a_time_across_item_blocks() {
         regularization: 0.0,
         alpha: 1.0,
         content: None,
+        weights: None,
     };
     // Ties go to the lower item index in both paths.
     let row3 = m.item_factors.row(3).to_owned();
@@ -215,12 +219,11 @@ fn content_models_score_held_out_and_added_items_from_content() {
     let (x, missing) = f.align(&mut ds);
     assert_eq!((ds.n_items(), missing), (GROUPS * ITEMS_PER_GROUP + 16, 0));
     let side = Side { features: Some(&x), ..Side::default() };
-    let fit_json = |a: Algorithm, json: &str| {
-        fit_with(&ds, a, &Params::parse(a, json).unwrap(), &side, 2, &mut |_| Ok(())).unwrap()
-    };
-    let vbpr = fit_json(Algorithm::Vbpr, r#"{"iterations": 20, "cold_items": 0.2}"#);
-    let knn = fit_json(Algorithm::ContentKnn, r#"{"cold_items": 0.2}"#);
-    let bpr = fit_json(Algorithm::Bpr, r#"{"factors": 16, "iterations": 40, "cold_items": 0.2}"#);
+    let fit_json_side =
+        |a: &str, json: &str| fit_with(&ds, &Params::parse(alg(a), json).unwrap(), &side, 2, &mut |_| Ok(())).unwrap();
+    let vbpr = fit_json_side("vbpr", r#"{"iterations": 20, "cold_items": 0.2}"#);
+    let knn = fit_json_side("content_knn", r#"{"cold_items": 0.2}"#);
+    let bpr = fit_json_side("bpr", r#"{"factors": 16, "iterations": 40, "cold_items": 0.2}"#);
     let cold = |t: &Trained| t.metrics["cold_recall@10"];
     eprintln!("cold recall@10: vbpr {:.3}, content_knn {:.3}, bpr {:.3}", cold(&vbpr), cold(&knn), cold(&bpr));
     assert!(cold(&vbpr) > cold(&bpr) + 0.1 && cold(&knn) > cold(&bpr) + 0.1);
@@ -254,9 +257,8 @@ fn content_models_score_held_out_and_added_items_from_content() {
 #[test]
 fn diverged_factors_are_refused_with_the_fix_named() {
     let ds = Dataset::from_rows(&planted(7)).unwrap();
-    let mut p = Params::defaults(Algorithm::Bpr);
-    p.iterations = 2;
-    let mut t = fit(&ds, Algorithm::Bpr, &p, 1, &mut |_| Ok(())).unwrap();
+    let p = Params::parse(alg("bpr"), r#"{"iterations": 2}"#).unwrap();
+    let mut t = fit(&ds, &p, 1, &mut |_| Ok(())).unwrap();
     assert!(t.model.check_finite().is_ok());
     t.model.item_factors[[3, 1]] = f32::NAN;
     let e = t.model.check_finite().unwrap_err();
@@ -268,9 +270,8 @@ fn diverged_factors_are_refused_with_the_fix_named() {
 #[test]
 fn models_from_a_newer_format_are_refused_by_name() {
     let ds = Dataset::from_rows(&planted(3)).unwrap();
-    let mut p = Params::defaults(Algorithm::Popular);
-    p.test_fraction = 0.0;
-    let t = fit(&ds, Algorithm::Popular, &p, 1, &mut |_| Ok(())).unwrap();
+    let p = Params::parse(alg("popular"), r#"{"test_fraction": 0}"#).unwrap();
+    let t = fit(&ds, &p, 1, &mut |_| Ok(())).unwrap();
     let mut bytes = t.model.to_bytes();
     assert!(Model::from_bytes(&bytes).is_ok());
     // The format number follows the 8-byte magic.
@@ -279,6 +280,88 @@ fn models_from_a_newer_format_are_refused_by_name() {
     assert_eq!(e.kind, ErrorKind::FeatureNotSupported);
     assert_eq!(
         e.message,
-        "the stored model is in format 99, written by a newer pgrec; this library reads formats 1 to 2"
+        "the stored model is in format 99, written by a newer pgrec; this library reads formats 1 to 3"
     );
+}
+
+#[test]
+fn item_item_models_learn_the_groups_and_serve_like_the_others() {
+    let pop = train("popular", "{}").metrics["recall@10"];
+    for (name, json) in [
+        ("ease", r#"{"regularization": 10}"#),
+        ("item_knn", "{}"),
+        ("item_knn", r#"{"similarity": "bm25", "neighbors": 30}"#),
+    ] {
+        let t = train(name, json);
+        let recall = t.metrics["recall@10"];
+        eprintln!("{name} {json}: recall@10 {recall:.3} (popular {pop:.3})");
+        assert!(recall > pop + 0.05, "{name} {recall:.3} vs popular {pop:.3}");
+        let m = &t.model;
+        assert_eq!(m.factors(), 0);
+        let w = m.weights.as_ref().expect("item-item weights");
+        // The stored model serves every interaction, the evaluated one scored from training rows only.
+        assert_eq!(m.seen.nnz(), USERS * 30);
+        let u = 5u32;
+        let g = (m.user_ids[u as usize] - 1000) as usize % GROUPS;
+        let recs = m.recommend(u, 10, true, None);
+        assert_eq!(recs.len(), 10);
+        assert!(recs.iter().all(|(i, _)| !m.seen.contains(u as usize, *i)), "a seen item was recommended");
+        let in_taste_n = recs.iter().filter(|(i, _)| in_taste(g, m.item_ids[*i as usize])).count();
+        assert!(in_taste_n >= 8, "{name}: {in_taste_n} of 10 in the group's taste");
+        // A user's score is the sum of the weights from their items.
+        let mut s = vec![0f32; m.n_items()];
+        m.score_user(u, &mut s);
+        let (top, score) = recs[0];
+        let by_hand: f32 = m
+            .seen
+            .row(u as usize)
+            .0
+            .iter()
+            .filter_map(|&j| {
+                let (cols, vals) = w.row(j as usize);
+                cols.binary_search(&top).ok().map(|k| vals[k])
+            })
+            .sum();
+        assert!((by_hand - score).abs() <= 1e-4 * score.abs().max(1.0), "{by_hand} vs {score}");
+        // Batch equals one at a time.
+        let users: Vec<u32> = (0..40).collect();
+        let batch = m.recommend_many(&users, 7, true, None);
+        for &u in &users {
+            assert_eq!(batch[u as usize], m.recommend(u, 7, true, None));
+        }
+        // A few liked items, and similar items, stay in the group. (Items
+        // below 80 are also liked by the previous group: these are not.)
+        let idx = |ext: i64| m.item_ids.iter().position(|&x| x == ext).unwrap() as u32;
+        let liked: Vec<u32> = [83i64, 91, 99].iter().map(|&e| idx(e)).collect();
+        let mut s = vec![0f32; m.n_items()];
+        assert!(m.score_liked(&liked, &mut s));
+        liked.iter().for_each(|&i| s[i as usize] = f32::NEG_INFINITY);
+        let top = topk::top_k(&s, 10, None);
+        let liked_too = top.iter().filter(|&&i| in_taste(3, m.item_ids[i as usize])).count();
+        assert!(liked_too >= 8, "{name}: {liked_too} of 10 from liked items in group 3's taste");
+        let sim = m.similar_items(idx(83), 10, None);
+        assert!(sim.iter().all(|(i, _)| *i != idx(83)) && sim.windows(2).all(|p| p[0].1 >= p[1].1));
+        let in_group = sim.iter().filter(|(i, _)| in_taste(3, m.item_ids[*i as usize])).count();
+        assert!(in_group >= 8, "{name} similar: {in_group} of 10");
+        // The weights survive the byte form; damage to them is reported.
+        let b = m.to_bytes();
+        let back = Model::from_bytes(&b).unwrap();
+        assert_eq!(back.weights.as_ref(), Some(w));
+        assert_eq!(back.recommend(u, 10, true, None), recs);
+        let mut bad = b.clone();
+        let at = b.len() - 4 * w.data.len() - 4 - 4 * w.indices.len() - 4;
+        bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Model::from_bytes(&bad).unwrap_err().kind, ErrorKind::DataCorrupted);
+    }
+}
+
+#[test]
+fn ease_keeps_its_largest_weights_and_refuses_an_empty_gram_matrix() {
+    let t = train("ease", r#"{"neighbors": 5, "min_count": 20}"#);
+    let w = t.model.weights.unwrap();
+    assert!((0..w.n_rows).all(|r| w.row(r).0.len() <= 5));
+    // Items with fewer than 20 training interactions have no row and no column.
+    let ds = Dataset::from_rows(&planted(3)).unwrap();
+    let e = fit_json(&ds, "ease", r#"{"min_count": 100000}"#, 2).err().unwrap();
+    assert_eq!(e.message, "ease: no item has min_count (100000) training interactions");
 }

@@ -15,19 +15,27 @@ use std::collections::HashMap;
 
 use ndarray::{Array1, Array2, Axis};
 
+use serde::{Deserialize, Serialize};
+
 use super::adam::Adam;
 use super::data::Csr;
 use super::init::init_factors;
+use super::memory::{Shape, factor_model};
+use super::model::ContentMap;
+use super::params::{BATCH, FACTORS, ITERATIONS, LEARNING_RATE, Param, Rule};
 use super::progress::Progress;
+use super::registry::{Algo, Context, Needs};
 use pgrec_base::error::Result;
 use pgrec_base::rng::Rng;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VbprParams {
     /// Size of γ (collaborative factors).
     pub factors: usize,
     /// Size of θ and of E's output (content factors).
     pub content_factors: usize,
+    #[serde(rename = "iterations")]
     pub epochs: usize,
     pub learning_rate: f32,
     /// L2 on γ_u, γ_i, γ_j, θ_u per sample.
@@ -36,15 +44,82 @@ pub struct VbprParams {
     pub bias_regularization: f32,
     /// L2 on E and β' per batch.
     pub content_regularization: f32,
+    #[serde(rename = "batch_size")]
     pub batch: usize,
     /// Added to the bias of items without training interactions.
     pub cold_boost: f32,
+    /// The protocol's seed.
+    #[serde(skip)]
     pub seed: u64,
+}
+
+/// Adam on mini-batches, as Cornac's VBPR. A narrow, regularised content
+/// projection: on MovieLens 100K with MiniLM title vectors, 32 content
+/// factors without L2 on E cost 0.06 warm Recall@20 (benches/multimodal.sh).
+impl Default for VbprParams {
+    fn default() -> VbprParams {
+        VbprParams {
+            factors: 32,
+            content_factors: 8,
+            epochs: 50,
+            learning_rate: 0.005,
+            regularization: 0.02,
+            bias_regularization: 0.01,
+            content_regularization: 0.02,
+            batch: 256,
+            cold_boost: 0.0,
+            seed: 42,
+        }
+    }
+}
+
+pub struct Vbpr;
+
+impl Algo for Vbpr {
+    type Params = VbprParams;
+    const NAME: &'static str = "vbpr";
+    const SUMMARY: &'static str = "BPR whose item score adds a learned projection of the item's content vector";
+    const PARAMS: &'static [Param] = &[
+        Param { key: "factors", rule: FACTORS, meaning: "size of γ, the collaborative factors" },
+        Param { key: "content_factors", rule: FACTORS, meaning: "size of θ, E's output" },
+        Param { key: "iterations", rule: ITERATIONS, meaning: "epochs" },
+        Param { key: "batch_size", rule: BATCH, meaning: "mini-batch size" },
+        Param { key: "learning_rate", rule: LEARNING_RATE, meaning: "Adam step" },
+        Param { key: "regularization", rule: Rule::NonNegative, meaning: "L2 on γ and θ" },
+        Param { key: "bias_regularization", rule: Rule::NonNegative, meaning: "L2 on the item biases" },
+        Param { key: "content_regularization", rule: Rule::NonNegative, meaning: "L2 on E and β'" },
+        Param {
+            key: "cold_boost",
+            rule: Rule::Finite,
+            meaning: "added to the score of items without interactions: more (or less) exposure for new items",
+        },
+    ];
+    const NEEDS: Needs = Needs { ratings: false, graph: false, features: true, content_index: false };
+
+    fn memory(p: &VbprParams, s: &Shape) -> (u64, &'static str) {
+        let f = p.factors as u64;
+        let (users, items, d, k) = (s.users as u64, s.items as u64, s.feature_dims as u64, p.content_factors as u64);
+        // Features, projection with Adam state, per-item content factors.
+        let extra = items * d * 4 + d * (k + 1) * 4 * 4 + (users + items) * (f + k) * 4 * 4;
+        (factor_model(s, f) + extra, "lower \"content_factors\" in params")
+    }
+
+    fn fit(p: &VbprParams, cx: &mut Context<'_>) -> Result<()> {
+        let features = cx.features(Self::NAME)?;
+        let p = VbprParams { seed: cx.seed, ..p.clone() };
+        let m = train(cx.train, features, &p, cx.pool, cx.on_iteration)?;
+        cx.model.user_factors = m.users;
+        cx.model.item_factors = m.items;
+        cx.model.item_bias = m.item_bias;
+        cx.model.content =
+            Some(ContentMap { dims: features.ncols(), projection: Some(m.projection), bias: m.cold_bias });
+        Ok(())
+    }
 }
 
 /// Trained VBPR in factor form: users × (k + k2 + 1), items × (k + k2 + 1),
 /// and the item biases.
-pub struct Vbpr {
+pub struct Fitted {
     pub users: Array2<f32>,
     pub items: Array2<f32>,
     pub item_bias: Vec<f32>,
@@ -93,7 +168,7 @@ pub fn train(
     p: &VbprParams,
     pool: &rayon::ThreadPool,
     on_epoch: &mut dyn FnMut(&Progress) -> Result<()>,
-) -> Result<Vbpr> {
+) -> Result<Fitted> {
     let (n_users, n_items, dims) = (ui.n_rows, ui.n_cols, features.ncols());
     let (k, k2) = (p.factors, p.content_factors);
     let mut warm = vec![false; n_items];
@@ -232,7 +307,7 @@ pub fn train(
     let mut projection = Array2::zeros((dims, k + k2 + 1));
     projection.slice_mut(ndarray::s![.., k..k + k2]).assign(&e);
     projection.column_mut(k + k2).assign(&bp.index_axis(Axis(1), 0));
-    Ok(Vbpr { users: out_users, items: out_items, item_bias: bias.to_vec(), projection, cold_bias })
+    Ok(Fitted { users: out_users, items: out_items, item_bias: bias.to_vec(), projection, cold_bias })
 }
 
 #[cfg(test)]
@@ -241,7 +316,7 @@ mod tests {
     use crate::metrics::{Scorer, evaluate};
 
     /// Dot-product scores plus item bias.
-    struct Dot<'a>(&'a Vbpr);
+    struct Dot<'a>(&'a Fitted);
 
     impl Scorer for Dot<'_> {
         fn n_items(&self) -> usize {

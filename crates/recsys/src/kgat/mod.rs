@@ -33,7 +33,117 @@ use std::collections::{BTreeSet, HashMap};
 
 pub use train::{Init, KgatFactors, KgatParams, train};
 
+use crate::memory::{Shape, factor_model};
+use crate::params::{BATCH, FACTORS, ITERATIONS, LEARNING_RATE, Param, Rule};
+use crate::registry::{Algo, Context, Needs};
 use pgrec_base::error::{Error, ErrorKind, Result};
+
+pub struct Kgat;
+
+impl Algo for Kgat {
+    type Params = KgatParams;
+    const NAME: &'static str = "kgat";
+    const SUMMARY: &'static str = "knowledge-graph attention network over the interactions and item relations (below)";
+    const PARAMS: &'static [Param] = &[
+        Param { key: "factors", rule: FACTORS, meaning: "layer-0 embedding size of users, items and entities" },
+        Param {
+            key: "layers",
+            rule: Rule::Sizes { max_len: 8, min: 1, max: 1024 },
+            meaning: "output size of each propagation layer",
+        },
+        Param {
+            key: "aggregator",
+            rule: Rule::Choice(&["bi", "gcn", "graphsage"]),
+            meaning: "`bi`: sum and element-wise product of node and neighbourhood",
+        },
+        Param { key: "relation_dim", rule: FACTORS, meaning: "TransR relation space size" },
+        Param {
+            key: "learning_rate",
+            rule: LEARNING_RATE,
+            meaning: "Adam step (the paper's; small graphs train faster at 0.01)",
+        },
+        Param { key: "regularization", rule: Rule::NonNegative, meaning: "L2 on the CF batch's representations" },
+        Param { key: "kg_regularization", rule: Rule::NonNegative, meaning: "L2 on the TransR projections" },
+        Param { key: "batch_size", rule: BATCH, meaning: "CF batch size" },
+        Param { key: "kg_batch_size", rule: BATCH, meaning: "TransR batch size" },
+        Param { key: "dropout", rule: Rule::Fraction { note: "" }, meaning: "message dropout on each layer's output" },
+        Param { key: "iterations", rule: ITERATIONS, meaning: "most epochs" },
+        Param {
+            key: "eval_every",
+            rule: Rule::Int { min: 1, max: 10_000, note: "" },
+            meaning: "early stopping: every `eval_every` epochs, Recall@20 on a validation tenth of each user's training interactions (users with 3 or more), which is then not trained on",
+        },
+        Param {
+            key: "patience",
+            rule: Rule::Int { min: 0, max: 10_000, note: "0: no early stopping" },
+            meaning: "stops after `patience` evaluations without a gain and keeps the best evaluated model; 0 trains all epochs on all training data",
+        },
+        Param {
+            key: "item_bias",
+            rule: Rule::Bool,
+            meaning: "also learn an item bias added to the score, as BPR-MF has (not in the paper); with `pretrain` it starts from that model's biases",
+        },
+        Param {
+            key: "negatives",
+            rule: Rule::Int { min: 1, max: 100, note: "" },
+            meaning: "negative candidates per CF sample, the hardest under the current representations trained against; 1 is the paper's uniform sampling",
+        },
+        Param {
+            key: "layer_init",
+            rule: Rule::Positive { max: 10.0 },
+            meaning: "scale of the propagation weights' Xavier init; by default 0.1 with `pretrain` (small weights let a pretrained model's ranking lead at first), else 1",
+        },
+        Param {
+            key: "pretrain",
+            rule: Rule::Name,
+            meaning: "a trained model (e.g. a `bpr` one with the same `factors`) whose user and item factors start the layer-0 embeddings, as the paper recommends",
+        },
+    ];
+    const NEEDS: Needs = Needs { ratings: false, graph: true, features: false, content_index: false };
+
+    fn memory(p: &KgatParams, s: &Shape) -> (u64, &'static str) {
+        let f = p.embedding as u64;
+        let (users, nnz) = (s.users as u64, s.interactions as u64);
+        let nodes = s.entities as u64 + users;
+        let r = 2 * s.relations as u64 + 2;
+        let rd = p.relation_dim as u64;
+        // Embeddings, relation matrices and vectors: value, gradient and two
+        // Adam moments each.
+        let params = (nodes * f + r * f * rd + r * rd) * 4 * 4;
+        let mut widths = vec![f];
+        widths.extend(p.layers.iter().map(|&l| l as u64));
+        let weights: u64 = widths.windows(2).map(|w| w[0] * w[1] * 2).sum::<u64>() * 4 * 4;
+        // Per-layer activations kept for the backward pass, and their gradients.
+        let activations = nodes * widths.iter().sum::<u64>() * 4 * 4;
+        // The attention-weighted adjacency (both directions) and its scores.
+        let edges = 2 * (nnz + s.triples as u64) * 24;
+        // A TransR batch projects its heads and tails into every relation space it touches.
+        let batch = p.kg_batch as u64 * rd * 4 * 8;
+        let driver =
+            if r * f * rd > nodes * f { "lower \"relation_dim\" in params" } else { "lower \"factors\" in params" };
+        (factor_model(s, f) + params + weights + activations + edges + batch, driver)
+    }
+
+    fn fit(p: &KgatParams, cx: &mut Context<'_>) -> Result<()> {
+        let g = cx.side.graph.ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, "kgat needs a knowledge graph")
+                .with_hint("pass relations => 'SELECT head, relation, tail FROM ...'")
+        })?;
+        let init =
+            cx.side.pretrain.map(|m| Init::from_model(m, &cx.ds.user_ids, &cx.ds.item_ids, p.embedding)).transpose()?;
+        let p = KgatParams { seed: cx.seed, ..p.clone() };
+        let f = train(cx.train, g, &p, init.as_ref(), cx.pool, cx.on_iteration)?;
+        cx.model.user_factors = f.users;
+        cx.model.item_factors = f.items;
+        cx.model.item_bias = f.item_bias;
+        cx.explain = f.graph.map(|c| explain::ExplainGraph::new(c, g, cx.ds.n_items()));
+        Ok(())
+    }
+
+    fn pretrain(p: &KgatParams) -> Option<&str> {
+        p.pretrain.as_deref()
+    }
+}
 
 /// Triples over entity indices, where entity i < n_items is item i, and
 /// user–user triples over user indices.

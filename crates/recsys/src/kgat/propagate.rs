@@ -21,7 +21,8 @@ use super::super::data::Csr;
 /// LeakyReLU's slope below zero (TensorFlow's default, which KGAT uses).
 pub const LEAKY: f32 = 0.2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Aggregator {
     Bi,
     Gcn,

@@ -18,9 +18,12 @@ use crate::data::Csr;
 use pgrec_base::error::Result;
 use pgrec_base::rng::Rng;
 
-#[derive(Clone, Debug)]
+/// KGAT's params; the serde names are `train()`'s keys.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KgatParams {
     /// Size of the layer-0 embeddings of users, items and entities.
+    #[serde(rename = "factors")]
     pub embedding: usize,
     /// Output size of each propagation layer.
     pub layers: Vec<usize>,
@@ -28,12 +31,16 @@ pub struct KgatParams {
     /// TransR relation space size.
     pub relation_dim: usize,
     pub learning_rate: f32,
+    #[serde(rename = "regularization")]
     pub cf_regularization: f32,
     pub kg_regularization: f32,
+    #[serde(rename = "batch_size")]
     pub cf_batch: usize,
+    #[serde(rename = "kg_batch_size")]
     pub kg_batch: usize,
     /// Message dropout per layer output.
     pub dropout: f32,
+    #[serde(rename = "iterations")]
     pub epochs: usize,
     /// Early stopping: every `eval_every` epochs, Recall@20 on a validation
     /// part of the training interactions (a tenth of each user's, for users
@@ -52,6 +59,11 @@ pub struct KgatParams {
     /// The scale of the propagation weights' Xavier init; None: 0.1 from a
     /// pretrained start, 1 otherwise.
     pub layer_init: Option<f32>,
+    /// The name of a trained model whose factors start the user and item
+    /// embeddings (read by `train()`, which passes the model as [`Init`]).
+    pub pretrain: Option<String>,
+    /// The protocol's seed.
+    #[serde(skip)]
     pub seed: u64,
 }
 
@@ -75,6 +87,7 @@ impl Default for KgatParams {
             item_bias: false,
             negatives: 1,
             layer_init: None,
+            pretrain: None,
             seed: 42,
         }
     }
@@ -452,10 +465,9 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bpr::{self, BprParams};
     use crate::kgat::explain::{ExplainGraph, Node};
     use crate::metrics::{Scorer, evaluate};
-    use crate::params::Params;
-    use crate::{Algorithm, bpr};
 
     #[test]
     fn the_hardest_candidate_is_the_negative() {
@@ -544,7 +556,7 @@ mod tests {
         .unwrap();
         assert_eq!(losses.len(), 40);
         assert!(losses[39] < losses[0] * 0.8, "loss falls: {losses:?}");
-        let bp = Params { factors: 16, iterations: 80, ..Params::defaults(Algorithm::Bpr) };
+        let bp = BprParams { factors: 16, iterations: 80, ..BprParams::default() };
         let (x, y, b) = bpr::train(&train_ui, &bp, &pool, &mut |_| Ok(())).unwrap();
         let k = pool.install(|| evaluate(&Dot(&kgat.users, &kgat.items, &[]), &train_ui, &test_ui, None, &[20]));
         let m = pool.install(|| evaluate(&Dot(&x, &y, &b), &train_ui, &test_ui, None, &[20]));
