@@ -6,6 +6,7 @@ Recall@20 and standard NDCG@20 on the given test file)."""
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from recsys_peers import evaluate, read  # noqa: E402
 
 
 def main(data_dir, lam, neighbors):
+    warnings.filterwarnings("ignore", message="Method expects CSR input")
     tu, ti = read(Path(data_dir) / "train.txt")
     su, si = read(Path(data_dir) / "test.txt")
     n_users, n_items = max(tu.max(), su.max()) + 1, max(ti.max(), si.max()) + 1
@@ -44,6 +46,9 @@ def main(data_dir, lam, neighbors):
         r, n = evaluate(lambda b: (train[b] @ sim).toarray(), train, test_users, test_items_of)
         print(f"{label:<52} train {secs:7.1f} s  Recall@20 {r:.4f}  NDCG@20 {n:.4f}", flush=True)
 
+    if lam is None:
+        # pgrec's default: 4 × the mean training interactions per item.
+        lam = 4.0 * train.nnz / np.count_nonzero(np.asarray(train.sum(axis=0)).ravel())
     t = time.perf_counter()
     g = (train.T @ train).toarray().astype(np.float64)
     g[np.diag_indices(n_items)] += lam
@@ -56,10 +61,10 @@ def main(data_dir, lam, neighbors):
     b32 = b.astype(np.float32)
     del b
     r, n = evaluate(lambda batch: np.asarray(train[batch] @ b32), train, test_users, test_items_of)
-    print(f"{f'numpy EASE (float64, lambda {lam:g}, dense B)':<52} train {secs:7.1f} s  Recall@20 {r:.4f}  NDCG@20 {n:.4f}",
+    print(f"{f'numpy EASE (float64, lambda {lam:.4g}, dense B)':<52} train {secs:7.1f} s  Recall@20 {r:.4f}  NDCG@20 {n:.4f}",
           flush=True)
     print(f"(implicit {implicit.__version__}, numpy {np.__version__})")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], None if sys.argv[2] == "auto" else float(sys.argv[2]), int(sys.argv[3]))

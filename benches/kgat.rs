@@ -5,9 +5,14 @@
 //! - `music`: music-kgcn (Last.FM + Satori KG; the listened artists of
 //!   `ratings_final.txt`), a random 20% of each user's artists held out.
 //! - `ml1m`: ml-1m-kgat with its DBpedia KG and its own train/test files.
+//! - `ml100k`: MovieLens 100K, every rating an interaction, no KG (kgat is
+//!   skipped), a random 20% of each user's movies held out.
 //!
-//! Run: cargo bench --bench kgat -- [music|ml1m] [KGAT_PARAMS_JSON] [BPR_PARAMS_JSON]
+//! Run: cargo bench --bench kgat -- [music|ml1m|ml100k] [KGAT_PARAMS_JSON] [BPR_PARAMS_JSON]
 //! (`"pretrain": "bpr"` in the KGAT params starts it from the BPR model of the same run)
+//! `BENCH_ALGORITHMS` names the runs (default `popular bpr kgat`), each
+//! `name` or `name:PARAMS_JSON`; e.g. `popular bpr ease item_knn
+//! item_knn:{"similarity":"bm25"}`.
 //! (not part of CI; skips, saying so, when the data is absent)
 
 use std::collections::HashMap;
@@ -69,20 +74,29 @@ fn main() {
             let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
             (pairs("train.txt"), pairs("test.txt"), kg)
         }
-        other => panic!("unknown set {other}: use music or ml1m"),
+        "ml100k" => {
+            let file = data.join("ml-100k/u.data");
+            if !file.exists() {
+                println!("skipped: {} is absent (the datasets are not part of the repository)", file.display());
+                return;
+            }
+            (ints(&file).into_iter().map(|r| (r[0], r[1])).collect(), Vec::new(), Vec::new())
+        }
+        other => panic!("unknown set {other}: use music, ml1m or ml100k"),
     };
     let rows: Vec<Row> = train.iter().map(|&(user, item)| Row { user, item, weight: 1.0, ts: None }).collect();
     let ds = Dataset::from_rows(&rows).expect("dataset");
-    let graph = KnowledgeGraph::build(&ds.item_ids, &kg, None, &ds.user_ids, &[]).expect("graph");
+    let graph =
+        (!kg.is_empty()).then(|| KnowledgeGraph::build(&ds.item_ids, &kg, None, &ds.user_ids, &[]).expect("graph"));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!(
         "{set}: {} users, {} items, {} interactions; KG {} triples, {} relations, {} entities; {threads} threads",
         ds.n_users(),
         ds.n_items(),
         ds.len(),
-        graph.triples.len(),
-        graph.relations.len(),
-        graph.n_entities
+        graph.as_ref().map_or(0, |g| g.triples.len()),
+        graph.as_ref().map_or(0, |g| g.relations.len()),
+        graph.as_ref().map_or(0, |g| g.n_entities)
     );
     // A fixed test file (ml1m) is evaluated here; otherwise fit's own split.
     let fixed = !test.is_empty();
@@ -98,15 +112,31 @@ fn main() {
     // `"pretrain"` in the KGAT params (any name) starts KGAT from the BPR
     // model trained just before it.
     let mut bpr_model = None;
-    for (name, json) in [("popular", "{}"), ("bpr", &*bpr_json), ("kgat", &*kgat_json)] {
+    let runs: Vec<(String, String)> = std::env::var("BENCH_ALGORITHMS")
+        .unwrap_or_else(|_| "popular bpr kgat".into())
+        .split_whitespace()
+        .map(|r| match r.split_once(':') {
+            Some((n, j)) => (n.to_string(), j.to_string()),
+            None if r == "kgat" => (r.to_string(), kgat_json.clone()),
+            None if r == "bpr" => (r.to_string(), bpr_json.clone()),
+            None => (r.to_string(), "{}".to_string()),
+        })
+        .collect();
+    for (name, json) in &runs {
+        let name = name.as_str();
         let algorithm = Algorithm::parse(name).expect("algorithm");
+        if algorithm.needs().graph && graph.is_none() {
+            println!("pgrec {name}: skipped, {set} has no knowledge graph");
+            continue;
+        }
         let mut p = Params::parse(algorithm, json).expect("params");
         if fixed {
             p.protocol.test_fraction = 0.0;
         }
         let mut epochs = Vec::new();
         let pretrain = if algorithm.pretrain_of(&p).is_some() { bpr_model.as_ref() } else { None };
-        let side = Side { graph: Some(&graph), pretrain, features: None };
+        let side = Side { graph: graph.as_ref(), pretrain, features: None };
+        let started = std::time::Instant::now();
         let t = fit_with(&ds, &p, &side, threads, &mut |pr| {
             if !pr.checkpoint {
                 epochs.push(pr.elapsed);
@@ -114,16 +144,18 @@ fn main() {
             Ok(())
         })
         .expect("training");
+        let seconds = started.elapsed().as_secs_f64();
         let per_epoch = epochs.last().copied().unwrap_or(0.0) / epochs.len().max(1) as f64;
         let m = match &test_csr {
             Some(test) => metrics::evaluate(&t.model, &ds.user_items(None), test, None, &[20]),
             None => t.metrics.clone(),
         };
         println!(
-            "pgrec {:<8} {:>4} epochs {:>8.3} s/epoch  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  peak RSS {:.0} MiB  params {json}",
+            "pgrec {:<8} {:>4} epochs {:>8.3} s/epoch  train {:.1} s  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  peak RSS {:.0} MiB  params {json}",
             algorithm.name(),
-            p.to_json()["iterations"],
+            p.to_json().get("iterations").map_or("-".into(), |v| v.to_string()),
             per_epoch,
+            seconds,
             m["recall@20"],
             m["ndcg@20"],
             m["ndcg_kgat@20"],

@@ -6,7 +6,11 @@
 //! with implicit, Cornac and a numpy EASE and print the side-by-side table.
 //!
 //! Run: cargo bench --bench recsys [-- ALGORITHM [PARAMS_JSON]]
-//! (`BENCH_THREADS=N` sets the number of worker threads; default all cores).
+//! (`BENCH_THREADS=N` sets the number of worker threads; default all cores;
+//! `BENCH_SET=ml100k` or `music` runs on MovieLens 100K (every rating an
+//! interaction) or music-kgcn's listened artists instead, a random 20% of
+//! each user's items held out with seed 42 and written as
+//! `target/bench-splits/SET/{train,test}.txt` for the peers' scripts).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,12 +33,69 @@ fn param(p: &Params, key: &str) -> String {
     p.to_json().get(key).map_or("-".into(), |v| v.to_string())
 }
 
-fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/amazon-book");
-    if !dir.join("train.txt").exists() {
-        println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
-        return;
+/// Reads one line of a raw interactions file as (user, item), if it is one.
+type LineParser = fn(&str) -> Option<(i64, i64)>;
+
+/// The dataset's folder of train.txt and test.txt (one line per user: the
+/// user, then the items), writing the split first for a set without one;
+/// None (with a line saying so) when the data is absent.
+fn data_dir() -> Option<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("../shared/data");
+    let set = std::env::var("BENCH_SET").unwrap_or_else(|_| "amazon-book".into());
+    let (source, pairs): (_, LineParser) = match set.as_str() {
+        "amazon-book" => {
+            let dir = data.join("amazon-book");
+            let ok = dir.join("train.txt").exists();
+            if !ok {
+                println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
+            }
+            return ok.then_some(dir);
+        }
+        "ml100k" => (data.join("ml-100k/u.data"), |l| {
+            let mut it = l.split_whitespace().map(|x| x.parse::<i64>().ok());
+            Some((it.next()??, it.next()??))
+        }),
+        "music" => (data.join("music-kgcn/preprocessed/ratings_final.txt"), |l| {
+            let v: Vec<i64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            (v.len() == 3 && v[2] == 1).then(|| (v[0], v[1]))
+        }),
+        other => panic!("unknown BENCH_SET {other}: use amazon-book, ml100k or music"),
+    };
+    let Ok(text) = std::fs::read_to_string(&source) else {
+        println!("skipped: {} is absent (the datasets are not part of the repository)", source.display());
+        return None;
+    };
+    let rows: Vec<Row> =
+        text.lines().filter_map(pairs).map(|(user, item)| Row { user, item, weight: 1.0, ts: None }).collect();
+    let ds = Dataset::from_rows(&rows).expect("dataset");
+    let parts = pgrec::recsys::split::split(&ds, 0.2, 42);
+    let dir = root.join("target/bench-splits").join(&set);
+    std::fs::create_dir_all(&dir).expect("split folder");
+    // Test items no training row has cannot be ranked by anyone: left out,
+    // as the evaluation below leaves them out.
+    let mut trained = vec![false; ds.n_items()];
+    parts.train.iter().for_each(|&k| trained[ds.items[k] as usize] = true);
+    let test: Vec<usize> = parts.test.iter().copied().filter(|&k| trained[ds.items[k] as usize]).collect();
+    for (name, keep) in [("train.txt", &parts.train), ("test.txt", &test)] {
+        let m = ds.user_items(Some(keep));
+        let mut out = String::new();
+        for u in 0..m.n_rows {
+            let items = m.row(u).0;
+            if !items.is_empty() {
+                out.push_str(&ds.user_ids[u].to_string());
+                items.iter().for_each(|&i| out.push_str(&format!(" {}", ds.item_ids[i as usize])));
+                out.push('\n');
+            }
+        }
+        std::fs::write(dir.join(name), out).expect("split file");
     }
+    Some(dir)
+}
+
+fn main() {
+    let Some(dir) = data_dir() else { return };
+    let set = dir.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let algos: Vec<Algorithm> = match args.first() {
         Some(a) => vec![Algorithm::parse(a).expect("algorithm")],
@@ -58,7 +119,7 @@ fn main() {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     println!(
-        "amazon-book: {} users, {} items, {} train / {} test interactions, {threads} threads",
+        "{set}: {} users, {} items, {} train / {} test interactions, {threads} threads",
         ds.n_users(),
         ds.n_items(),
         train_csr.nnz(),

@@ -15,7 +15,7 @@ SELECT u, CASE WHEN j < 24 THEN ((u * 7 + j * 13) % 30) * 6 + u % 6 ELSE (j - 24
 FROM generate_series(1, 300) u, generate_series(0, 27) j;
 
 SELECT name, algorithm, deployed FROM train('i_pop', 'popular', 'clicks');
-SELECT name, algorithm, deployed FROM train('i_ease', 'ease', 'clicks', '{"regularization": 20}');
+SELECT name, algorithm, deployed FROM train('i_ease', 'ease', 'clicks');
 SELECT name, algorithm, deployed FROM train('i_knn', 'item_knn', 'clicks');
 SELECT name, algorithm, deployed FROM train('i_bm25', 'item_knn', 'clicks', '{"similarity": "bm25", "neighbors": 40}');
 -- Held-out quality: each beats popularity by a wide margin.
