@@ -20,13 +20,20 @@ def main(data_dir, lam, neighbors):
     warnings.filterwarnings("ignore", message="Method expects CSR input")
     tu, ti = read(Path(data_dir) / "train.txt")
     su, si = read(Path(data_dir) / "test.txt")
-    n_users, n_items = max(tu.max(), su.max()) + 1, max(ti.max(), si.max()) + 1
+    # The catalogue is the items with training interactions, as pgrec's
+    # (BM25's idf and length norm count the items); test items outside it
+    # cannot be ranked by anyone and are left out, as pgrec's bench does.
+    items = np.unique(ti)
+    index = {int(i): k for k, i in enumerate(items)}
+    ti = np.array([index[int(i)] for i in ti])
+    n_users, n_items = max(tu.max(), su.max()) + 1, len(items)
     train = sp.csr_matrix((np.ones(len(tu), dtype=np.float32), (tu, ti)), shape=(n_users, n_items))
     train.sum_duplicates()
     train.data[:] = 1.0
     test_items_of = {}
     for u, i in zip(su, si):
-        test_items_of.setdefault(u, []).append(i)
+        if int(i) in index:
+            test_items_of.setdefault(u, []).append(index[int(i)])
     test_users = np.array(sorted(test_items_of))
 
     import implicit

@@ -34,7 +34,7 @@ pub struct EaseParams {
     /// Items with fewer training interactions get no weights (and are
     /// recommended only to fill a list).
     pub min_count: usize,
-    /// Weights kept per item in the stored model.
+    /// Weights kept per item in the stored model, the largest in magnitude.
     pub neighbors: usize,
 }
 
@@ -45,10 +45,11 @@ impl Default for EaseParams {
 }
 
 /// λ by default, per mean training interaction of an item. The best λ grows
-/// with how often items are seen: in a sweep of 50–500 the best were 100 on
-/// amazon-book (26 per item), 50 on music-kgcn (9) and 500 on MovieLens 100K
-/// (48); 4 per interaction lands at or within 0.003 Recall@20 of each
-/// (benches/item_item_peers.sh).
+/// with how often items are seen: in a sweep of 20–500 the best were 100 on
+/// amazon-book (26 interactions per item), 50 on music-kgcn (4.9) and 250 on
+/// MovieLens 100K (48); 4 per interaction lands within 0.002 Recall@20 of the
+/// best on amazon-book and ML-100K, 0.011 on music-kgcn
+/// (benches/item_item_peers.sh, `cargo bench --bench recsys`).
 pub const AUTO_LAMBDA: f32 = 4.0;
 
 pub struct Ease;
@@ -76,7 +77,7 @@ impl Algo for Ease {
         Param {
             key: "neighbors",
             rule: Rule::Int { min: 1, max: 100_000, note: "" },
-            meaning: "weights kept per item in the stored model, the largest",
+            meaning: "weights kept per item in the stored model, the largest in magnitude (EASE's negative weights count as much as its positive ones)",
         },
     ];
     const LABEL: &'static str = "panel";
@@ -113,7 +114,7 @@ impl Algo for Ease {
             AUTO_LAMBDA * seen as f32 / n as f32
         });
         let start = std::time::Instant::now();
-        let mut g = cx.pool.install(|| gram(train, &active, &slot, lambda));
+        let mut g = cx.pool.install(|| gram(train, &active, &slot, lambda))?;
         let panels = n.div_ceil(PANEL).max(1);
         let every = panels.div_ceil(10).max(1);
         let (pool, on_iteration) = (cx.pool, &mut *cx.on_iteration);
@@ -137,11 +138,20 @@ impl Algo for Ease {
 }
 
 /// G = XᵀX + λI over the `active` items (binary X), dense and row-major; only
-/// the lower triangle is filled. Rows in parallel.
-fn gram(train: &Csr, active: &[u32], slot: &[u32], lambda: f32) -> Vec<f32> {
+/// the lower triangle is filled. Rows in parallel. An allocation the system
+/// refuses is an error, not an abort.
+fn gram(train: &Csr, active: &[u32], slot: &[u32], lambda: f32) -> Result<Vec<f32>> {
     let n = active.len();
     let iu = train.transpose();
-    let mut g = vec![0f32; n * n];
+    let mut g: Vec<f32> = Vec::new();
+    g.try_reserve_exact(n * n).map_err(|_| {
+        Error::new(
+            ErrorKind::ProgramLimitExceeded,
+            format!("ease: cannot allocate the Gram matrix of {n} items ({} MB)", (n * n * 4) >> 20),
+        )
+        .with_hint("raise \"min_count\" in params")
+    })?;
+    g.resize(n * n, 0.0);
     g.par_chunks_mut(n.max(1)).enumerate().for_each(|(p, row)| {
         for &u in iu.row(active[p] as usize).0 {
             for &j in train.row(u as usize).0 {
@@ -153,7 +163,7 @@ fn gram(train: &Csr, active: &[u32], slot: &[u32], lambda: f32) -> Vec<f32> {
         }
         row[p] += lambda;
     });
-    g
+    Ok(g)
 }
 
 /// Inverts the symmetric positive-definite n × n matrix in `a` (lower
@@ -293,8 +303,10 @@ fn spd_inverse(m: &[f64], b: usize) -> Option<Vec<f64>> {
 }
 
 /// Row p of B = −P[p, q] / P[q, q] (q ≠ p) for each active item, from P in
-/// `p` (symmetric, full), keeping the `keep` largest; as (item, weight) pairs
-/// over item indices.
+/// `p` (symmetric, full), keeping the `keep` largest in magnitude — EASE's
+/// negative weights carry as much as its positive ones: keeping the largest
+/// values instead cost 0.01 Recall@20 on MovieLens 100K — as (item, weight)
+/// pairs over item indices.
 fn weights(p: &[f32], n: usize, active: &[u32], keep: usize) -> Vec<Vec<(u32, f32)>> {
     let diag: Vec<f32> = (0..n).map(|q| p[q * n + q]).collect();
     (0..n)
@@ -303,7 +315,7 @@ fn weights(p: &[f32], n: usize, active: &[u32], keep: usize) -> Vec<Vec<(u32, f3
             let row = &p[r * n..(r + 1) * n];
             let mut row: Vec<(u32, f32)> = (0..n).filter(|&q| q != r).map(|q| (active[q], -row[q] / diag[q])).collect();
             if row.len() > keep {
-                row.select_nth_unstable_by(keep - 1, |x, y| y.1.total_cmp(&x.1));
+                row.select_nth_unstable_by(keep - 1, |x, y| y.1.abs().total_cmp(&x.1.abs()));
                 row.truncate(keep);
             }
             row.sort_unstable_by_key(|x| x.0);
@@ -399,7 +411,7 @@ mod tests {
         let active: Vec<u32> = (0..4).collect();
         let slot: Vec<u32> = (0..4).collect();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let mut g = gram(&train, &active, &slot, 2.0);
+        let mut g = gram(&train, &active, &slot, 2.0).unwrap();
         // Binary X: user 2's weight 5 counts once.
         assert_eq!(&g[..4], &[4.0, 0.0, 0.0, 0.0]);
         assert_eq!(&g[12..16], &[1.0, 0.0, 1.0, 3.0]);
@@ -416,9 +428,11 @@ mod tests {
                 assert!((f64::from(w) - want).abs() < 1e-6, "B[{r}][{q}] = {w}, want {want}");
             }
         }
-        // Keeping 1 keeps the largest.
+        // Keeping 1 keeps the largest in magnitude.
         let one = weights(&g, 4, &active, 1);
-        let best = rows[0].iter().map(|x| x.1).fold(f32::MIN, f32::max);
-        assert_eq!(one[0][0].1, best);
+        for (r, row) in rows.iter().enumerate() {
+            let best = row.iter().map(|x| x.1.abs()).fold(0.0, f32::max);
+            assert_eq!(one[r][0].1.abs(), best);
+        }
     }
 }
