@@ -60,16 +60,6 @@ fn candidate_pool(s: &Served, candidates: Option<Array<'_, i64>>) -> Option<Vec<
     candidates.map(|c| s.item_indices(&c.iter().flatten().collect::<Vec<_>>()))
 }
 
-/// "a", "a and b", "a, b and c": the algorithms that need some side data.
-fn takers(need: impl Fn(recsys::registry::Needs) -> bool) -> String {
-    let names: Vec<&str> = Algorithm::all().filter(|a| need(a.needs())).map(|a| a.name()).collect();
-    match names.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.to_string(),
-        Some((last, init)) => format!("{} and {last}", init.join(", ")),
-    }
-}
-
 /// Arguments of `train` in this library's SQL.
 const TRAIN_ARGS: i16 = 12;
 
@@ -190,7 +180,7 @@ fn train_impl(
                 ErrorKind::InvalidParameterValue,
                 format!(
                     "relations, item_entities and user_relations apply to {} only, not {}",
-                    takers(|n| n.graph),
+                    Algorithm::names_where(|a| a.needs().graph),
                     algorithm.name()
                 ),
             ));
@@ -218,7 +208,11 @@ fn train_impl(
         } else if item_features.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
-                format!("item_features apply to {} only, not {}", takers(|n| n.features), algorithm.name()),
+                format!(
+                    "item_features apply to {} only, not {}",
+                    Algorithm::names_where(|a| a.needs().features),
+                    algorithm.name()
+                ),
             ));
         } else {
             None

@@ -298,9 +298,9 @@ impl Model {
     pub fn add_items(&mut self, ids: &[i64], features: &Array2<f32>) -> Result<usize> {
         let map = self.content.as_ref().ok_or_else(|| {
             let (article, name) = (self.algorithm.article(), self.algorithm.name());
-            let content: Vec<&str> = Algorithm::all().filter(|a| a.needs().features).map(|a| a.name()).collect();
+            let content = Algorithm::names_where(|a| a.needs().features);
             Error::new(ErrorKind::FeatureNotSupported, format!("{article} {name} model cannot add items from content"))
-                .with_hint(format!("only {} models learn from item content; train one of those", content.join(" and ")))
+                .with_hint(format!("only {content} models learn from item content; train one of those"))
         })?;
         if features.ncols() != map.dims {
             return Err(Error::new(

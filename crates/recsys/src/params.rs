@@ -74,12 +74,12 @@ fn with_note(rule: String, note: &str) -> String {
     if note.is_empty() { rule } else { format!("{rule} ({note})") }
 }
 
-/// "a", "a and b", "a, b and c".
-fn and_list(names: &[&str]) -> String {
+/// "a", "a and b", "a, b and c" (or another conjunction).
+pub fn listed(names: &[&str], conjunction: &str) -> String {
     match names {
         [] => String::new(),
         [one] => one.to_string(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        [init @ .., last] => format!("{} {conjunction} {last}", init.join(", ")),
     }
 }
 
@@ -124,7 +124,7 @@ impl Rule {
             Rule::Choice(choices) => {
                 let s = v.as_str().ok_or_else(|| wrong_type(key, v, "a string"))?;
                 if !choices.contains(&s) {
-                    return Err(invalid(key, format!("\"{s}\""), &format!("must be {}", or_list(choices))));
+                    return Err(invalid(key, format!("\"{s}\""), &format!("must be {}", listed(choices, "or"))));
                 }
             }
             Rule::Sizes { max_len, min, max } => {
@@ -163,15 +163,6 @@ impl Rule {
             Rule::Sizes { max_len, min, max } => format!("1 to {max_len} sizes, each {min}–{max}"),
             Rule::Name => "a model's name".into(),
         }
-    }
-}
-
-/// "a", "a or b", "a, b or c".
-fn or_list(names: &[&str]) -> String {
-    match names {
-        [] => String::new(),
-        [one] => one.to_string(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
 
@@ -300,12 +291,11 @@ impl Params {
                 p.rule.check(&key, &v)?;
                 own.insert(key, v);
             } else {
-                let takers: Vec<&str> =
-                    Algorithm::all().filter(|a| a.params().iter().any(|p| p.key == key)).map(|a| a.name()).collect();
+                let takers = Algorithm::names_where(|a| a.params().iter().any(|p| p.key == key));
                 if !takers.is_empty() {
                     return Err(Error::new(
                         ErrorKind::InvalidParameterValue,
-                        format!("param \"{key}\" applies to {} only, not {}", and_list(&takers), algorithm.name()),
+                        format!("param \"{key}\" applies to {takers} only, not {}", algorithm.name()),
                     ));
                 }
                 let expected: Vec<String> = Params::keys(algorithm).map(|p| format!("`{}`", p.key)).collect();

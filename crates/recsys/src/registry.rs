@@ -274,6 +274,14 @@ impl Algorithm {
         })
     }
 
+    /// The names of the algorithms `pred` holds for, as "a, b and c" (in the
+    /// registry's order), for messages that say which algorithms something
+    /// applies to.
+    pub fn names_where(pred: impl Fn(Algorithm) -> bool) -> String {
+        let names: Vec<&str> = Algorithm::all().filter(|&a| pred(a)).map(|a| a.name()).collect();
+        crate::params::listed(&names, "and")
+    }
+
     /// "a" or "an", as the name is read out ("an ease model", "a bpr model").
     pub fn article(self) -> &'static str {
         if self.name().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
