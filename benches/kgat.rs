@@ -135,7 +135,7 @@ fn main() {
         }
         let mut epochs = Vec::new();
         let pretrain = if algorithm.pretrain_of(&p).is_some() { bpr_model.as_ref() } else { None };
-        let side = Side { graph: graph.as_ref(), pretrain, features: None };
+        let side = Side { graph: graph.as_ref(), pretrain, ..Side::default() };
         let started = std::time::Instant::now();
         let t = fit_with(&ds, &p, &side, threads, &mut |pr| {
             if !pr.checkpoint {

@@ -175,17 +175,41 @@ fn train_impl(
             );
             pgrx::check_for_interrupts!();
             Some(g)
-        } else if relations.is_some() || item_entities.is_some() || user_relations.is_some() {
+        } else if relations.is_some() || item_entities.is_some() {
             return Err(Error::new(
                 ErrorKind::InvalidParameterValue,
                 format!(
-                    "relations, item_entities and user_relations apply to {} only, not {}",
+                    "relations and item_entities apply to {} only, not {}",
                     Algorithm::names_where(|a| a.needs().graph),
                     algorithm.name()
                 ),
             ));
         } else {
             None
+        };
+        // A social graph without a knowledge graph: user pairs.
+        let social = match user_relations {
+            Some(q) if needs.social => {
+                let (pairs, unknown) = graph::read_user_pairs(q, &ds.user_ids)?;
+                pgrx::notice!(
+                    "user_relations: {} pairs of users; left out: {unknown} row{} naming a user without interactions",
+                    pairs.len(),
+                    if unknown == 1 { "" } else { "s" }
+                );
+                pgrx::check_for_interrupts!();
+                Some(pairs)
+            }
+            Some(_) if !needs.graph => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!(
+                        "user_relations apply to {} only, not {}",
+                        Algorithm::names_where(|a| a.needs().graph || a.needs().social),
+                        algorithm.name()
+                    ),
+                ));
+            }
+            _ => None,
         };
         let features = if needs.features {
             let q = item_features.ok_or_else(|| {
@@ -232,7 +256,8 @@ fn train_impl(
                 interactions: ds.len(),
                 entities: graph.as_ref().map_or(0, |g| g.n_entities),
                 relations: graph.as_ref().map_or(0, |g| g.relations.len()),
-                triples: graph.as_ref().map_or(0, |g| g.triples.len() + g.user_triples.len()),
+                triples: graph.as_ref().map_or(0, |g| g.triples.len() + g.user_triples.len())
+                    + social.as_ref().map_or(0, Vec::len),
                 feature_dims: features.as_ref().map_or(0, |f| f.2),
             },
         )?;
@@ -242,6 +267,7 @@ fn train_impl(
             graph: graph.as_ref(),
             pretrain: pretrained.as_ref().map(|s| &s.model),
             features: features.as_ref().map(|f| &f.0),
+            social: social.as_deref(),
         };
         let t = recsys::fit_with(&ds, &p, &side, guc::threads(), &mut |pr| {
             pgrx::check_for_interrupts!();

@@ -31,7 +31,7 @@ impl Algo for ContentKnn {
     const NAME: &'static str = "content_knn";
     const SUMMARY: &'static str = "no training: a user's profile is the weighted mean of their items' unit content vectors, items rank by cosine to it";
     const PARAMS: &'static [Param] = &[];
-    const NEEDS: Needs = Needs { ratings: false, graph: false, features: true, content_index: true };
+    const NEEDS: Needs = Needs { features: true, content_index: true, ..Needs::NONE };
 
     fn memory(_p: &ContentKnnParams, s: &Shape) -> (u64, &'static str) {
         let d = s.feature_dims as u64;

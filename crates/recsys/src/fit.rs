@@ -44,6 +44,8 @@ pub struct Side<'a> {
     /// vbpr, content_knn: one content vector per item of `ds`, in its order
     /// (see [`crate::content::ItemFeatures::align`]).
     pub features: Option<&'a Array2<f32>>,
+    /// lightgcn: user–user pairs (user indices of `ds`), a social graph.
+    pub social: Option<&'a [(u32, u32)]>,
 }
 
 impl<'a> Context<'a> {

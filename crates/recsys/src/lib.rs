@@ -25,6 +25,7 @@ mod fit;
 mod init;
 pub mod item_knn;
 pub mod kgat;
+pub mod lightgcn;
 pub mod memory;
 pub mod metrics;
 pub mod mf;

@@ -50,7 +50,7 @@ impl Algo for Mf {
         Param { key: "regularization", rule: Rule::NonNegative, meaning: "L2 weight" },
         Param { key: "learning_rate", rule: LEARNING_RATE, meaning: "SGD step" },
     ];
-    const NEEDS: Needs = Needs { ratings: true, graph: false, features: false, content_index: false };
+    const NEEDS: Needs = Needs { ratings: true, ..Needs::NONE };
     const KEY_METRIC: (&'static str, bool) = ("rmse", true);
 
     fn memory(p: &MfParams, s: &Shape) -> (u64, &'static str) {

@@ -387,8 +387,11 @@ mod tests {
         );
         assert_eq!(msg("[1]"), "invalid params: expected a JSON object, got [1]");
         assert!(msg("{").starts_with("invalid params: EOF"), "{}", msg("{"));
-        assert_eq!(msg(r#"{"layers": [8]}"#), "param \"layers\" applies to kgat only, not als");
-        assert_eq!(msg(r#"{"batch_size": 8}"#), "param \"batch_size\" applies to kgat and vbpr only, not als");
+        assert_eq!(msg(r#"{"layers": [8]}"#), "param \"layers\" applies to lightgcn and kgat only, not als");
+        assert_eq!(
+            msg(r#"{"batch_size": 8}"#),
+            "param \"batch_size\" applies to lightgcn, kgat and vbpr only, not als"
+        );
         assert_eq!(msg(r#"{"cold_boost": 1}"#), "param \"cold_boost\" applies to vbpr only, not als");
         assert_eq!(msg(r#"{"item_bias": true}"#), "param \"item_bias\" applies to kgat only, not als");
         assert_eq!(msg(r#"{"layer_init": 0.1}"#), "param \"layer_init\" applies to kgat only, not als");
@@ -441,7 +444,7 @@ mod tests {
         );
         assert_eq!(
             Params::parse(algorithm("popular"), r#"{"factors": 8}"#).unwrap_err().message,
-            "param \"factors\" applies to als, bpr, mf, kgat and vbpr only, not popular"
+            "param \"factors\" applies to als, bpr, mf, lightgcn, kgat and vbpr only, not popular"
         );
     }
 

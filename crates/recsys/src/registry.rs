@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::params::{Param, Params};
 use crate::progress::Progress;
-use crate::{als, bpr, content, ease, item_knn, kgat, mf, popular, vbpr};
+use crate::{als, bpr, content, ease, item_knn, kgat, lightgcn, mf, popular, vbpr};
 use pgrec_base::error::{Error, ErrorKind, Result};
 
 /// What an algorithm needs besides the interactions.
@@ -37,6 +37,14 @@ pub struct Needs {
     /// The model's factors are the unit content vectors themselves, so an
     /// index over a single content column can rank for it at serving time.
     pub content_index: bool,
+    /// Optional user–user pairs (`user_relations`) without a knowledge graph.
+    pub social: bool,
+}
+
+impl Needs {
+    /// Interactions alone.
+    pub const NONE: Needs =
+        Needs { ratings: false, graph: false, features: false, content_index: false, social: false };
 }
 
 /// What training has at hand: the data, the side data, the worker pool,
@@ -66,7 +74,7 @@ pub trait Algo: Sync + 'static {
     /// Every key `Params` takes, with its rule and meaning, in the order the
     /// README lists them.
     const PARAMS: &'static [Param];
-    const NEEDS: Needs = Needs { ratings: false, graph: false, features: false, content_index: false };
+    const NEEDS: Needs = Needs::NONE;
     /// The metric that decides auto-deploys, and whether lower is better.
     const KEY_METRIC: (&'static str, bool) = ("recall@20", false);
     /// What one `Progress` iteration is called in the NOTICEs.
@@ -229,6 +237,7 @@ static ALGORITHMS: &[&dyn Recommender] = &[
     &Registered::<mf::Mf>(PhantomData),
     &Registered::<ease::Ease>(PhantomData),
     &Registered::<item_knn::ItemKnn>(PhantomData),
+    &Registered::<lightgcn::LightGcn>(PhantomData),
     &Registered::<kgat::Kgat>(PhantomData),
     &Registered::<vbpr::Vbpr>(PhantomData),
     &Registered::<content::ContentKnn>(PhantomData),
@@ -346,7 +355,7 @@ mod tests {
         assert_eq!(e.message, "unknown algorithm \"svd\"");
         assert_eq!(
             e.hint.as_deref(),
-            Some("use one of als, bpr, content_knn, ease, item_knn, kgat, mf, popular, vbpr")
+            Some("use one of als, bpr, content_knn, ease, item_knn, kgat, lightgcn, mf, popular, vbpr")
         );
     }
 }

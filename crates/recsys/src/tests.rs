@@ -365,3 +365,39 @@ fn ease_keeps_its_largest_weights_and_refuses_an_empty_gram_matrix() {
     let e = fit_json(&ds, "ease", r#"{"min_count": 100000}"#, 2).err().unwrap();
     assert_eq!(e.message, "ease: no item has min_count (100000) training interactions");
 }
+
+#[test]
+fn lightgcn_beats_popularity_and_follows_friends() {
+    let pop = train("popular", "{}").metrics["recall@10"];
+    let gcn = train("lightgcn", r#"{"factors": 16, "iterations": 30, "batch_size": 256, "learning_rate": 0.01}"#);
+    let recall = gcn.metrics["recall@10"];
+    assert!(recall > pop + 0.05, "lightgcn {recall:.3} vs popular {pop:.3}");
+    // A newcomer who liked one item of group 0 and one of group 4, and
+    // whose friends are users of group 0: with the friends, group 0 fills
+    // more of the top 10.
+    let mut rows = planted(3);
+    rows.push(Row { user: 1, item: 0, weight: 1.0, ts: None });
+    rows.push(Row { user: 1, item: 4, weight: 1.0, ts: None });
+    let ds = Dataset::from_rows(&rows).unwrap();
+    let newcomer = ds.user_ids.iter().position(|&u| u == 1).unwrap() as u32;
+    let friends: Vec<(u32, u32)> = (0..USERS as i64)
+        .filter(|&u| (u as usize).is_multiple_of(GROUPS))
+        .map(|u| (newcomer, ds.user_ids.iter().position(|&x| x == 1000 + u).unwrap() as u32))
+        .collect();
+    let p = alg("lightgcn")
+        .parse_params(
+            r#"{"factors": 16, "iterations": 30, "batch_size": 256, "learning_rate": 0.01, "test_fraction": 0}"#,
+        )
+        .unwrap();
+    let group0 = |social: Option<&[(u32, u32)]>| {
+        let side = Side { social, ..Side::default() };
+        let m = fit_with(&ds, &p, &side, 2, &mut |_| Ok(())).unwrap().model;
+        let top = m.recommend(newcomer, 10, true, None);
+        top.iter().filter(|(i, _)| group_of_item(m.item_ids[*i as usize]) == 0).count()
+    };
+    let (alone, with_friends) = (group0(None), group0(Some(&friends)));
+    eprintln!(
+        "lightgcn recall@10 {recall:.3} (popular {pop:.3}); group 0 in the top 10: {alone} alone, {with_friends} with friends"
+    );
+    assert!(with_friends >= alone + 3, "group 0 in the top 10: {alone} alone, {with_friends} with friends");
+}

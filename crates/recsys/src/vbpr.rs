@@ -94,7 +94,7 @@ impl Algo for Vbpr {
             meaning: "added to the score of items without interactions: more (or less) exposure for new items",
         },
     ];
-    const NEEDS: Needs = Needs { ratings: false, graph: false, features: true, content_index: false };
+    const NEEDS: Needs = Needs { features: true, ..Needs::NONE };
 
     fn memory(p: &VbprParams, s: &Shape) -> (u64, &'static str) {
         let f = p.factors as u64;

@@ -43,7 +43,13 @@ pub struct Kernels {
     pub dot_i8_rows: DotI8Rows,
     /// One SGD step on a (user, positive, negative) triple of rows.
     pub sgd_pair: SgdPair,
+    /// `out = Σ vals[k] · row(cols[k])` of a row-major matrix.
+    pub weighted_sum: WeightedSum,
 }
+
+/// The signature of `weighted_sum`: the output row, the rows' indices, their
+/// weights, the row-major matrix whose rows are `out.len()` long.
+pub type WeightedSum = fn(&mut [f32], &[u32], &[f32], &[f32]);
 
 /// The signature of `dot_i8_rows`: the row-major codes, the rows to score,
 /// the query's codes, the integer dots.
@@ -128,6 +134,17 @@ pub fn dot_i8_rows(codes: &[i8], rows: &[u32], q: &[i8], out: &mut [i32]) {
 #[inline]
 pub fn sgd_pair(u: &mut [f32], i: &mut [f32], j: &mut [f32], a: f32, b: f32) {
     (best().sgd_pair)(u, i, j, a, b)
+}
+
+/// `out = Σₖ vals[k] · x[cols[k]]`, where row r of the row-major `x` is
+/// `x[r·d..(r+1)·d]` for d = `out.len()`: one row of a sparse × dense product
+/// (graph propagation). `cols` and `vals` have equal lengths and every row
+/// lies within `x` (a row outside it panics). The SIMD sets keep `out` in
+/// registers across the rows and may fuse multiply and add, so they agree
+/// with the portable loop to rounding, not bit for bit.
+#[inline]
+pub fn weighted_sum(out: &mut [f32], cols: &[u32], vals: &[f32], x: &[f32]) {
+    (best().weighted_sum)(out, cols, vals, x)
 }
 
 /// Asks the CPU to start loading the cache lines of `len` bytes at `ptr`,
@@ -310,6 +327,26 @@ mod tests {
             assert_eq!(u, [0.5 + 2.0 * 4.0, -1.0 + 2.0 * -4.0, 0.25 + 2.0 * -3.0], "{}", k.name);
             assert_eq!(i, [1.5 + 2.0, 0.0 - 4.0, -0.5 + 1.0], "{}", k.name);
             assert_eq!(j, [-0.5 - 2.0, 2.0 + 4.0, 1.0 - 1.0], "{}", k.name);
+        }
+    }
+
+    #[test]
+    fn weighted_sum_matches_f64_reference() {
+        let mut rng = crate::rng::Rng::new(7);
+        for d in [1, 7, 32, 45, 64, 100] {
+            let x: Vec<f32> = (0..6 * d).map(|_| rng.normal() as f32).collect();
+            let (cols, vals) = ([4u32, 0, 4, 5], [0.5f32, -1.25, 2.0, 0.125]);
+            for k in [portable(), best()] {
+                let mut out = vec![9.0; d];
+                (k.weighted_sum)(&mut out, &cols, &vals, &x);
+                for (t, &o) in out.iter().enumerate() {
+                    let want: f64 =
+                        cols.iter().zip(vals).map(|(&c, a)| f64::from(a) * f64::from(x[c as usize * d + t])).sum();
+                    assert!((f64::from(o) - want).abs() < 1e-5, "{} d {d} lane {t}: {o} vs {want}", k.name);
+                }
+                (k.weighted_sum)(&mut out, &[], &[], &x);
+                assert!(out.iter().all(|&o| o == 0.0), "{}: no rows is zero", k.name);
+            }
         }
     }
 

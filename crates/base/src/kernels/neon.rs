@@ -17,6 +17,7 @@ static KERNELS: Kernels = Kernels {
     dot_i8_rows: super::scalar::dot_i8_rows,
     // Element-wise: the compiler already vectorizes the portable loop for NEON.
     sgd_pair: super::scalar::sgd_pair,
+    weighted_sum: super::scalar::weighted_sum,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {

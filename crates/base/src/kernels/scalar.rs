@@ -4,7 +4,7 @@
 use super::{DotNorms, Kernels};
 
 pub(super) static KERNELS: Kernels =
-    Kernels { name: "portable", dot, l2_squared, l1, dot_norms, quantize_i8, dot_i8_rows, sgd_pair };
+    Kernels { name: "portable", dot, l2_squared, l1, dot_norms, quantize_i8, dot_i8_rows, sgd_pair, weighted_sum };
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -60,5 +60,16 @@ pub(super) fn sgd_pair(u: &mut [f32], i: &mut [f32], j: &mut [f32], a: f32, b: f
         *u = a * uu + b * (ii - jj);
         *i = a * ii + b * uu;
         *j = a * jj - b * uu;
+    }
+}
+
+pub(super) fn weighted_sum(out: &mut [f32], cols: &[u32], vals: &[f32], x: &[f32]) {
+    let d = out.len();
+    out.fill(0.0);
+    for (&c, &a) in cols.iter().zip(vals) {
+        let row = &x[c as usize * d..(c as usize + 1) * d];
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += a * v;
+        }
     }
 }

@@ -99,7 +99,7 @@ impl Algo for Kgat {
             meaning: "a trained model (e.g. a `bpr` one with the same `factors`) whose user and item factors start the layer-0 embeddings, as the paper recommends",
         },
     ];
-    const NEEDS: Needs = Needs { ratings: false, graph: true, features: false, content_index: false };
+    const NEEDS: Needs = Needs { graph: true, ..Needs::NONE };
 
     fn memory(p: &KgatParams, s: &Shape) -> (u64, &'static str) {
         let f = p.embedding as u64;
