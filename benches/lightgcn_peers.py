@@ -6,7 +6,7 @@ stands in for RecBole's Config and Dataset (the model reads five config keys,
 two counts and the interaction matrix from them). Evaluated with pgrec's
 protocol (all items ranked, training items excluded, Recall@20 and NDCG@20).
 
-Usage: python lightgcn_peers.py DATA_DIR EPOCHS LAYERS LR REG BATCH THREADS"""
+Usage: python lightgcn_peers.py DATA_DIR EPOCHS LAYERS LR REG BATCH THREADS [SEED]"""
 
 import sys
 import time
@@ -32,7 +32,7 @@ class Shim:
         return self.train.tocoo()
 
 
-def main(data_dir, epochs, layers, lr, reg, batch, threads):
+def main(data_dir, epochs, layers, lr, reg, batch, threads, seed=42):
     import torch
     from recbole.model.general_recommender.lightgcn import LightGCN
 
@@ -41,7 +41,7 @@ def main(data_dir, epochs, layers, lr, reg, batch, threads):
     if not hasattr(sp.dok_matrix, "_update"):
         sp.dok_matrix._update = lambda self, entries: self._dict.update(entries)
     torch.set_num_threads(threads)
-    torch.manual_seed(42)
+    torch.manual_seed(seed)
     tu, ti = read(Path(data_dir) / "train.txt")
     su, si = read(Path(data_dir) / "test.txt")
     # The catalogue is the items with training interactions, as pgrec's.
@@ -65,7 +65,7 @@ def main(data_dir, epochs, layers, lr, reg, batch, threads):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     coo = train.tocoo()
     users, pos = coo.row.astype(np.int64), coo.col.astype(np.int64)
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(seed)
     seen = [set(train.indices[train.indptr[u]:train.indptr[u + 1]]) for u in range(n_users)]
     spent = 0.0
     for epoch in range(1, epochs + 1):
@@ -102,4 +102,4 @@ def main(data_dir, epochs, layers, lr, reg, batch, threads):
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(a[0], int(a[1]), int(a[2]), float(a[3]), float(a[4]), int(a[5]), int(a[6]))
+    main(a[0], int(a[1]), int(a[2]), float(a[3]), float(a[4]), int(a[5]), int(a[6]), int(a[7]) if len(a) > 7 else 42)

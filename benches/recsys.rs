@@ -129,10 +129,12 @@ fn main() {
         let mut p = Params::parse(algorithm, &json).expect("params");
         p.protocol.test_fraction = 0.0;
         let mut epochs = Vec::new();
+        let mut loss = f64::NAN;
         let started = std::time::Instant::now();
         let t = pgrec::recsys::fit(&ds, &p, threads, &mut |pr| {
             if !pr.checkpoint {
                 epochs.push(pr.elapsed);
+                loss = pr.loss;
             }
             Ok(())
         })
@@ -141,7 +143,7 @@ fn main() {
         let per_epoch = epochs.last().copied().unwrap_or(0.0) / epochs.len().max(1) as f64;
         let m = metrics::evaluate(&t.model, &train_csr, &test_csr, None, &[20]);
         println!(
-            "pgrec {:<8} {:>3} factors {:>3} epochs  {:.3} s/epoch  train {:.1} s  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  params {json}",
+            "pgrec {:<8} {:>3} factors {:>3} epochs  {:.3} s/epoch  train {:.1} s  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4}, last loss {loss:.5})  params {json}",
             algorithm.name(),
             param(&p, "factors"),
             param(&p, "iterations"),

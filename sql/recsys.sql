@@ -79,6 +79,8 @@ CREATE TABLE pgrec.model_versions (
     -- Never reused (a dropped and retrained name starts at version 1 again):
     -- what per-connection caches are keyed on.
     id            bigint NOT NULL UNIQUE DEFAULT pg_catalog.nextval('pgrec.model_ids'),
+    -- tune(): every trial's params, validation metrics or error, and seconds.
+    trials        jsonb,
     PRIMARY KEY (name, version)
 );
 ALTER TABLE pgrec.model_versions ALTER COLUMN data SET STORAGE external;
@@ -123,6 +125,30 @@ CREATE FUNCTION train(name text, algorithm text, interactions text, params jsonb
                       user_relations text DEFAULT NULL, item_features text DEFAULT NULL)
     RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, metrics jsonb)
     AS 'MODULE_PATHNAME', 'train_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION tune(name text, algorithm text, interactions text, search jsonb, trials integer DEFAULT 10,
+                     params jsonb DEFAULT '{}', user_column text DEFAULT 'user_id', item_column text DEFAULT 'item_id',
+                     weight_column text DEFAULT NULL, ts_column text DEFAULT NULL,
+                     relations text DEFAULT NULL, item_entities text DEFAULT NULL,
+                     user_relations text DEFAULT NULL, item_features text DEFAULT NULL)
+    RETURNS TABLE(name text, version integer, algorithm text, deployed boolean, params jsonb, metrics jsonb)
+    AS 'MODULE_PATHNAME', 'tune_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION tune(text, text, text, jsonb, integer, jsonb, text, text, text, text, text, text, text, text) IS
+    'trains the trials of search on a validation split of the training part, then the best on all of it as a new version of name';
+
+CREATE FUNCTION pgrec.trial_list()
+    RETURNS TABLE(name text, version integer, trial integer, chosen boolean, params jsonb, metrics jsonb,
+                  error text, seconds double precision)
+    AS 'MODULE_PATHNAME', 'trial_list_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED;
+CREATE VIEW pgrec.trials AS
+SELECT name, version, trial, chosen, params,
+       round((metrics->>'recall@20')::numeric, 4) AS recall_20,
+       round((metrics->>'ndcg@20')::numeric, 4) AS ndcg_20,
+       round(seconds::numeric, 1) AS seconds, error, metrics
+FROM pgrec.trial_list()
+ORDER BY name, version, trial;
+GRANT SELECT ON pgrec.trials TO PUBLIC;
+COMMENT ON VIEW pgrec.trials IS 'the trials of every tuned model version you may use, with their validation metrics';
 
 CREATE FUNCTION deploy(name text, version integer DEFAULT NULL) RETURNS integer
     AS 'MODULE_PATHNAME', 'deploy_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -605,6 +605,7 @@ fn usual(name: &str, ty: &str) -> &'static str {
         ("interactions" | "test", _) => "'trainer.clicks'",
         ("encoder", _) => "'sweep_enc'",
         ("params", _) => "'{\"iterations\": 1}'",
+        ("search", _) => "'{\"factors\": [4, 8]}'",
         ("template", _) => "'a photo of a {}'",
         ("path", _) => "'/nonexistent'",
         ("target", _) => "'sweep_export'",

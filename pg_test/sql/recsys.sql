@@ -126,6 +126,6 @@ SELECT err($$SELECT user_embedding('pop', 1)$$);
 SELECT p.proname, p.provolatile, p.proisstrict, p.proparallel, pg_get_function_result(p.oid) AS result
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
 JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'pgrec'
-WHERE p.proname IN ('train', 'deploy', 'drop_model', 'recommend', 'recommend_for_items', 'similar_items',
+WHERE p.proname IN ('train', 'tune', 'deploy', 'drop_model', 'recommend', 'recommend_for_items', 'similar_items',
                     'user_embedding', 'item_embedding', 'export_item_embeddings', 'evaluate')
 ORDER BY 1, 5;

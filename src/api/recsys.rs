@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::guc;
 use crate::recsys::kgat::KnowledgeGraph;
 use crate::recsys::kgat::explain::Node;
-use crate::recsys::{self, Algorithm, Dataset, Params, metrics};
+use crate::recsys::{self, Algorithm, Dataset, Params, metrics, tune};
 use crate::sqlstate::OrRaise;
 use crate::types::datum::Embedding;
 
@@ -96,6 +96,217 @@ pub unsafe extern "C-unwind" fn train_wrapper(fcinfo: pg_sys::FunctionCallInfo) 
     unsafe { train_impl_wrapper(fcinfo) }
 }
 
+/// Where a training reads from: `train()`'s and `tune()`'s data arguments.
+struct Sources<'a> {
+    interactions: &'a str,
+    user_column: &'a str,
+    item_column: &'a str,
+    weight_column: Option<&'a str>,
+    ts_column: Option<&'a str>,
+    relations: Option<&'a str>,
+    item_entities: Option<&'a str>,
+    user_relations: Option<&'a str>,
+    item_features: Option<&'a str>,
+}
+
+/// What a training reads: the interactions and the side data its algorithm
+/// needs (refusing side data it does not take).
+struct Inputs {
+    ds: Dataset,
+    graph: Option<KnowledgeGraph>,
+    social: Option<Vec<(u32, u32)>>,
+    /// The item vectors aligned to `ds`, the indexed column they came from
+    /// (content_knn), their dimensions.
+    features: Option<(ndarray::Array2<f32>, Option<models::ContentSource>, usize)>,
+}
+
+impl Inputs {
+    fn shape(&self) -> recsys::memory::Shape {
+        let (ds, graph) = (&self.ds, &self.graph);
+        recsys::memory::Shape {
+            users: ds.n_users(),
+            items: ds.n_items(),
+            interactions: ds.len(),
+            entities: graph.as_ref().map_or(0, |g| g.n_entities),
+            relations: graph.as_ref().map_or(0, |g| g.relations.len()),
+            triples: graph.as_ref().map_or(0, |g| g.triples.len() + g.user_triples.len())
+                + self.social.as_ref().map_or(0, Vec::len),
+            feature_dims: self.features.as_ref().map_or(0, |f| f.2),
+        }
+    }
+
+    fn side<'a>(&'a self, pretrained: Option<&'a recsys::Model>) -> recsys::Side<'a> {
+        recsys::Side {
+            graph: self.graph.as_ref(),
+            pretrain: pretrained,
+            features: self.features.as_ref().map(|f| &f.0),
+            social: self.social.as_deref(),
+        }
+    }
+
+    fn announce(&self, algorithm: Algorithm, what: &str, name: &str) {
+        pgrx::notice!(
+            "{what} {} \"{name}\" on {} interactions of {} users and {} items",
+            algorithm.name(),
+            self.ds.len(),
+            self.ds.n_users(),
+            self.ds.n_items()
+        );
+    }
+}
+
+fn read_inputs(algorithm: Algorithm, src: &Sources<'_>) -> Result<Inputs> {
+    let needs = algorithm.needs();
+    let rows = interactions::read(&Source {
+        relation: src.interactions,
+        user_column: src.user_column,
+        item_column: src.item_column,
+        weight_column: src.weight_column,
+        ts_column: src.ts_column,
+        require_weight: needs.ratings,
+    })?;
+    pgrx::check_for_interrupts!();
+    let mut ds = Dataset::from_rows(&rows)?;
+    drop(rows);
+    pgrx::check_for_interrupts!();
+    let graph = if needs.graph {
+        let r = src.relations.ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("{} needs relations", algorithm.name())).with_hint(
+                "pass relations => 'SELECT head, relation, tail FROM ...'; for interactions alone train 'bpr'",
+            )
+        })?;
+        let pairs = src.item_entities.map(graph::read_item_entities).transpose()?;
+        let social = src.user_relations.map(|q| graph::read_triples(q, "user_relations")).transpose()?;
+        let g = KnowledgeGraph::build(
+            &ds.item_ids,
+            &graph::read_triples(r, "relations")?,
+            pairs.as_deref(),
+            &ds.user_ids,
+            social.as_deref().unwrap_or_default(),
+        )?;
+        if g.duplicates + g.self_loops + g.unknown_items + g.unknown_users > 0 {
+            pgrx::notice!(
+                "knowledge graph: {} duplicate triples merged, {} self-loops dropped, {} item_entities rows name items without interactions, {} user_relations rows name users without interactions",
+                g.duplicates,
+                g.self_loops,
+                g.unknown_items,
+                g.unknown_users
+            );
+        }
+        pgrx::notice!(
+            "knowledge graph: {} triples, {} user-user triples, {} relations, {} entities ({} of them items)",
+            g.triples.len(),
+            g.user_triples.len(),
+            g.relations.len(),
+            g.n_entities,
+            ds.n_items()
+        );
+        pgrx::check_for_interrupts!();
+        Some(g)
+    } else if src.relations.is_some() || src.item_entities.is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!(
+                "relations and item_entities apply to {} only, not {}",
+                Algorithm::names_where(|a| a.needs().graph),
+                algorithm.name()
+            ),
+        ));
+    } else {
+        None
+    };
+    // A social graph without a knowledge graph: user pairs.
+    let social = match src.user_relations {
+        Some(q) if needs.social => {
+            let (pairs, unknown) = graph::read_user_pairs(q, &ds.user_ids)?;
+            pgrx::notice!(
+                "user_relations: {} pairs of users; left out: {unknown} row{} naming a user without interactions",
+                pairs.len(),
+                if unknown == 1 { "" } else { "s" }
+            );
+            pgrx::check_for_interrupts!();
+            Some(pairs)
+        }
+        Some(_) if !needs.graph => {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!(
+                    "user_relations apply to {} only, not {}",
+                    Algorithm::names_where(|a| a.needs().graph || a.needs().social),
+                    algorithm.name()
+                ),
+            ));
+        }
+        _ => None,
+    };
+    let features = if needs.features {
+        let q = src.item_features.ok_or_else(|| {
+            Error::new(ErrorKind::InvalidParameterValue, format!("{} needs item_features", algorithm.name()))
+                .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
+        })?;
+        let f = features::read(q)?;
+        let known = ds.n_items();
+        let (x, missing) = f.align(&mut ds);
+        pgrx::notice!(
+            "item features: {} items of {} dimensions; {} items have features but no interactions and are scored from content alone; {missing} items with interactions have no features",
+            f.ids.len(),
+            f.dims(),
+            ds.n_items() - known
+        );
+        // One plain vector column of one table: content_knn can rank that
+        // table's rows by their index at serving time.
+        let source = if needs.content_index && f.columns == 1 { features::content_source(q)? } else { None };
+        Some((x, source, f.dims()))
+    } else if src.item_features.is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!(
+                "item_features apply to {} only, not {}",
+                Algorithm::names_where(|a| a.needs().features),
+                algorithm.name()
+            ),
+        ));
+    } else {
+        None
+    };
+    Ok(Inputs { ds, graph, social, features })
+}
+
+/// Between a training's iterations: Ctrl-C and statement_timeout, and the
+/// stop of a diverged training.
+fn progress_check(algorithm: Algorithm, pr: &recsys::Progress) -> Result<()> {
+    pgrx::check_for_interrupts!();
+    if !pr.checkpoint && !pr.loss.is_finite() {
+        return Err(recsys::registry::diverged(
+            algorithm,
+            &format!("the loss is {} after {} {}", pr.loss, algorithm.label(), pr.iteration),
+        ));
+    }
+    Ok(())
+}
+
+/// One training's progress as a NOTICE; stops a diverged one.
+fn progress_notice(algorithm: Algorithm, pr: &recsys::Progress) -> Result<()> {
+    progress_check(algorithm, pr)?;
+    if pr.checkpoint {
+        return Ok(());
+    }
+    let label = algorithm.label();
+    let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
+    let loss = if algorithm.reports_loss() { format!(": loss {:.5}", pr.loss) } else { String::new() };
+    let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
+    let validation = pr.validation_recall.map_or(String::new(), |r| format!(", validation recall@20 {r:.4}"));
+    pgrx::notice!(
+        "{} {label} {}/{}{loss}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
+        algorithm.name(),
+        pr.iteration,
+        pr.of,
+        pr.elapsed,
+        eta
+    );
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(sql = false)]
 fn train_impl(
@@ -116,191 +327,217 @@ fn train_impl(
     (name!(name, String), name!(version, i32), name!(algorithm, String), name!(deployed, bool), name!(metrics, JsonB)),
 > {
     let run = || -> Result<_> {
-        let name = required(name, "name")?;
-        if name.trim().is_empty() {
-            return Err(Error::new(ErrorKind::InvalidParameterValue, "model name must not be empty"));
-        }
+        let name = model_name(name)?;
         let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
         let json = defaulted(params, "params")?.0;
         let p = algorithm.parse_params(&json.to_string())?;
-        let needs = algorithm.needs();
-        let user_column = defaulted(user_column, "user_column")?;
-        let item_column = defaulted(item_column, "item_column")?;
+        let src = Sources {
+            interactions: required(interactions, "interactions")?,
+            user_column: defaulted(user_column, "user_column")?,
+            item_column: defaulted(item_column, "item_column")?,
+            weight_column,
+            ts_column,
+            relations,
+            item_entities,
+            user_relations,
+            item_features,
+        };
         // Before any data is read: may this role write a version of `name`?
         models::check_may_train(name)?;
         let started = Instant::now();
-        let rows = interactions::read(&Source {
-            relation: required(interactions, "interactions")?,
-            user_column,
-            item_column,
-            weight_column,
-            ts_column,
-            require_weight: needs.ratings,
-        })?;
-        pgrx::check_for_interrupts!();
-        let mut ds = Dataset::from_rows(&rows)?;
-        drop(rows);
-        pgrx::check_for_interrupts!();
-        let graph = if needs.graph {
-            let r = relations.ok_or_else(|| {
-                Error::new(ErrorKind::InvalidParameterValue, format!("{} needs relations", algorithm.name())).with_hint(
-                    "pass relations => 'SELECT head, relation, tail FROM ...'; for interactions alone train 'bpr'",
-                )
-            })?;
-            let pairs = item_entities.map(graph::read_item_entities).transpose()?;
-            let social = user_relations.map(|q| graph::read_triples(q, "user_relations")).transpose()?;
-            let g = KnowledgeGraph::build(
-                &ds.item_ids,
-                &graph::read_triples(r, "relations")?,
-                pairs.as_deref(),
-                &ds.user_ids,
-                social.as_deref().unwrap_or_default(),
-            )?;
-            if g.duplicates + g.self_loops + g.unknown_items + g.unknown_users > 0 {
-                pgrx::notice!(
-                    "knowledge graph: {} duplicate triples merged, {} self-loops dropped, {} item_entities rows name items without interactions, {} user_relations rows name users without interactions",
-                    g.duplicates,
-                    g.self_loops,
-                    g.unknown_items,
-                    g.unknown_users
-                );
-            }
-            pgrx::notice!(
-                "knowledge graph: {} triples, {} user-user triples, {} relations, {} entities ({} of them items)",
-                g.triples.len(),
-                g.user_triples.len(),
-                g.relations.len(),
-                g.n_entities,
-                ds.n_items()
-            );
-            pgrx::check_for_interrupts!();
-            Some(g)
-        } else if relations.is_some() || item_entities.is_some() {
-            return Err(Error::new(
-                ErrorKind::InvalidParameterValue,
-                format!(
-                    "relations and item_entities apply to {} only, not {}",
-                    Algorithm::names_where(|a| a.needs().graph),
-                    algorithm.name()
-                ),
-            ));
-        } else {
-            None
-        };
-        // A social graph without a knowledge graph: user pairs.
-        let social = match user_relations {
-            Some(q) if needs.social => {
-                let (pairs, unknown) = graph::read_user_pairs(q, &ds.user_ids)?;
-                pgrx::notice!(
-                    "user_relations: {} pairs of users; left out: {unknown} row{} naming a user without interactions",
-                    pairs.len(),
-                    if unknown == 1 { "" } else { "s" }
-                );
-                pgrx::check_for_interrupts!();
-                Some(pairs)
-            }
-            Some(_) if !needs.graph => {
-                return Err(Error::new(
-                    ErrorKind::InvalidParameterValue,
-                    format!(
-                        "user_relations apply to {} only, not {}",
-                        Algorithm::names_where(|a| a.needs().graph || a.needs().social),
-                        algorithm.name()
-                    ),
-                ));
-            }
-            _ => None,
-        };
-        let features = if needs.features {
-            let q = item_features.ok_or_else(|| {
-                Error::new(ErrorKind::InvalidParameterValue, format!("{} needs item_features", algorithm.name()))
-                    .with_hint("pass item_features => 'SELECT item_id, embedding FROM items'")
-            })?;
-            let f = features::read(q)?;
-            let known = ds.n_items();
-            let (x, missing) = f.align(&mut ds);
-            pgrx::notice!(
-                "item features: {} items of {} dimensions; {} items have features but no interactions and are scored from content alone; {missing} items with interactions have no features",
-                f.ids.len(),
-                f.dims(),
-                ds.n_items() - known
-            );
-            // One plain vector column of one table: content_knn can rank that
-            // table's rows by their index at serving time.
-            let source = if needs.content_index && f.columns == 1 { features::content_source(q)? } else { None };
-            Some((x, source, f.dims()))
-        } else if item_features.is_some() {
-            return Err(Error::new(
-                ErrorKind::InvalidParameterValue,
-                format!(
-                    "item_features apply to {} only, not {}",
-                    Algorithm::names_where(|a| a.needs().features),
-                    algorithm.name()
-                ),
-            ));
-        } else {
-            None
-        };
-        pgrx::notice!(
-            "training {} \"{name}\" on {} interactions of {} users and {} items",
-            algorithm.name(),
-            ds.len(),
-            ds.n_users(),
-            ds.n_items()
-        );
-        check_memory(
-            &p,
-            &recsys::memory::Shape {
-                users: ds.n_users(),
-                items: ds.n_items(),
-                interactions: ds.len(),
-                entities: graph.as_ref().map_or(0, |g| g.n_entities),
-                relations: graph.as_ref().map_or(0, |g| g.relations.len()),
-                triples: graph.as_ref().map_or(0, |g| g.triples.len() + g.user_triples.len())
-                    + social.as_ref().map_or(0, Vec::len),
-                feature_dims: features.as_ref().map_or(0, |f| f.2),
-            },
-        )?;
-        let label = algorithm.label();
+        let inputs = read_inputs(algorithm, &src)?;
+        inputs.announce(algorithm, "training", name);
+        check_memory(&p, &inputs.shape())?;
         let pretrained = algorithm.pretrain_of(&p).map(|m| models::load(Some(m))).transpose()?;
-        let side = recsys::Side {
-            graph: graph.as_ref(),
-            pretrain: pretrained.as_ref().map(|s| &s.model),
-            features: features.as_ref().map(|f| &f.0),
-            social: social.as_deref(),
-        };
-        let t = recsys::fit_with(&ds, &p, &side, guc::threads(), &mut |pr| {
-            pgrx::check_for_interrupts!();
-            if pr.checkpoint {
-                return Ok(());
-            }
-            if !pr.loss.is_finite() {
-                return Err(recsys::registry::diverged(
-                    algorithm,
-                    &format!("the loss is {} after {label} {}", pr.loss, pr.iteration),
-                ));
-            }
-            let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
-            let loss = if algorithm.reports_loss() { format!(": loss {:.5}", pr.loss) } else { String::new() };
-            let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));
-            let validation = pr.validation_recall.map_or(String::new(), |r| format!(", validation recall@20 {r:.4}"));
-            pgrx::notice!(
-                "{} {label} {}/{}{loss}{parts}{validation}, {:.1} s elapsed, about {:.0} s left",
-                algorithm.name(),
-                pr.iteration,
-                pr.of,
-                pr.elapsed,
-                eta
-            );
-            Ok(())
-        })?;
+        let side = inputs.side(pretrained.as_ref().map(|s| &s.model));
+        let t = recsys::fit_with(&inputs.ds, &p, &side, guc::threads(), &mut |pr| progress_notice(algorithm, pr))?;
         let seconds = started.elapsed().as_secs_f64();
-        let source = features.as_ref().and_then(|f| f.1.as_ref());
-        let saved = models::save(name, &json, &t, ds.len(), seconds, source)?;
+        let source = inputs.features.as_ref().and_then(|f| f.1.as_ref());
+        let saved = models::save(name, &json, &t, inputs.ds.len(), seconds, source, None)?;
         let metrics = models::metrics_json(&t.metrics);
         Ok(vec![(name.to_string(), saved.version, algorithm.name().to_string(), saved.deployed, JsonB(metrics))])
     };
     TableIterator::new(run().or_raise())
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(sql = false)]
+fn tune(
+    name: Option<&str>,
+    algorithm: Option<&str>,
+    interactions: Option<&str>,
+    search: Option<JsonB>,
+    trials: Option<i32>,
+    params: Option<JsonB>,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+    weight_column: Option<&str>,
+    ts_column: Option<&str>,
+    relations: Option<&str>,
+    item_entities: Option<&str>,
+    user_relations: Option<&str>,
+    item_features: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(version, i32),
+        name!(algorithm, String),
+        name!(deployed, bool),
+        name!(params, JsonB),
+        name!(metrics, JsonB),
+    ),
+> {
+    let run = || -> Result<_> {
+        let name = model_name(name)?;
+        let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
+        let search = required(search, "search")?.0;
+        let n_trials = defaulted(trials, "trials")?;
+        if !(1..=tune::MAX_TRIALS as i32).contains(&n_trials) {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("trials must be between 1 and {}, got {n_trials}", tune::MAX_TRIALS),
+            ));
+        }
+        let base_json = defaulted(params, "params")?.0;
+        let base = algorithm.parse_params(&base_json.to_string())?;
+        let base_map = base_json.as_object().cloned().unwrap_or_default();
+        if base.protocol.test_fraction <= 0.0 {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                "tune needs held-out rows to choose by: test_fraction must be above 0",
+            )
+            .with_hint("leave test_fraction out (0.2 of each user's rows) or set it above 0"));
+        }
+        let space = tune::Search::parse(algorithm, &search)?;
+        if let Some(k) = search.as_object().and_then(|o| o.keys().find(|k| base_map.contains_key(*k))) {
+            return Err(Error::new(
+                ErrorKind::InvalidParameterValue,
+                format!("param \"{k}\" is both in params and in search"),
+            )
+            .with_hint("params holds what every trial shares, search what the trials vary"));
+        }
+        let (maps, strategy) = space.configs(&base_map, n_trials as usize, base.protocol.seed());
+        let configs: Vec<Params> = maps
+            .iter()
+            .map(|m| algorithm.parse_params(&serde_json::Value::Object(m.clone()).to_string()))
+            .collect::<Result<_>>()?;
+        let src = Sources {
+            interactions: required(interactions, "interactions")?,
+            user_column: defaulted(user_column, "user_column")?,
+            item_column: defaulted(item_column, "item_column")?,
+            weight_column,
+            ts_column,
+            relations,
+            item_entities,
+            user_relations,
+            item_features,
+        };
+        models::check_may_train(name)?;
+        let started = Instant::now();
+        let inputs = read_inputs(algorithm, &src)?;
+        inputs.announce(algorithm, "tuning", name);
+        let shape = inputs.shape();
+        for c in &configs {
+            check_memory(c, &shape)?;
+        }
+        let (key, lower_better) = algorithm.key_metric();
+        pgrx::notice!(
+            "{} trials ({}), each trained on the training part less {:.0}% of each user's rows{}, scored by validation {key} ({} is better) on those",
+            configs.len(),
+            strategy.name(),
+            base.protocol.test_fraction * 100.0,
+            if inputs.ds.ts.is_some() { " (their latest)" } else { "" },
+            if lower_better { "lower" } else { "higher" }
+        );
+        let pretrained = algorithm.pretrain_of(&base).map(|m| models::load(Some(m))).transpose()?;
+        let side = inputs.side(pretrained.as_ref().map(|s| &s.model));
+        let of = configs.len();
+        let threads = guc::threads();
+        let (trials, best) = tune::run(&inputs.ds, &configs, &maps, &side, threads, &mut |e| match e {
+            tune::Event::Progress(_, pr) => progress_check(algorithm, pr),
+            tune::Event::Done(k, t) => {
+                let shown = serde_json::Value::Object(t.params.clone());
+                match (&t.metrics, &t.error) {
+                    (Some(m), _) => pgrx::notice!(
+                        "trial {k}/{of}: {shown}: validation {key} {:.4} in {:.1} s",
+                        m.get(key).copied().unwrap_or(f64::NAN),
+                        t.seconds
+                    ),
+                    (None, e) => pgrx::notice!("trial {k}/{of}: {shown}: {}", e.as_deref().unwrap_or("failed")),
+                }
+                Ok(())
+            }
+        })?;
+        let best = best.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NumericValueOutOfRange,
+                format!("every trial of \"{name}\" diverged; nothing was stored"),
+            )
+            .with_hint("narrow the search: lower learning rates, higher regularization")
+        })?;
+        let chosen = serde_json::Value::Object(maps[best].clone());
+        pgrx::notice!("trial {} chose {chosen}; training it on the whole training part", best + 1);
+        let t = recsys::fit_with(&inputs.ds, &configs[best], &side, threads, &mut |pr| progress_notice(algorithm, pr))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let kept: Vec<serde_json::Value> = trials
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                serde_json::json!({
+                    "params": t.params,
+                    "metrics": t.metrics.as_ref().map(models::metrics_json),
+                    "error": t.error,
+                    "seconds": t.seconds,
+                    "chosen": k == best,
+                })
+            })
+            .collect();
+        let source = inputs.features.as_ref().and_then(|f| f.1.as_ref());
+        let saved =
+            models::save(name, &chosen, &t, inputs.ds.len(), seconds, source, Some(&serde_json::Value::Array(kept)))?;
+        let metrics = models::metrics_json(&t.metrics);
+        Ok(vec![(
+            name.to_string(),
+            saved.version,
+            algorithm.name().to_string(),
+            saved.deployed,
+            JsonB(chosen),
+            JsonB(metrics),
+        )])
+    };
+    TableIterator::new(run().or_raise())
+}
+
+/// Behind the `pgrec.trials` view: the trials of the tuned versions the
+/// caller may use.
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)]
+fn trial_list() -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(version, i32),
+        name!(trial, i32),
+        name!(chosen, bool),
+        name!(params, JsonB),
+        name!(metrics, Option<JsonB>),
+        name!(error, Option<String>),
+        name!(seconds, f64),
+    ),
+> {
+    let rows = models::list_trials().or_raise();
+    TableIterator::new(
+        rows.into_iter().map(|t| (t.name, t.version, t.trial, t.chosen, t.params, t.metrics, t.error, t.seconds)),
+    )
+}
+
+fn model_name(name: Option<&str>) -> Result<&str> {
+    let name = required(name, "name")?;
+    if name.trim().is_empty() {
+        return Err(Error::new(ErrorKind::InvalidParameterValue, "model name must not be empty"));
+    }
+    Ok(name)
 }
 
 #[pg_extern(sql = false)]

@@ -158,6 +158,59 @@ pub fn list() -> Result<Vec<Listed>> {
     })
 }
 
+/// One trial of a `tune()` call, as `pgrec.trials` shows it.
+pub struct ListedTrial {
+    pub name: String,
+    pub version: i32,
+    pub trial: i32,
+    pub params: JsonB,
+    pub metrics: Option<JsonB>,
+    pub error: Option<String>,
+    pub seconds: f64,
+    pub chosen: bool,
+}
+
+/// The trials of the tuned versions the caller may use.
+pub fn list_trials() -> Result<Vec<ListedTrial>> {
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select(
+                    "SELECT v.name, v.version, v.trials, a.owner::oid::int8, a.readers::oid[]::int8[], a.public
+                     FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
+                     WHERE v.trials IS NOT NULL
+                     ORDER BY v.name, v.version",
+                    None,
+                    &[],
+                )
+                .map_err(spi_error)?;
+            let mut out = Vec::new();
+            for r in t {
+                let acl = Acl::read(&r, 4)?;
+                if !acl.may_use(me) {
+                    continue;
+                }
+                let (name, version): (String, i32) = (required(&r, 1)?, required(&r, 2)?);
+                let JsonB(trials): JsonB = required(&r, 3)?;
+                for (k, t) in trials.as_array().into_iter().flatten().enumerate() {
+                    out.push(ListedTrial {
+                        name: name.clone(),
+                        version,
+                        trial: k as i32 + 1,
+                        params: JsonB(t.get("params").cloned().unwrap_or_default()),
+                        metrics: t.get("metrics").filter(|m| !m.is_null()).cloned().map(JsonB),
+                        error: t.get("error").and_then(|e| e.as_str()).map(str::to_string),
+                        seconds: t.get("seconds").and_then(|x| x.as_f64()).unwrap_or_default(),
+                        chosen: t.get("chosen").and_then(|x| x.as_bool()).unwrap_or_default(),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    })
+}
+
 /// What `train()` reports for a saved version.
 pub struct Saved {
     pub version: i32,
@@ -205,6 +258,7 @@ pub fn save(
     interactions: usize,
     seconds: f64,
     source: Option<&ContentSource>,
+    trials: Option<&serde_json::Value>,
 ) -> Result<Saved> {
     let me = caller();
     let algorithm = t.model.algorithm;
@@ -246,8 +300,8 @@ pub fn save(
             client
                 .update(
                     "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
-                         train_rows, test_rows, train_seconds, deployed, data, graph, source, source_columns)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::pgrec.relation_ref, $16)",
+                         train_rows, test_rows, train_seconds, deployed, data, graph, source, source_columns, trials)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::text::pgrec.relation_ref, $16, $17)",
                     None,
                     &[
                         name.into(),
@@ -266,6 +320,7 @@ pub fn save(
                         graph.as_deref().into(),
                         source_ref.as_deref().into(),
                         source.map(|s| vec![s.id_column.clone(), s.vector_column.clone()]).into(),
+                        trials.map(|t| JsonB(t.clone())).into(),
                     ],
                 )
                 .map_err(spi_error)?;

@@ -71,6 +71,19 @@ impl Dataset {
         Ok(ds)
     }
 
+    /// The rows at `keep` (positions into the rows), in the same id spaces:
+    /// users and items without rows left keep their indices.
+    pub fn keep_rows(&self, keep: &[usize]) -> Dataset {
+        Dataset {
+            user_ids: self.user_ids.clone(),
+            item_ids: self.item_ids.clone(),
+            users: keep.iter().map(|&k| self.users[k]).collect(),
+            items: keep.iter().map(|&k| self.items[k]).collect(),
+            weights: keep.iter().map(|&k| self.weights[k]).collect(),
+            ts: self.ts.as_ref().map(|ts| keep.iter().map(|&k| ts[k]).collect()),
+        }
+    }
+
     pub fn n_users(&self) -> usize {
         self.user_ids.len()
     }

@@ -37,6 +37,7 @@ pub mod registry;
 mod sgd;
 pub mod split;
 pub mod topk;
+pub mod tune;
 pub mod vbpr;
 
 pub use data::{Csr, Dataset, Row};
