@@ -10,31 +10,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recsys_peers import evaluate, read  # noqa: E402
+from recsys_peers import evaluate, read_split  # noqa: E402
 
 
 def main(data_dir, lam, neighbors):
     warnings.filterwarnings("ignore", message="Method expects CSR input")
-    tu, ti = read(Path(data_dir) / "train.txt")
-    su, si = read(Path(data_dir) / "test.txt")
-    # The catalogue is the items with training interactions, as pgrec's
-    # (BM25's idf and length norm count the items); test items outside it
-    # cannot be ranked by anyone and are left out, as pgrec's bench does.
-    items = np.unique(ti)
-    index = {int(i): k for k, i in enumerate(items)}
-    ti = np.array([index[int(i)] for i in ti])
-    n_users, n_items = max(tu.max(), su.max()) + 1, len(items)
-    train = sp.csr_matrix((np.ones(len(tu), dtype=np.float32), (tu, ti)), shape=(n_users, n_items))
-    train.sum_duplicates()
-    train.data[:] = 1.0
-    test_items_of = {}
-    for u, i in zip(su, si):
-        if int(i) in index:
-            test_items_of.setdefault(u, []).append(index[int(i)])
-    test_users = np.array(sorted(test_items_of))
+    train, test_users, test_items_of = read_split(data_dir)
+    n_items = train.shape[1]
 
     import implicit
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recsys_peers import evaluate, read  # noqa: E402
+from recsys_peers import evaluate, read_split  # noqa: E402
 
 
 class Shim:
@@ -42,21 +42,8 @@ def main(data_dir, epochs, layers, lr, reg, batch, threads, seed=42):
         sp.dok_matrix._update = lambda self, entries: self._dict.update(entries)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    tu, ti = read(Path(data_dir) / "train.txt")
-    su, si = read(Path(data_dir) / "test.txt")
-    # The catalogue is the items with training interactions, as pgrec's.
-    items = np.unique(ti)
-    index = {int(i): k for k, i in enumerate(items)}
-    ti = np.array([index[int(i)] for i in ti])
-    n_users, n_items = max(tu.max(), su.max()) + 1, len(items)
-    train = sp.csr_matrix((np.ones(len(tu), dtype=np.float32), (tu, ti)), shape=(n_users, n_items))
-    train.sum_duplicates()
-    train.data[:] = 1.0
-    test_items_of = {}
-    for u, i in zip(su, si):
-        if int(i) in index:
-            test_items_of.setdefault(u, []).append(index[int(i)])
-    test_users = np.array(sorted(test_items_of))
+    train, test_users, test_items_of = read_split(data_dir)
+    n_users, n_items = train.shape
 
     config = {"USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "NEG_PREFIX": "neg_",
               "device": torch.device("cpu"), "embedding_size": 64, "n_layers": layers,

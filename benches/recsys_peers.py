@@ -20,6 +20,27 @@ def read(path):
     return np.array(users), np.array(items)
 
 
+def read_split(data_dir):
+    """train.txt and test.txt of data_dir over pgrec's catalogue: the items
+    with training interactions, renumbered (test items outside it cannot be
+    ranked by anyone and are left out, as pgrec's bench does). Returns the
+    binary user × item training matrix, the test users and each one's items."""
+    tu, ti = read(Path(data_dir) / "train.txt")
+    su, si = read(Path(data_dir) / "test.txt")
+    items = np.unique(ti)
+    index = {int(i): k for k, i in enumerate(items)}
+    ti = np.array([index[int(i)] for i in ti])
+    n_users, n_items = max(tu.max(), su.max()) + 1, len(items)
+    train = sp.csr_matrix((np.ones(len(tu), dtype=np.float32), (tu, ti)), shape=(n_users, n_items))
+    train.sum_duplicates()
+    train.data[:] = 1.0
+    test_items_of = {}
+    for u, i in zip(su, si):
+        if int(i) in index:
+            test_items_of.setdefault(u, []).append(index[int(i)])
+    return train, np.array(sorted(test_items_of)), test_items_of
+
+
 def evaluate(score_batch, train, test_users, test_items_of, k=20):
     recalls, ndcgs = [], []
     disc = 1.0 / np.log2(np.arange(2, k + 2))

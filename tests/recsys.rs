@@ -27,6 +27,17 @@ fn setup(c: &mut Client) {
     }
 }
 
+/// Cancels `c`'s statement 1.5 s from now, from another session; the
+/// handle says whether pg_cancel_backend found it.
+fn cancel_soon(c: &mut Client) -> std::thread::JoinHandle<bool> {
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    std::thread::spawn(move || {
+        let mut other = common::client(DB).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        other.query_one("SELECT pg_cancel_backend($1)", &[&pid]).unwrap().get::<_, bool>(0)
+    })
+}
+
 #[test]
 fn concurrent_trainings_of_one_name_make_two_versions() {
     let Some(mut c) = common::client(DB) else { return };
@@ -57,12 +68,7 @@ fn concurrent_trainings_of_one_name_make_two_versions() {
 fn cancel_stops_training_and_leaves_no_model() {
     let Some(mut c) = common::client(DB) else { return };
     setup(&mut c);
-    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let canceller = std::thread::spawn(move || {
-        let mut other = common::client(DB).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        other.query_one("SELECT pg_cancel_backend($1)", &[&pid]).unwrap().get::<_, bool>(0)
-    });
+    let canceller = cancel_soon(&mut c);
     let started = std::time::Instant::now();
     let e = c
         .batch_execute("SET client_min_messages = warning; SELECT * FROM train('cancelled', 'bpr', 'clicks', '{\"iterations\": 10000}')")
@@ -140,12 +146,7 @@ fn tune_reports_each_trial_and_stops_on_cancel() {
     );
 
     // Ctrl-C during the trials stops the search and stores nothing.
-    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let canceller = std::thread::spawn(move || {
-        let mut other = common::client(DB).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        other.query_one("SELECT pg_cancel_backend($1)", &[&pid]).unwrap().get::<_, bool>(0)
-    });
+    let canceller = cancel_soon(&mut c);
     let started = std::time::Instant::now();
     let e = c
         .batch_execute(

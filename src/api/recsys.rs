@@ -109,6 +109,30 @@ struct Sources<'a> {
     item_features: Option<&'a str>,
 }
 
+impl<'a> Sources<'a> {
+    /// From the SQL arguments: interactions, user and item columns, then
+    /// weight_column, ts_column, relations, item_entities, user_relations and
+    /// item_features (optional).
+    fn new(
+        interactions: Option<&'a str>,
+        user_column: Option<&'a str>,
+        item_column: Option<&'a str>,
+        [weight_column, ts_column, relations, item_entities, user_relations, item_features]: [Option<&'a str>; 6],
+    ) -> Result<Sources<'a>> {
+        Ok(Sources {
+            interactions: required(interactions, "interactions")?,
+            user_column: defaulted(user_column, "user_column")?,
+            item_column: defaulted(item_column, "item_column")?,
+            weight_column,
+            ts_column,
+            relations,
+            item_entities,
+            user_relations,
+            item_features,
+        })
+    }
+}
+
 /// What a training reads: the interactions and the side data its algorithm
 /// needs (refusing side data it does not take).
 struct Inputs {
@@ -331,17 +355,12 @@ fn train_impl(
         let algorithm = Algorithm::parse(required(algorithm, "algorithm")?)?;
         let json = defaulted(params, "params")?.0;
         let p = algorithm.parse_params(&json.to_string())?;
-        let src = Sources {
-            interactions: required(interactions, "interactions")?,
-            user_column: defaulted(user_column, "user_column")?,
-            item_column: defaulted(item_column, "item_column")?,
-            weight_column,
-            ts_column,
-            relations,
-            item_entities,
-            user_relations,
-            item_features,
-        };
+        let src = Sources::new(
+            interactions,
+            user_column,
+            item_column,
+            [weight_column, ts_column, relations, item_entities, user_relations, item_features],
+        )?;
         // Before any data is read: may this role write a version of `name`?
         models::check_may_train(name)?;
         let started = Instant::now();
@@ -422,17 +441,12 @@ fn tune(
             .iter()
             .map(|m| algorithm.parse_params(&serde_json::Value::Object(m.clone()).to_string()))
             .collect::<Result<_>>()?;
-        let src = Sources {
-            interactions: required(interactions, "interactions")?,
-            user_column: defaulted(user_column, "user_column")?,
-            item_column: defaulted(item_column, "item_column")?,
-            weight_column,
-            ts_column,
-            relations,
-            item_entities,
-            user_relations,
-            item_features,
-        };
+        let src = Sources::new(
+            interactions,
+            user_column,
+            item_column,
+            [weight_column, ts_column, relations, item_entities, user_relations, item_features],
+        )?;
         models::check_may_train(name)?;
         let started = Instant::now();
         let inputs = read_inputs(algorithm, &src)?;
