@@ -112,50 +112,70 @@ pub struct Listed {
     pub owner: Oid,
 }
 
-/// Every version of the models the caller may use, by name and version.
-/// Read as the registry owner, so the caller needs no rights on the tables:
-/// on Citus a view over them would read their shards as the caller.
-pub fn list() -> Result<Vec<Listed>> {
+/// Reads `columns` of every version (`v`, joined with its ACL `a`) that
+/// `filter` keeps, as the registry owner, and calls `row` for those the
+/// caller may use, in name and version order; `columns` come after the
+/// ACL's three, so the first is column 4. Read as the owner, so the
+/// caller needs no rights on the tables: on Citus a view over them would
+/// read their shards as the caller.
+fn each_usable(
+    columns: &str,
+    filter: &str,
+    mut row: impl FnMut(&pgrx::spi::SpiHeapTupleData<'_>, &Acl) -> Result<()>,
+) -> Result<()> {
     let me = caller();
     as_registry_owner(|| {
         Spi::connect(|client| {
             let t = client
                 .select(
-                    "SELECT v.name, v.version, v.algorithm, v.deployed, v.users, v.items, v.interactions,
-                            v.train_seconds,
-                            pg_catalog.octet_length(v.data)::bigint + coalesce(pg_catalog.octet_length(v.graph), 0),
-                            v.created_at, v.params, v.metrics, a.owner::oid::int8, a.readers::oid[]::int8[], a.public
-                     FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
-                     ORDER BY v.name, v.version",
+                    &format!(
+                        "SELECT a.owner::oid::int8, a.readers::oid[]::int8[], a.public, {columns}
+                         FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
+                         {filter} ORDER BY v.name, v.version"
+                    ),
                     None,
                     &[],
                 )
                 .map_err(spi_error)?;
-            let mut out = Vec::new();
             for r in t {
-                let acl = Acl::read(&r, 13)?;
-                if !acl.may_use(me) {
-                    continue;
+                let acl = Acl::read(&r, 1)?;
+                if acl.may_use(me) {
+                    row(&r, &acl)?;
                 }
-                out.push(Listed {
-                    name: required(&r, 1)?,
-                    version: required(&r, 2)?,
-                    algorithm: required(&r, 3)?,
-                    deployed: required(&r, 4)?,
-                    users: required(&r, 5)?,
-                    items: required(&r, 6)?,
-                    interactions: required(&r, 7)?,
-                    train_seconds: required(&r, 8)?,
-                    bytes: required(&r, 9)?,
-                    created_at: required(&r, 10)?,
-                    params: required(&r, 11)?,
-                    metrics: required(&r, 12)?,
-                    owner: acl.owner,
-                });
             }
-            Ok(out)
+            Ok(())
         })
     })
+}
+
+/// Every version of the models the caller may use, by name and version.
+pub fn list() -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    each_usable(
+        "v.name, v.version, v.algorithm, v.deployed, v.users, v.items, v.interactions, v.train_seconds, \
+         pg_catalog.octet_length(v.data)::bigint + coalesce(pg_catalog.octet_length(v.graph), 0), \
+         v.created_at, v.params, v.metrics",
+        "",
+        |r, acl| {
+            out.push(Listed {
+                name: required(r, 4)?,
+                version: required(r, 5)?,
+                algorithm: required(r, 6)?,
+                deployed: required(r, 7)?,
+                users: required(r, 8)?,
+                items: required(r, 9)?,
+                interactions: required(r, 10)?,
+                train_seconds: required(r, 11)?,
+                bytes: required(r, 12)?,
+                created_at: required(r, 13)?,
+                params: required(r, 14)?,
+                metrics: required(r, 15)?,
+                owner: acl.owner,
+            });
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// One trial of a `tune()` call, as `pgrec.trials` shows it.
@@ -172,43 +192,25 @@ pub struct ListedTrial {
 
 /// The trials of the tuned versions the caller may use.
 pub fn list_trials() -> Result<Vec<ListedTrial>> {
-    let me = caller();
-    as_registry_owner(|| {
-        Spi::connect(|client| {
-            let t = client
-                .select(
-                    "SELECT v.name, v.version, v.trials, a.owner::oid::int8, a.readers::oid[]::int8[], a.public
-                     FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
-                     WHERE v.trials IS NOT NULL
-                     ORDER BY v.name, v.version",
-                    None,
-                    &[],
-                )
-                .map_err(spi_error)?;
-            let mut out = Vec::new();
-            for r in t {
-                let acl = Acl::read(&r, 4)?;
-                if !acl.may_use(me) {
-                    continue;
-                }
-                let (name, version): (String, i32) = (required(&r, 1)?, required(&r, 2)?);
-                let JsonB(trials): JsonB = required(&r, 3)?;
-                for (k, t) in trials.as_array().into_iter().flatten().enumerate() {
-                    out.push(ListedTrial {
-                        name: name.clone(),
-                        version,
-                        trial: k as i32 + 1,
-                        params: JsonB(t.get("params").cloned().unwrap_or_default()),
-                        metrics: t.get("metrics").filter(|m| !m.is_null()).cloned().map(JsonB),
-                        error: t.get("error").and_then(|e| e.as_str()).map(str::to_string),
-                        seconds: t.get("seconds").and_then(|x| x.as_f64()).unwrap_or_default(),
-                        chosen: t.get("chosen").and_then(|x| x.as_bool()).unwrap_or_default(),
-                    });
-                }
-            }
-            Ok(out)
-        })
-    })
+    let mut out = Vec::new();
+    each_usable("v.name, v.version, v.trials", "WHERE v.trials IS NOT NULL", |r, _| {
+        let (name, version): (String, i32) = (required(r, 4)?, required(r, 5)?);
+        let JsonB(trials): JsonB = required(r, 6)?;
+        for (k, t) in trials.as_array().into_iter().flatten().enumerate() {
+            out.push(ListedTrial {
+                name: name.clone(),
+                version,
+                trial: k as i32 + 1,
+                params: JsonB(t.get("params").cloned().unwrap_or_default()),
+                metrics: t.get("metrics").filter(|m| !m.is_null()).cloned().map(JsonB),
+                error: t.get("error").and_then(|e| e.as_str()).map(str::to_string),
+                seconds: t.get("seconds").and_then(|x| x.as_f64()).unwrap_or_default(),
+                chosen: t.get("chosen").and_then(|x| x.as_bool()).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// What `train()` reports for a saved version.

@@ -13,14 +13,16 @@ pub(crate) struct Adam<D: Dimension> {
 const B1: f32 = 0.9;
 const B2: f32 = 0.999;
 
+/// One element's step: moments `m`, `v` from gradient `g`, then `p`.
 #[inline(always)]
-fn update(p: &mut f32, m: &mut f32, v: &mut f32, g: f32, lr: f32, c1: f32, c2: f32) {
+pub(crate) fn update(p: &mut f32, m: &mut f32, v: &mut f32, g: f32, lr: f32, c1: f32, c2: f32) {
     *m = B1 * *m + (1.0 - B1) * g;
     *v = B2 * *v + (1.0 - B2) * g * g;
     *p -= lr * (*m / c1) / ((*v / c2).sqrt() + 1e-8);
 }
 
-fn corrections(t: i32) -> (f32, f32) {
+/// The bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ at step `t` ≥ 1.
+pub(crate) fn corrections(t: i32) -> (f32, f32) {
     (1.0 - B1.powi(t), 1.0 - B2.powi(t))
 }
 

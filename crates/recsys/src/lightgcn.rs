@@ -24,6 +24,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::adam;
 use super::data::{Csr, draw_absent};
 use super::memory::{Shape, factor_model};
 use super::params::{BATCH, FACTORS, ITERATIONS, LEARNING_RATE, Param, Rule};
@@ -250,8 +251,6 @@ fn final_embeddings(adj: &Csr, e0: &[f32], d: usize, layers: usize) -> Vec<f32> 
     sum
 }
 
-const B1: f32 = 0.9;
-const B2: f32 = 0.999;
 /// The most layers `layers` takes (its rule's bound).
 const MAX_LAYERS: usize = 8;
 
@@ -407,7 +406,7 @@ pub fn train(
             loss += l;
             reg_loss += r;
             step = step.saturating_add(1);
-            adam(&mut t, &mut m, &mut v, step, p, chunk.len() as f32, pool);
+            adam_step(&mut t, &mut m, &mut v, step, p, chunk.len() as f32, pool);
             t.clear();
             samples += chunk.len();
             on_iteration(&Progress { iteration: epoch, of: p.iterations, checkpoint: true, ..Progress::default() })?;
@@ -448,7 +447,7 @@ fn initial(n_users: usize, n_items: usize, d: usize, seed: u64) -> Vec<f32> {
 
 /// One Adam step on every layer-0 row, as dense Adam does (moments decay
 /// where the gradient is zero).
-fn adam(
+fn adam_step(
     t: &mut Trainer,
     m: &mut [f32],
     v: &mut [f32],
@@ -457,7 +456,7 @@ fn adam(
     b: f32,
     pool: &rayon::ThreadPool,
 ) {
-    let (c1, c2) = (1.0 - B1.powi(step), 1.0 - B2.powi(step));
+    let (c1, c2) = adam::corrections(step);
     let (lr, reg) = (p.learning_rate, p.regularization / b);
     let d = t.d;
     let mut e0 = std::mem::take(&mut t.e0);
@@ -473,9 +472,7 @@ fn adam(
                 |g, (r, ((pr, mr), vr))| {
                     state.gradient(r, reg, pr, g);
                     for t in 0..d {
-                        mr[t] = B1 * mr[t] + (1.0 - B1) * g[t];
-                        vr[t] = B2 * vr[t] + (1.0 - B2) * g[t] * g[t];
-                        pr[t] -= lr * (mr[t] / c1) / ((vr[t] / c2).sqrt() + 1e-8);
+                        adam::update(&mut pr[t], &mut mr[t], &mut vr[t], g[t], lr, c1, c2);
                     }
                 },
             )
