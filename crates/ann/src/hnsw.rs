@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use super::Metric;
 use super::heuristic::{BuildParams, select_neighbors_flagged};
+use super::huge;
 use super::search::{Graph, Scored, Visited};
 use super::update::{GraphMut, link_unreachable, plan_links, repair_after_delete};
 use pgrec_base::error::{Error, ErrorKind, Result};
@@ -273,6 +274,61 @@ impl Graph for Hnsw {
     }
 }
 
+/// The order in which one batch of a build is inserted: by the signs of
+/// each vector's projections on [`LocalityOrder::BITS`] random directions
+/// through the data's mean, so that one worker inserts near neighbours one
+/// after another and finds most of the rows and lists its search reads still
+/// in its caches, and the two halves a batch splits into lie apart. Which
+/// rows form a batch is unchanged (the next ones in table order), so a build
+/// still grows from a random sample of the data.
+///
+/// In memory, the same session (`cargo bench --bench hnsw`, 2 threads, with
+/// huge pages): 100,000 × 384 cosine 12.6–13.1 s in table order, 6.9–8.4 s
+/// ordered; 1,000,000 × 128 L2 145 s and 109 s; 50,000 × 128 L2 2.0–2.2 s and
+/// 1.7–1.8 s. Recall@10 at ef_search 10 rose slightly (0.914 → 0.918 on 384
+/// dimensions, 0.889 → 0.893 on the crash test's curve) and moved by at most
+/// 0.0004 elsewhere. 12 to 32 directions measured alike.
+struct LocalityOrder {
+    /// `BITS` directions, `dim` wide each, and each one's projection of the mean.
+    dirs: Vec<f32>,
+    offsets: Vec<f32>,
+}
+
+impl LocalityOrder {
+    const BITS: usize = 16;
+
+    fn new(g: &Hnsw) -> LocalityOrder {
+        let mut rng = pgrec_base::rng::Rng::new(0x10ca1);
+        let dirs: Vec<f32> = (0..Self::BITS * g.dim).map(|_| rng.normal() as f32).collect();
+        let mut mean = vec![0f64; g.dim];
+        for v in g.data.chunks_exact(g.dim) {
+            for (m, &x) in mean.iter_mut().zip(v) {
+                *m += f64::from(x);
+            }
+        }
+        let mean: Vec<f32> = mean.iter().map(|&m| (m / g.len().max(1) as f64) as f32).collect();
+        let offsets = dirs.chunks_exact(g.dim).map(|d| (g.kernels.dot)(d, &mean)).collect();
+        LocalityOrder { dirs, offsets }
+    }
+
+    /// The nodes of `batch`, ordered by their sign codes (ties by id).
+    fn of(&self, g: &Hnsw, batch: std::ops::Range<usize>) -> Vec<u32> {
+        let mut keyed: Vec<(u32, u32)> = batch
+            .map(|i| {
+                let v = g.vector(i as u32);
+                let code = self
+                    .dirs
+                    .chunks_exact(g.dim)
+                    .zip(&self.offsets)
+                    .fold(0u32, |code, (d, &o)| code << 1 | u32::from((g.kernels.dot)(d, v) > o));
+                (code, i as u32)
+            })
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
 impl Hnsw {
     /// Builds a graph over `vectors` (row-major, `dim` wide, already prepared with
     /// [`Metric::prepare`]) using `threads` workers. `between_batches(done)` runs on
@@ -295,14 +351,18 @@ impl Hnsw {
         let seed = 0x5eed;
         let levels: Vec<u8> = (0..n).map(|i| params.level_for(i as u64, seed) as u8).collect();
         let upper = levels.iter().map(|&l| (0..l).map(|_| RwLock::new(Links::default())).collect()).collect();
-        let layer0 = (0..n * (1 + params.max_neighbors(0))).map(|_| AtomicU32::new(0)).collect();
-        let info0 = (0..n * params.max_neighbors(0)).map(|_| AtomicU64::new(0)).collect();
+        let layer0 = huge::filled(n * (1 + params.max_neighbors(0)), |_| AtomicU32::new(0));
+        let info0 = huge::filled(n * params.max_neighbors(0), |_| AtomicU64::new(0));
+        // Copied once into a buffer advised before it is touched (see
+        // huge.rs); the caller's is freed at once.
+        let data = huge::copy_of(&vectors);
+        drop(vectors);
         let mut g = Hnsw {
             metric,
             params,
             dim,
             kernels: kernels::best(),
-            data: vectors,
+            data,
             levels,
             upper,
             layer0,
@@ -321,9 +381,11 @@ impl Hnsw {
         // Small first batches let the graph grow a backbone before wide
         // parallelism; later batches are large enough to keep workers busy.
         let mut done = 1;
+        let order = LocalityOrder::new(&g);
         while done < n {
             let batch = (done / 4).clamp(256, 8192).min(n - done);
-            pool.install(|| (done..done + batch).into_par_iter().for_each(|i| g.insert(i as u32)));
+            let batch_order = order.of(&g, done..done + batch);
+            pool.install(|| batch_order.par_iter().for_each(|&i| g.insert(i)));
             done += batch;
             between_batches(done)?;
         }
@@ -632,6 +694,27 @@ mod tests {
             let found = search(&g, q, 5000);
             assert_eq!(found.len(), 5000, "seed {seed}: a search as wide as the graph finds every node");
         }
+    }
+
+    #[test]
+    fn a_batch_is_inserted_near_neighbours_together() {
+        // Two tight clusters far apart, alternating in table order: a batch
+        // ordered by locality holds each cluster in one run, so it switches
+        // from one to the other once instead of at every row.
+        let dim = 8;
+        let mut data = Vec::new();
+        for i in 0..400 {
+            let centre = if i % 2 == 0 { 5.0 } else { -5.0 };
+            data.extend((0..dim).map(|d| centre + ((i * 7 + d) % 5) as f32 * 0.01));
+        }
+        let g = build(Metric::L2, &data, dim);
+        let order = LocalityOrder::new(&g);
+        let batch = order.of(&g, 100..300);
+        let mut sorted = batch.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (100..300).collect::<Vec<u32>>());
+        let switches = batch.windows(2).filter(|w| w[0] % 2 != w[1] % 2).count();
+        assert_eq!(switches, 1, "{batch:?}");
     }
 
     #[test]

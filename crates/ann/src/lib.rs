@@ -15,6 +15,7 @@
 
 mod heuristic;
 mod hnsw;
+mod huge;
 mod search;
 mod stream;
 pub mod synth;
