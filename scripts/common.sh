@@ -193,8 +193,19 @@ EOF
     if ! as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         log "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$port ($data)"
         # RUST_BACKTRACE=1: the tests check that no backtrace reaches a client anyway.
-        as_owner env RUST_BACKTRACE=1 "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \
-            || { tail -20 "$dir/server.log" >&2; die "cluster $name did not start"; }
+        # The test ports lie in Linux's ephemeral range, so an earlier
+        # client's connection may still hold this one (up to 60 s in
+        # TIME_WAIT, which the server's SO_REUSEADDR cannot override): wait.
+        local try
+        for try in 1 2 3 4 5 6 7 8 9; do
+            as_owner env RUST_BACKTRACE=1 "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+                && return 0
+            tail -8 "$dir/server.log" | grep -q "Address already in use" || break
+            log "port $port is still held by an earlier connection (try $try); waiting 10 s"
+            sleep 10
+        done
+        tail -20 "$dir/server.log" >&2
+        die "cluster $name did not start"
     fi
 }
 
