@@ -7,12 +7,10 @@
 //! (inserts and VACUUM) are serialised by a heavyweight lock on the meta page
 //! ([`WriteLock`]); readers take none and see each page change atomically.
 
-use std::collections::HashSet;
-
 use pgrx::pg_sys;
 
 use super::layout::{self, META_SIZE, Meta, Node, NodeMut, NodeRef};
-use crate::ann::{BuildParams, Graph, GraphMut, Metric};
+use crate::ann::{BuildParams, Graph, GraphMut, Metric, NodeSet, node_set};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Kernels};
 use crate::sqlstate::raise;
@@ -313,10 +311,10 @@ impl PageGraph {
 
 impl Graph for PageGraph {
     type Node = NodeRef;
-    type Visited = HashSet<NodeRef>;
+    type Visited = NodeSet<NodeRef>;
 
-    fn visited(&self) -> HashSet<NodeRef> {
-        HashSet::with_capacity(1024)
+    fn visited(&self) -> NodeSet<NodeRef> {
+        node_set(1024)
     }
 
     fn entry(&self) -> Option<(NodeRef, usize)> {

@@ -23,7 +23,7 @@ mod update;
 
 pub use heuristic::{BuildParams, repair, select_neighbors};
 pub use hnsw::{Bitmap, Hnsw, LINK_BYTES};
-pub use search::{Graph, Scored, UPPER_EF, Visited, search, search_layer, search_with};
+pub use search::{Graph, NodeSet, Scored, UPPER_EF, Visited, node_set, search, search_layer, search_with};
 pub use stream::Stream;
 pub use update::{GraphMut, link_new_node, link_unreachable, repair_after_delete};
 

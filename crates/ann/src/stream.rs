@@ -7,16 +7,16 @@
 //! Rows of a later round may be nearer than some of an earlier one; the scan is
 //! approximate in order as in count, which is what ef_search trades away.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
-use super::search::{Graph, Scored, search};
+use super::search::{Graph, NodeSet, Scored, node_set, search};
 
 pub struct Stream<N> {
     ef: usize,
     max_results: usize,
     produced: usize,
-    returned: HashSet<N>,
+    returned: NodeSet<N>,
     pending: VecDeque<Scored<N>>,
     /// No further round can find anything new.
     exhausted: bool,
@@ -29,7 +29,7 @@ impl<N: Copy + Ord + Hash> Stream<N> {
             ef: ef.max(1),
             max_results,
             produced: 0,
-            returned: HashSet::new(),
+            returned: node_set(0),
             pending: VecDeque::new(),
             exhausted: false,
         }
@@ -68,6 +68,7 @@ impl<N: Copy + Ord + Hash> Stream<N> {
 mod tests {
     use super::*;
     use crate::{BuildParams, Hnsw, Metric, synth};
+    use std::collections::HashSet;
 
     fn graph(n: usize, dim: usize) -> (Hnsw, Vec<f32>) {
         let data = synth::embeddings(n, dim, 21);
