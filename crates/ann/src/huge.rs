@@ -13,22 +13,22 @@
 /// pages before any is written. Elsewhere than Linux, or when the kernel
 /// declines, an ordinary vector.
 pub fn filled<T>(len: usize, fill: impl FnMut(usize) -> T) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    advise(&v);
+    let mut v = advised(len);
     v.extend((0..len).map(fill));
     v
 }
 
 /// A copy of `from` in storage advised as [`filled`]'s.
 pub fn copy_of<T: Copy>(from: &[T]) -> Vec<T> {
-    let mut v = Vec::with_capacity(from.len());
-    advise(&v);
+    let mut v = advised(from.len());
     v.extend_from_slice(from);
     v
 }
 
-/// Advises the whole 2 MB-aligned part of `v`'s allocated capacity.
-fn advise<T>(v: &Vec<T>) {
+/// An empty vector with room for `len` values, the whole 2 MB-aligned part
+/// of that room advised before anything touches it.
+fn advised<T>(len: usize) -> Vec<T> {
+    let v = Vec::with_capacity(len);
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
@@ -42,4 +42,5 @@ fn advise<T>(v: &Vec<T>) {
             unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
         }
     }
+    v
 }
