@@ -80,6 +80,15 @@ SELECT count(*) AS non_null_rows FROM items WHERE e IS NOT NULL;
 SELECT knn_check($$SELECT id FROM items ORDER BY e <-> (SELECT e FROM items WHERE id = 14) LIMIT 10$$) AS after_vacuum;
 REINDEX INDEX items_e;
 SELECT knn_check($$SELECT id FROM items ORDER BY e <-> (SELECT e FROM items WHERE id = 14) LIMIT 10$$) AS after_reindex;
+-- Two scans of one index open at once (each outer row's neighbours through a
+-- second scan), and an index of a temporary table (local buffers): scans pin
+-- pages through the buffers that last held them, where they can.
+SELECT knn_check($$SELECT a.id * 10000 + b.id AS id FROM (SELECT id, e FROM items ORDER BY e <-> (SELECT e FROM items WHERE id = 14) LIMIT 3) a,
+    LATERAL (SELECT id FROM items i ORDER BY i.e <-> a.e LIMIT 3) b$$) AS nested_scans;
+CREATE TEMP TABLE temp_items AS SELECT * FROM items WHERE id <= 2000;
+CREATE INDEX ON temp_items USING pgrec_hnsw (e);
+SELECT knn_check($$SELECT id FROM temp_items ORDER BY e <-> (SELECT e FROM items WHERE id = 14) LIMIT 10$$) AS temp_index,
+       knn_check($$SELECT id FROM temp_items ORDER BY e <-> (SELECT e FROM items WHERE id = 99) LIMIT 10$$) AS temp_again;
 DROP INDEX items_e;
 CREATE INDEX CONCURRENTLY items_e ON items USING pgrec_hnsw (e embedding_l2_ops);
 SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_e'::regclass;

@@ -1,6 +1,7 @@
 //! Index access method `pgrec_hnsw`: the handler that hands Postgres the
 //! callbacks, one file per IndexAmRoutine callback, `pages` (the graph as seen
-//! through the buffer manager) and `layout` (the page format, pure bytes). The
+//! through the buffer manager), `recent` (pins pages through the buffers that
+//! last held them) and `layout` (the page format, pure bytes). The
 //! graph algorithms themselves live in `crate::ann`.
 
 mod beginscan;
@@ -15,6 +16,7 @@ mod insert;
 pub(crate) mod layout;
 pub(crate) mod options;
 mod pages;
+mod recent;
 mod rescan;
 mod scan;
 mod vacuumcleanup;

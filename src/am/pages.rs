@@ -10,6 +10,7 @@
 use pgrx::pg_sys;
 
 use super::layout::{self, META_SIZE, Meta, Node, NodeMut, NodeRef};
+use super::recent::Recent;
 use crate::ann::{BuildParams, Graph, GraphMut, Metric, NodeSet, node_set};
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernels::{self, Kernels};
@@ -152,6 +153,7 @@ pub struct PageGraph {
     index: pg_sys::Relation,
     pub meta: Meta,
     kernels: &'static Kernels,
+    recent: Recent,
 }
 
 impl PageGraph {
@@ -159,7 +161,11 @@ impl PageGraph {
     /// `index` must be an open, built `pgrec_hnsw` index that outlives the graph.
     pub unsafe fn open(index: pg_sys::Relation) -> PageGraph {
         // SAFETY: per the contract.
-        PageGraph { index, meta: unsafe { read_meta(index) }, kernels: kernels::best() }
+        unsafe {
+            let meta = read_meta(index);
+            let recent = Recent::open(index, meta.last_block);
+            PageGraph { index, meta, kernels: kernels::best(), recent }
+        }
     }
 
     pub fn params(&self) -> BuildParams {
@@ -172,8 +178,8 @@ impl PageGraph {
 
     /// Runs `f` on node `r` under a share lock on its page.
     pub fn read<R>(&self, r: NodeRef, f: impl FnOnce(Node<'_>) -> R) -> R {
-        // SAFETY: the buffer is pinned by ReadBuffer for read_pinned to release.
-        unsafe { self.read_pinned(pg_sys::ReadBuffer(self.index, r.block), r, f) }.unwrap_or_else(|e| raise(e))
+        // SAFETY: the buffer is pinned by `pin` for read_pinned to release.
+        unsafe { self.read_pinned(self.recent.pin(r.block), r, f) }.unwrap_or_else(|e| raise(e))
     }
 
     /// Runs `f` on node `r` of the pinned buffer `buf` under a share lock,
@@ -348,7 +354,7 @@ impl Graph for PageGraph {
             // uses again, under a share lock and fully checked.
             unsafe {
                 for (b, r) in bufs.iter_mut().zip(batch) {
-                    *b = pg_sys::ReadBuffer(self.index, r.block);
+                    *b = self.recent.pin(r.block);
                     let page = pg_sys::BufferGetPage(*b).cast::<u8>();
                     kernels::prefetch(page.wrapping_add(linp + 4 * usize::from(r.offset).saturating_sub(1)), 4);
                 }
