@@ -5,10 +5,12 @@
 //! - `music`: music-kgcn (Last.FM + Satori KG; the listened artists of
 //!   `ratings_final.txt`), a random 20% of each user's artists held out.
 //! - `ml1m`: ml-1m-kgat with its DBpedia KG and its own train/test files.
+//! - `fb943`: the first 943 users of ml-1m-kgat's Freebase variant (about
+//!   100k training interactions, as MovieLens 100K) with its whole KG.
 //! - `ml100k`: MovieLens 100K, every rating an interaction, no KG (kgat is
 //!   skipped), a random 20% of each user's movies held out.
 //!
-//! Run: cargo bench --bench kgat -- [music|ml1m|ml100k] [KGAT_PARAMS_JSON] [BPR_PARAMS_JSON]
+//! Run: cargo bench --bench kgat -- [music|ml1m|fb943|ml100k] [KGAT_PARAMS_JSON] [BPR_PARAMS_JSON]
 //! (`"pretrain": "bpr"` in the KGAT params starts it from the BPR model of the same run)
 //! `BENCH_ALGORITHMS` names the runs (default `popular bpr kgat`), each
 //! `name` or `name:PARAMS_JSON`; e.g. `popular bpr ease item_knn
@@ -74,6 +76,24 @@ fn main() {
             let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
             (pairs("train.txt"), pairs("test.txt"), kg)
         }
+        "fb943" => {
+            let dir = data.join("ml-1m-kgat/freebase");
+            if !dir.join("train.txt").exists() {
+                println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
+                return;
+            }
+            // MovieLens-100K-sized: the first 943 users of ml-1m-kgat with
+            // the whole Freebase KG (the 100k-interaction scale).
+            let pairs = |f: &str| -> Vec<(i64, i64)> {
+                ints(&dir.join(f))
+                    .into_iter()
+                    .filter(|r| r[0] < 943)
+                    .flat_map(|r| r[1..].iter().map(|&i| (r[0], i)).collect::<Vec<_>>())
+                    .collect()
+            };
+            let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
+            (pairs("train.txt"), pairs("test.txt"), kg)
+        }
         "ml100k" => {
             let file = data.join("ml-100k/u.data");
             if !file.exists() {
@@ -82,7 +102,7 @@ fn main() {
             }
             (ints(&file).into_iter().map(|r| (r[0], r[1])).collect(), Vec::new(), Vec::new())
         }
-        other => panic!("unknown set {other}: use music, ml1m or ml100k"),
+        other => panic!("unknown set {other}: use music, ml1m, fb943 or ml100k"),
     };
     let rows: Vec<Row> = train.iter().map(|&(user, item)| Row { user, item, weight: 1.0, ts: None }).collect();
     let ds = Dataset::from_rows(&rows).expect("dataset");
@@ -134,12 +154,19 @@ fn main() {
             p.protocol.test_fraction = 0.0;
         }
         let mut epochs = Vec::new();
+        let mut phases: Vec<(&str, f64)> = Vec::new();
         let pretrain = if algorithm.pretrain_of(&p).is_some() { bpr_model.as_ref() } else { None };
         let side = Side { graph: graph.as_ref(), pretrain, ..Side::default() };
         let started = std::time::Instant::now();
         let t = fit_with(&ds, &p, &side, threads, &mut |pr| {
             if !pr.checkpoint {
                 epochs.push(pr.elapsed);
+                for (k, (name, s)) in pr.phases.iter().flat_map(|p| p.named()).enumerate() {
+                    match phases.get_mut(k) {
+                        Some(slot) => slot.1 += s,
+                        None => phases.push((name, s)),
+                    }
+                }
             }
             Ok(())
         })
@@ -161,6 +188,11 @@ fn main() {
             m["ndcg_kgat@20"],
             peak_rss_mib()
         );
+        if !phases.is_empty() {
+            let per: Vec<String> =
+                phases.iter().map(|(n, s)| format!("{n} {:.2}", s / epochs.len().max(1) as f64)).collect();
+            println!("      seconds per epoch by phase: {}", per.join(", "));
+        }
         if name == "bpr" {
             bpr_model = Some(t.model);
         }

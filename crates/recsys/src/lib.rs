@@ -45,7 +45,7 @@ pub use fit::{Side, Trained, fit, fit_json, fit_with};
 pub use metrics::Metrics;
 pub use model::Model;
 pub use params::Params;
-pub use progress::Progress;
+pub use progress::{Phases, Progress};
 pub use registry::Algorithm;
 
 #[cfg(test)]

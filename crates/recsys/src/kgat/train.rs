@@ -5,6 +5,8 @@
 //! The result is one final representation per user and per item, whose dot
 //! product is the score, so a KGAT model serves like any factor model.
 
+use std::time::Instant;
+
 use ndarray::{Array1, Array2};
 
 use super::KnowledgeGraph;
@@ -15,6 +17,7 @@ use super::transr::{self, Relations};
 use crate::Progress;
 use crate::adam::Adam;
 use crate::data::Csr;
+use crate::progress::Phases;
 use pgrec_base::error::Result;
 use pgrec_base::rng::Rng;
 
@@ -310,7 +313,7 @@ pub fn train(
     let cf_batches = ui.nnz().div_ceil(p.cf_batch.max(1)).max(1);
     let negatives = p.negatives.max(1);
     let kg_batches = ckg.adjacency.nnz().div_ceil(p.kg_batch.max(1)).max(1);
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     // The final representations: attention from the current parameters,
     // then every layer without dropout.
     let finish = |ckg: &mut Ckg, e0: &Array2<f32>, rel: &Relations, layers: &[LayerWeights]| {
@@ -336,6 +339,14 @@ pub fn train(
     let mut stale = 0;
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
+        let mut ph = Phases::default();
+        let lap = |since: &mut Instant| {
+            let now = Instant::now();
+            let s = now.duration_since(*since).as_secs_f64();
+            *since = now;
+            s
+        };
+        let mut clock = Instant::now();
         // Batches are drawn here and computed on the pool; between them the
         // caller may cancel (an epoch on a large graph takes minutes).
         let checkpoint =
@@ -344,6 +355,7 @@ pub fn train(
             transr::attention(&mut ckg, &e0, &rel);
             ckg.adjacency.transpose()
         });
+        ph.attention += lap(&mut clock);
         for _ in 0..cf_batches {
             // Each sample's negative candidates are drawn now and the hardest
             // chosen once the forward pass has scored them.
@@ -356,17 +368,13 @@ pub fn train(
                 cands.extend((0..negatives).map(|_| ui.draw_unseen(u as usize, &mut rng)));
             }
             let keep: Vec<Array2<f32>> = if p.dropout > 0.0 {
-                let scale = 1.0 / (1.0 - p.dropout);
-                p.layers
-                    .iter()
-                    .map(|&d| {
-                        Array2::from_shape_fn((n, d), |_| if rng.uniform() < p.dropout as f64 { 0.0 } else { scale })
-                    })
-                    .collect()
+                let seed = rng.next_u64();
+                pool.install(|| propagate::dropout_masks(n, &p.layers, p.dropout, seed))
             } else {
                 Vec::new()
             };
             t_cf += 1;
+            ph.cf_sampling += lap(&mut clock);
             cf_loss += pool.install(|| {
                 let (finals, caches) = propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, keep);
                 let bias = if p.item_bias { item_bias.as_slice() } else { None };
@@ -378,10 +386,12 @@ pub fn train(
                     grad: d_bias.as_slice_mut().unwrap_or(&mut []),
                 });
                 let loss = cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final, bias);
+                ph.cf_forward += lap(&mut clock);
                 if p.item_bias {
                     adam_bias_i.step(&mut item_bias, &d_bias, p.learning_rate, t_cf);
                 }
                 let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &caches, &d_final);
+                ph.cf_backward += lap(&mut clock);
                 adam_e0.step(&mut e0, &d_e0, p.learning_rate, t_cf);
                 for (l, dw) in dws.iter().enumerate() {
                     adam_layers[l][0].step(&mut layers[l].w1, &dw.w1, p.learning_rate, t_cf);
@@ -389,10 +399,12 @@ pub fn train(
                     adam_bias[l][0].step(&mut layers[l].b1, &dw.b1, p.learning_rate, t_cf);
                     adam_bias[l][1].step(&mut layers[l].b2, &dw.b2, p.learning_rate, t_cf);
                 }
+                ph.cf_adam += lap(&mut clock);
                 loss
             });
             on_epoch(&checkpoint(cf_loss))?;
         }
+        lap(&mut clock);
         for _ in 0..kg_batches {
             let adj = &ckg.adjacency;
             let batch: Vec<(u32, u16, u32, u32)> = (0..p.kg_batch)
@@ -418,6 +430,7 @@ pub fn train(
             });
             on_epoch(&checkpoint(kg_loss))?;
         }
+        ph.kg += lap(&mut clock);
         let mut validation_recall = None;
         if let Some(v) = validation.as_ref().filter(|_| epoch % p.eval_every == 0) {
             let f = finish(&mut ckg, &e0, &rel, &layers);
@@ -436,6 +449,7 @@ pub fn train(
             } else {
                 stale += 1;
             }
+            ph.validation += lap(&mut clock);
         }
         let (cf, kg) = (cf_loss / cf_batches as f64, kg_loss / kg_batches as f64);
         on_epoch(&Progress {
@@ -446,6 +460,7 @@ pub fn train(
             checkpoint: false,
             cf_kg: Some((cf, kg)),
             validation_recall,
+            phases: Some(ph),
         })?;
         if validation.is_some() && stale >= p.patience {
             break;
