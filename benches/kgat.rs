@@ -34,6 +34,25 @@ fn ints(path: &Path) -> Vec<Vec<i64>> {
 /// Training pairs, test pairs (empty: split in `fit`), KG triples.
 type Loaded = (Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, String, i64)>);
 
+/// A split in the KGAT authors' files (`train.txt`, `test.txt`: a user and
+/// their items per line; `kg_final.txt`), users below `users` only; `None`,
+/// saying so, when absent.
+fn kgat_split(dir: &Path, users: i64) -> Option<Loaded> {
+    if !dir.join("train.txt").exists() {
+        println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
+        return None;
+    }
+    let pairs = |f: &str| -> Vec<(i64, i64)> {
+        ints(&dir.join(f))
+            .into_iter()
+            .filter(|r| r[0] < users)
+            .flat_map(|r| r[1..].iter().map(|&i| (r[0], i)).collect::<Vec<_>>())
+            .collect()
+    };
+    let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
+    Some((pairs("train.txt"), pairs("test.txt"), kg))
+}
+
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -61,39 +80,16 @@ fn main() {
             let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
             (pos.collect(), Vec::new(), kg)
         }
-        "ml1m" => {
-            let dir = data.join("ml-1m-kgat/dbpedia");
-            if !dir.join("train.txt").exists() {
-                println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
-                return;
-            }
-            let pairs = |f: &str| -> Vec<(i64, i64)> {
-                ints(&dir.join(f))
-                    .into_iter()
-                    .flat_map(|r| r[1..].iter().map(|&i| (r[0], i)).collect::<Vec<_>>())
-                    .collect()
-            };
-            let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
-            (pairs("train.txt"), pairs("test.txt"), kg)
-        }
-        "fb943" => {
-            let dir = data.join("ml-1m-kgat/freebase");
-            if !dir.join("train.txt").exists() {
-                println!("skipped: {} is absent (the datasets are not part of the repository)", dir.display());
-                return;
-            }
-            // MovieLens-100K-sized: the first 943 users of ml-1m-kgat with
-            // the whole Freebase KG (the 100k-interaction scale).
-            let pairs = |f: &str| -> Vec<(i64, i64)> {
-                ints(&dir.join(f))
-                    .into_iter()
-                    .filter(|r| r[0] < 943)
-                    .flat_map(|r| r[1..].iter().map(|&i| (r[0], i)).collect::<Vec<_>>())
-                    .collect()
-            };
-            let kg = ints(&dir.join("kg_final.txt")).into_iter().map(|r| (r[0], r[1].to_string(), r[2])).collect();
-            (pairs("train.txt"), pairs("test.txt"), kg)
-        }
+        "ml1m" => match kgat_split(&data.join("ml-1m-kgat/dbpedia"), i64::MAX) {
+            Some(loaded) => loaded,
+            None => return,
+        },
+        // MovieLens-100K-sized: the first 943 users of ml-1m-kgat with the
+        // whole Freebase KG (the 100k-interaction scale).
+        "fb943" => match kgat_split(&data.join("ml-1m-kgat/freebase"), 943) {
+            Some(loaded) => loaded,
+            None => return,
+        },
         "ml100k" => {
             let file = data.join("ml-100k/u.data");
             if !file.exists() {
