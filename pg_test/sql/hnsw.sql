@@ -85,6 +85,16 @@ SELECT knn_check($$SELECT id FROM items ORDER BY e <-> (SELECT e FROM items WHER
 -- pages through the buffers that last held them, where they can.
 SELECT knn_check($$SELECT a.id * 10000 + b.id AS id FROM (SELECT id, e FROM items ORDER BY e <-> (SELECT e FROM items WHERE id = 14) LIMIT 3) a,
     LATERAL (SELECT id FROM items i ORDER BY i.e <-> a.e LIMIT 3) b$$) AS nested_scans;
+-- Pages pinned through a remembered buffer still count in the index's
+-- statistics: the second of two scans (whose pages this backend has just
+-- read) adds at least one block read per page it compares, far over 20.
+SELECT count(*) AS first_scan FROM (SELECT id FROM items ORDER BY e <-> (SELECT e FROM items WHERE id = 21) LIMIT 10) s;
+SELECT pg_stat_force_next_flush();
+CREATE TEMP TABLE reads_before AS SELECT idx_blks_hit + idx_blks_read AS n FROM pg_statio_user_indexes WHERE indexrelname = 'items_e';
+SELECT count(*) AS second_scan FROM (SELECT id FROM items ORDER BY e <-> (SELECT e FROM items WHERE id = 21) LIMIT 10) s;
+SELECT pg_stat_force_next_flush();
+SELECT (SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = 'items_e') - n > 20 AS reads_counted
+FROM reads_before;
 CREATE TEMP TABLE temp_items AS SELECT * FROM items WHERE id <= 2000;
 CREATE INDEX ON temp_items USING pgrec_hnsw (e);
 SELECT knn_check($$SELECT id FROM temp_items ORDER BY e <-> (SELECT e FROM items WHERE id = 14) LIMIT 10$$) AS temp_index,

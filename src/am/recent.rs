@@ -14,7 +14,9 @@
 //! The guesses are kept between queries for the last few indexes a backend
 //! scanned (4 bytes per index block), keyed by the index's file, so REINDEX or
 //! TRUNCATE (a new file) starts afresh. Temporary indexes live in local
-//! buffers, where the lookup is the backend's own; they use `ReadBuffer`.
+//! buffers, where the lookup is the backend's own; they use `ReadBuffer`, as
+//! builds for PostgreSQL 13 and 14 do. A page pinned this way is counted in
+//! the index's `pg_statio` block hits as `ReadBuffer` would count it.
 
 use std::cell::{Cell, RefCell};
 
@@ -36,7 +38,7 @@ thread_local! {
 /// Reads the pages of one open index, through remembered buffers where it can.
 pub struct Recent {
     index: pg_sys::Relation,
-    #[cfg(not(feature = "pg13"))]
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     file: FileLocator,
     key: FileKey,
     /// The buffer each block was last found in (0: none yet); empty for a
@@ -70,19 +72,20 @@ impl Recent {
                 (f, (f.spcOid.to_u32(), f.dbOid.to_u32(), f.relNumber.to_u32()))
             };
             let temp = (*(*index).rd_rel).relpersistence as u8 == pg_sys::RELPERSISTENCE_TEMP;
-            let mut guesses = if temp || cfg!(feature = "pg13") { Vec::new() } else { take(key) };
+            let off = temp || cfg!(any(feature = "pg13", feature = "pg14"));
+            let mut guesses = if off { Vec::new() } else { take(key) };
             let want = last_block as usize + 1;
-            if !temp && !cfg!(feature = "pg13") && guesses.len() < want {
+            if !off && guesses.len() < want {
                 // The meta page says how far the index reaches; the file
                 // bounds it, so a damaged meta page cannot ask for gigabytes.
                 let blocks = pg_sys::RelationGetNumberOfBlocksInFork(index, pg_sys::ForkNumber::MAIN_FORKNUM) as usize;
                 guesses.resize_with(want.min(blocks), || Cell::new(pg_sys::InvalidBuffer as pg_sys::Buffer));
             }
-            #[cfg(feature = "pg13")]
+            #[cfg(any(feature = "pg13", feature = "pg14"))]
             let _ = file;
             Recent {
                 index,
-                #[cfg(not(feature = "pg13"))]
+                #[cfg(not(any(feature = "pg13", feature = "pg14")))]
                 file,
                 key,
                 guesses,
@@ -104,9 +107,10 @@ impl Recent {
         // SAFETY: a non-zero guess is a shared buffer number this backend got
         // from ReadBuffer (so within 1..=NBuffers); ReadRecentBuffer pins it
         // only if it still holds this file's block, else pins nothing.
-        #[cfg(not(feature = "pg13"))]
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
         unsafe {
             if guess > 0 && pg_sys::ReadRecentBuffer(self.file, pg_sys::ForkNumber::MAIN_FORKNUM, block, guess) {
+                self.count_hit();
                 return guess;
             }
         }
@@ -116,6 +120,44 @@ impl Recent {
             slot.set(buf);
         }
         buf
+    }
+}
+
+impl Recent {
+    /// Counts a block read and hit in the index's statistics, as `ReadBuffer`
+    /// does for a page found in shared buffers (its `pgstat_count_buffer_read`
+    /// and `_hit` macros, which the bindings do not carry).
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    fn count_hit(&self) {
+        // SAFETY: the index is open; pgstat_info is either null or the
+        // relation's pending statistics entry, which pgstat_assoc_relation
+        // creates when statistics are enabled for it.
+        unsafe {
+            let rel = self.index;
+            if (*rel).pgstat_info.is_null() {
+                if !(*rel).pgstat_enabled {
+                    return;
+                }
+                pg_sys::pgstat_assoc_relation(rel);
+            }
+            let info = (*rel).pgstat_info;
+            if info.is_null() {
+                return;
+            }
+            #[cfg(feature = "pg15")]
+            let counts = &mut (*info).t_counts;
+            #[cfg(feature = "pg15")]
+            {
+                counts.t_blocks_fetched += 1;
+                counts.t_blocks_hit += 1;
+            }
+            #[cfg(not(feature = "pg15"))]
+            {
+                let counts = &mut (*info).counts;
+                counts.blocks_fetched += 1;
+                counts.blocks_hit += 1;
+            }
+        }
     }
 }
 
