@@ -63,89 +63,24 @@ pub struct LayerCache {
     norms: Vec<f32>,
 }
 
-/// y = A·x for a CSR `a` with weights in `data`, rows in parallel.
+/// y = A·x for a CSR `a` with weights in `data`, rows in parallel, each row
+/// by the shared `weighted_sum` kernel (AVX2/FMA where the CPU has them, the
+/// sum kept in registers across the row's edges), as LightGCN propagates.
 pub fn spmm(a: &Csr, x: ArrayView2<f32>) -> Array2<f32> {
     let d = x.ncols();
-    // Plain slices, so the inner loop vectorises (a standard-layout copy of
-    // `x` when it is not one already).
+    // Plain slices for the kernel (a standard-layout copy of `x` when it is
+    // not one already).
     let x = x.as_standard_layout();
     let src = x.as_slice().unwrap_or(&[]);
     let mut y = vec![0f32; a.n_rows * d];
     if d > 0 && src.len() == x.len() {
-        let fused = fma_available();
+        let ws = pgrec_base::kernels::best().weighted_sum;
         y.par_chunks_mut(d).enumerate().with_min_len(64).for_each(|(r, row)| {
             let (cols, vals) = a.row(r);
-            match d {
-                16 => gather_row::<16>(fused, cols, vals, src, row),
-                32 => gather_row::<32>(fused, cols, vals, src, row),
-                64 => gather_row::<64>(fused, cols, vals, src, row),
-                128 => gather_row::<128>(fused, cols, vals, src, row),
-                _ => {
-                    for (&c, &v) in cols.iter().zip(vals) {
-                        let from = &src[c as usize * d..(c as usize + 1) * d];
-                        for (o, s) in row.iter_mut().zip(from) {
-                            *o += v * s;
-                        }
-                    }
-                }
-            }
+            ws(row, cols, vals, src);
         });
     }
     Array2::from_shape_vec((a.n_rows, d), y).unwrap_or_else(|_| Array2::zeros((a.n_rows, d)))
-}
-
-/// Whether this CPU has AVX2 and FMA (checked at run time: the crate is
-/// built for baseline x86-64).
-fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// One row of [`spmm`] for a width known at compile time, compiled for AVX2
-/// and FMA when `fused` says the CPU has them.
-#[inline]
-fn gather_row<const D: usize>(fused: bool, cols: &[u32], vals: &[f32], src: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if fused {
-        // SAFETY: `fused` comes from `fma_available`, so the CPU runs AVX2
-        // and FMA instructions.
-        unsafe { gather_fma::<D>(cols, vals, src, out) };
-        return;
-    }
-    let _ = fused;
-    gather::<D, false>(cols, vals, src, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gather_fma<const D: usize>(cols: &[u32], vals: &[f32], src: &[f32], out: &mut [f32]) {
-    gather::<D, true>(cols, vals, src, out);
-}
-
-/// The sum over a row's edges of weight × source row: kept in registers
-/// across the edges (the generic loop loads and stores the output row for
-/// every edge), with the source row two edges ahead prefetched, as the rows
-/// an edge list names lie scattered. `FUSED`: multiply-add in one
-/// instruction (only where FMA is enabled; elsewhere `mul_add` is a call).
-#[inline(always)]
-fn gather<const D: usize, const FUSED: bool>(cols: &[u32], vals: &[f32], src: &[f32], out: &mut [f32]) {
-    let mut acc = [0f32; D];
-    for (k, (&c, &v)) in cols.iter().zip(vals).enumerate() {
-        if let Some(&ahead) = cols.get(k + 2) {
-            pgrec_base::kernels::prefetch(src.as_ptr().wrapping_add(ahead as usize * D).cast(), D * 4);
-        }
-        let Some(from) = src.get(c as usize * D..(c as usize + 1) * D) else { continue };
-        for (a, &s) in acc.iter_mut().zip(from) {
-            *a = if FUSED { v.mul_add(s, *a) } else { *a + v * s };
-        }
-    }
-    out.copy_from_slice(&acc);
 }
 
 /// Rows per parallel task of the dense products below.

@@ -224,6 +224,14 @@ fn validation_split(ui: &Csr, seed: u64) -> (Csr, Csr) {
     )
 }
 
+/// Seconds since `since`, which moves to now (one phase's share of an epoch).
+fn lap(since: &mut Instant) -> f64 {
+    let now = Instant::now();
+    let s = now.duration_since(*since).as_secs_f64();
+    *since = now;
+    s
+}
+
 /// Trains KGAT on interactions `ui` (users × items) and the knowledge graph
 /// `g` (items are its entities 0..n_items). `on_epoch` runs on the caller's
 /// thread after every epoch (its loss is the CF loss plus the KG loss) and, as
@@ -340,12 +348,6 @@ pub fn train(
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
         let mut ph = Phases::default();
-        let lap = |since: &mut Instant| {
-            let now = Instant::now();
-            let s = now.duration_since(*since).as_secs_f64();
-            *since = now;
-            s
-        };
         let mut clock = Instant::now();
         // Batches are drawn here and computed on the pool; between them the
         // caller may cancel (an epoch on a large graph takes minutes).
