@@ -6,8 +6,9 @@
 //! exact search, p50 latency of a prepared query from one client, and
 //! queries/s from pgbench (prepared, the query vector read from a table by a
 //! random id) with one and with two clients, the median of 3 runs taken in
-//! turn with the other index's once both exist; then, for each of pgvector's
-//! points, the smallest pgrec ef_search with at least its recall and both q/s.
+//! turn with the other index's once both exist; then q/s at equal recall: for
+//! each point of either curve, the other index's smallest ef_search (from 10,
+//! the LIMIT) with at least that recall, both measured by pgbench in turns.
 //!
 //! Data (`ann::synth`, embedding-shaped: 100 clusters near a 32-dimensional
 //! subspace), m = 16, ef_construction = 64, maintenance_work_mem = 2 GB:
@@ -248,27 +249,61 @@ fn pgbench(tag: &str, p: &Peer, ef: i32, clients: usize, secs: u64, queries: usi
 /// (ef, recall, p50 ms, q/s 1 client, q/s 2 clients) per ef_search.
 type Curve = Vec<(i32, f64, f64, f64, f64)>;
 
-fn measure(c: &mut Client, case: &Case, p: &Peer, queries: &[Emb], truth: &[Vec<i32>]) -> Curve {
-    let tag = case.tag;
-    let knn = c
-        .prepare(&format!("SELECT id FROM hb_{tag} ORDER BY {} {} $1::real[]::{} LIMIT 10", p.column, p.op, p.ty))
-        .unwrap();
-    let mut curve = Vec::new();
-    for ef in EFS {
-        c.batch_execute(&format!("SET {} = {ef}", p.ef_guc)).unwrap();
-        let mut hits = 0;
-        let mut lat = Vec::with_capacity(queries.len());
-        for (q, want) in queries.iter().zip(truth) {
-            let t = Instant::now();
-            let got: Vec<i32> = c.query(&knn, &[&q.0]).unwrap().iter().map(|r| r.get(0)).collect();
-            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            hits += got.iter().filter(|x| want.contains(x)).count();
-        }
-        lat.sort_by(f64::total_cmp);
-        let recall = hits as f64 / (10 * queries.len()) as f64;
-        curve.push((ef, recall, lat[lat.len() / 2], 0.0, 0.0));
+fn knn(c: &mut Client, case: &Case, p: &Peer) -> postgres::Statement {
+    c.prepare(&format!("SELECT id FROM hb_{} ORDER BY {} {} $1::real[]::{} LIMIT 10", case.tag, p.column, p.op, p.ty))
+        .unwrap()
+}
+
+/// Recall@10 and p50 ms of a peer's index at one ef_search.
+fn recall_at(c: &mut Client, case: &Case, p: &Peer, ef: i32, queries: &[Emb], truth: &[Vec<i32>]) -> (f64, f64) {
+    let knn = knn(c, case, p);
+    c.batch_execute(&format!("SET {} = {ef}", p.ef_guc)).unwrap();
+    let mut hits = 0;
+    let mut lat = Vec::with_capacity(queries.len());
+    for (q, want) in queries.iter().zip(truth) {
+        let t = Instant::now();
+        let got: Vec<i32> = c.query(&knn, &[&q.0]).unwrap().iter().map(|r| r.get(0)).collect();
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        hits += got.iter().filter(|x| want.contains(x)).count();
     }
-    curve
+    lat.sort_by(f64::total_cmp);
+    (hits as f64 / (10 * queries.len()) as f64, lat[lat.len() / 2])
+}
+
+fn measure(c: &mut Client, case: &Case, p: &Peer, queries: &[Emb], truth: &[Vec<i32>]) -> Curve {
+    EFS.into_iter()
+        .map(|ef| {
+            let (recall, p50) = recall_at(c, case, p, ef, queries, truth);
+            (ef, recall, p50, 0.0, 0.0)
+        })
+        .collect()
+}
+
+/// The smallest ef_search of `p` from 10 (the LIMIT: below it a search
+/// returns fewer rows) up to the curve's last point whose recall@10 is at
+/// least `target`, found by bisection between the curve's points (recall
+/// grows with ef_search); None when even the last point falls short.
+fn cheapest_ef(
+    c: &mut Client,
+    case: &Case,
+    p: &Peer,
+    curve: &Curve,
+    target: f64,
+    queries: &[Emb],
+    truth: &[Vec<i32>],
+) -> Option<(i32, f64)> {
+    let at = curve.iter().position(|pt| pt.1 >= target)?;
+    let (mut lo, mut hi, mut best) = (if at == 0 { 10 } else { curve[at - 1].0 + 1 }, curve[at].0, curve[at].1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let (r, _) = recall_at(c, case, p, mid, queries, truth);
+        if r >= target {
+            (hi, best) = (mid, r);
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some((hi, best))
 }
 
 /// pgbench runs per ef_search, peer and client count; the median is reported.
@@ -299,6 +334,62 @@ fn throughput(c: &mut Client, case: &Case, curves: &mut [(&str, Curve)], secs: u
             cv[i].4 = median(q2);
         }
     }
+}
+
+/// (whose point, pgrec's (ef_search, recall), pgvector's).
+type Pair = (&'static str, (i32, f64), (i32, f64));
+
+/// Queries/s at equal recall: for each point of either curve, the other
+/// index's cheapest ef_search with at least that recall, then both measured
+/// by pgbench in turns ([`RUNS`] rounds, medians). Pairs the comparison by
+/// what a user gets, not by the setting's name: at one ef_search the two
+/// graphs find different shares of the true neighbours.
+fn equal_recall(
+    c: &mut Client,
+    case: &Case,
+    ours: &Curve,
+    theirs: &Curve,
+    queries: &[Emb],
+    truth: &[Vec<i32>],
+    secs: u64,
+) {
+    let [pr, pv] = peers(case);
+    let mut pairs: Vec<Pair> = Vec::new();
+    for pt in theirs {
+        match cheapest_ef(c, case, &pr, ours, pt.1, queries, truth) {
+            Some(o) => pairs.push(("pgvector", o, (pt.0, pt.1))),
+            None => println!("  pgvector ef {:>3} recall {:.4}: no pgrec ef_search up to 160 reaches it", pt.0, pt.1),
+        }
+    }
+    for pt in ours {
+        match cheapest_ef(c, case, &pv, theirs, pt.1, queries, truth) {
+            Some(v) => pairs.push(("pgrec", (pt.0, pt.1), v)),
+            None => println!("  pgrec ef {:>3} recall {:.4}: no pgvector ef_search up to 160 reaches it", pt.0, pt.1),
+        }
+    }
+    pairs.sort_by_key(|p| (p.1.0, p.2.0));
+    pairs.dedup_by_key(|p| (p.1.0, p.2.0));
+    println!(
+        "  at equal recall (each point of either curve, the other index's cheapest ef_search with at least its recall):"
+    );
+    println!(
+        "  {:>8}  {:>27}  {:>29}  {:>15}  {:>15}",
+        "point of", "pgrec ef / recall", "pgvector ef / recall", "1 client q/s", "2 clients q/s"
+    );
+    for (whose, (oef, or), (vef, vr)) in pairs {
+        let mut q = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for _ in 0..RUNS {
+            for (k, (p, ef)) in [(&pr, oef), (&pv, vef)].into_iter().enumerate() {
+                q[k][0].push(pgbench(case.tag, p, ef, 1, secs, case.queries));
+                q[k][1].push(pgbench(case.tag, p, ef, 2, secs, case.queries));
+            }
+        }
+        let [[o1, o2], [v1, v2]] = q.map(|r| r.map(median));
+        println!(
+            "  {whose:>8}  {oef:>19} / {or:.4}  {vef:>21} / {vr:.4}  {o1:>6.0} / {v1:>6.0}  {o2:>6.0} / {v2:>6.0}"
+        );
+    }
+    println!("  (q/s columns: pgrec / pgvector)");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -407,17 +498,7 @@ fn main() {
             println!("  {ef:>9}  {}", cols.join("   "));
         }
         if let [(_, ours), (_, theirs)] = &curves[..] {
-            println!("  at equal recall (pgrec's smallest ef_search with at least pgvector's recall):");
-            for &(ef, r, _, q1, q2) in theirs {
-                match ours.iter().find(|o| o.1 >= r) {
-                    Some(&(oef, or, _, o1, o2)) => println!(
-                        "    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec ef {oef:>3} recall {or:.4}: {o1:>6.0} / {o2:>6.0} q/s"
-                    ),
-                    None => println!(
-                        "    pgvector ef {ef:>3} recall {r:.4}: {q1:>6.0} / {q2:>6.0} q/s   pgrec: no ef_search reaches it"
-                    ),
-                }
-            }
+            equal_recall(&mut c, case, ours, theirs, &queries, &truth, secs);
         }
     }
 }

@@ -154,8 +154,15 @@ fn main() {
         let pretrain = if algorithm.pretrain_of(&p).is_some() { bpr_model.as_ref() } else { None };
         let side = Side { graph: graph.as_ref(), pretrain, ..Side::default() };
         let started = std::time::Instant::now();
+        let mut judged: Vec<String> = Vec::new();
         let t = fit_with(&ds, &p, &side, threads, &mut |pr| {
-            if !pr.checkpoint {
+            if let Some(r) = pr.validation_recall.filter(|_| !pr.checkpoint) {
+                judged.push(format!("{}: {r:.4}", pr.iteration));
+            }
+            if let Some(s) = pr.pretrain_seconds {
+                println!("      start: bpr pretrained in {s:.1} s");
+            }
+            if !pr.checkpoint && pr.iteration > 0 {
                 epochs.push(pr.elapsed);
                 for (k, (name, s)) in pr.phases.iter().flat_map(|p| p.named()).enumerate() {
                     match phases.get_mut(k) {
@@ -188,6 +195,9 @@ fn main() {
             let per: Vec<String> =
                 phases.iter().map(|(n, s)| format!("{n} {:.2}", s / epochs.len().max(1) as f64)).collect();
             println!("      seconds per epoch by phase: {}", per.join(", "));
+        }
+        if !judged.is_empty() {
+            println!("      validation recall@20 by epoch (0: the start): {}", judged.join(", "));
         }
         if name == "bpr" {
             bpr_model = Some(t.model);

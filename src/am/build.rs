@@ -111,6 +111,7 @@ impl BuildState {
             })
             .or_raise()
         });
+        pgrx::debug1!("pgrec_hnsw build linked {} rows again that pruning had cut off", g.relinked());
         progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_WRITE);
         // SAFETY: the index is open and empty (checked in ambuild).
         timed("wrote its pages", || unsafe { write_pages(self.index, &g, &self.heap, self.dims) });

@@ -316,6 +316,13 @@ fn progress_notice(algorithm: Algorithm, pr: &recsys::Progress) -> Result<()> {
         return Ok(());
     }
     let label = algorithm.label();
+    if pr.iteration == 0 {
+        // KGAT's start, judged before its first epoch.
+        let pretrained = pr.pretrain_seconds.map_or(String::new(), |s| format!(" (bpr pretrained in {s:.1} s)"));
+        let recall = pr.validation_recall.map_or(String::new(), |r| format!(": validation recall@20 {r:.4}"));
+        pgrx::notice!("{} start{pretrained}{recall}", algorithm.name());
+        return Ok(());
+    }
     let eta = pr.elapsed / pr.iteration as f64 * (pr.of - pr.iteration) as f64;
     let loss = if algorithm.reports_loss() { format!(": loss {:.5}", pr.loss) } else { String::new() };
     let parts = pr.cf_kg.map_or(String::new(), |(cf, kg)| format!(" (cf {cf:.5}, kg {kg:.5})"));

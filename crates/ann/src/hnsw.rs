@@ -46,6 +46,9 @@ pub struct Hnsw {
     entry: RwLock<Option<(u32, usize)>>,
     /// Held while a node that raises the top level is inserted.
     promote: Mutex<()>,
+    /// Nodes the build's last step linked again after concurrent inserts'
+    /// pruning had cut them off.
+    relinked: usize,
 }
 
 /// One neighbour list of the in-memory graph, nearest first. Beside each id
@@ -369,6 +372,7 @@ impl Hnsw {
             info0,
             entry: RwLock::new(None),
             promote: Mutex::new(()),
+            relinked: 0,
         };
         if n == 0 {
             return Ok(g);
@@ -390,9 +394,14 @@ impl Hnsw {
             between_batches(done)?;
         }
         let nodes: Vec<(u32, usize)> = (0..g.len() as u32).map(|n| (n, g.level(n))).collect();
-        link_unreachable(&mut g, &nodes, |_| false, params);
+        g.relinked = link_unreachable(&mut g, &nodes, |_| false, params);
         Bitmap::release_pool();
         Ok(g)
+    }
+
+    /// Nodes [`Hnsw::build`] linked again at its end (cut off by pruning).
+    pub fn relinked(&self) -> usize {
+        self.relinked
     }
 
     pub fn len(&self) -> usize {

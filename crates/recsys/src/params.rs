@@ -406,7 +406,7 @@ mod tests {
         let kgat = algorithm("kgat");
         let k = Params::parse(kgat, r#"{"item_bias": true, "layer_init": 0.5}"#).unwrap();
         let k = k.get::<KgatParams>().unwrap();
-        assert_eq!((k.item_bias, k.layer_init), (true, Some(0.5)));
+        assert_eq!((k.item_bias, k.layer_init), (Some(true), Some(0.5)));
         let vbpr = algorithm("vbpr");
         let v = Params::parse(vbpr, r#"{"content_factors": 8, "cold_boost": -0.5, "batch_size": 32}"#).unwrap();
         let v = v.get::<VbprParams>().unwrap();

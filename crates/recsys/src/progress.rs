@@ -18,6 +18,9 @@ pub struct Progress {
     pub validation_recall: Option<f64>,
     /// KGAT: seconds this epoch spent in each phase.
     pub phases: Option<Phases>,
+    /// KGAT's report of its start (iteration 0): the seconds its own BPR
+    /// pretraining took, when it ran one.
+    pub pretrain_seconds: Option<f64>,
 }
 
 /// Where one KGAT epoch's time went, in seconds.

@@ -81,7 +81,7 @@ impl Algo for Kgat {
         Param {
             key: "item_bias",
             rule: Rule::Bool,
-            meaning: "also learn an item bias added to the score, as BPR-MF has (not in the paper); with `pretrain` it starts from that model's biases",
+            meaning: "also learn an item bias added to the score, as BPR-MF has (not in the paper); it starts from the pretrained model's biases; by default on from a pretrained start, off from a random one",
         },
         Param {
             key: "negatives",
@@ -91,12 +91,17 @@ impl Algo for Kgat {
         Param {
             key: "layer_init",
             rule: Rule::Positive { max: 10.0 },
-            meaning: "scale of the propagation weights' Xavier init; by default 0.1 with `pretrain` (small weights let a pretrained model's ranking lead at first), else 1",
+            meaning: "scale of the propagation weights' Xavier init; by default 0.1 from a pretrained start (`pretrain` or `pretrain_iterations`: small weights let its ranking lead at first), else 1",
         },
         Param {
             key: "pretrain",
             rule: Rule::Name,
             meaning: "a trained model (e.g. a `bpr` one with the same `factors`) whose user and item factors start the layer-0 embeddings, as the paper recommends",
+        },
+        Param {
+            key: "pretrain_iterations",
+            rule: Rule::Int { min: 0, max: 10_000, note: "0: a random start" },
+            meaning: "without `pretrain`, the layer-0 embeddings start from a BPR model (`bpr`'s defaults, these `factors`) trained this many iterations on the training part; with early stopping, that start is evaluated first and kept unless an epoch beats it",
         },
     ];
     const NEEDS: Needs = Needs { graph: true, ..Needs::NONE };

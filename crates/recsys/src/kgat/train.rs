@@ -52,8 +52,9 @@ pub struct KgatParams {
     pub eval_every: usize,
     pub patience: usize,
     /// Learn an item bias added to the score, as BPR-MF has (not in the
-    /// paper); with `Init`, it starts from the pretrained model's.
-    pub item_bias: bool,
+    /// paper); with `Init`, it starts from the pretrained model's. None: on
+    /// from a pretrained start (whose ranking includes its biases), else off.
+    pub item_bias: Option<bool>,
     /// Negative candidates per CF sample: the highest-scored unseen one is
     /// trained against (dynamic negative sampling, as `bpr` does). The default
     /// 1 is the paper's uniform sampling: on ml-1m-kgat 3 candidates (bpr's
@@ -65,6 +66,10 @@ pub struct KgatParams {
     /// The name of a trained model whose factors start the user and item
     /// embeddings (read by `train()`, which passes the model as [`Init`]).
     pub pretrain: Option<String>,
+    /// Without `pretrain`: iterations of a BPR model (`bpr`'s defaults,
+    /// these factors) trained on the training part to start from, as the
+    /// paper recommends; 0 starts from random embeddings.
+    pub pretrain_iterations: usize,
     /// The protocol's seed.
     #[serde(skip)]
     pub seed: u64,
@@ -87,10 +92,11 @@ impl Default for KgatParams {
             epochs: 400,
             eval_every: 10,
             patience: 10,
-            item_bias: false,
+            item_bias: None,
             negatives: 1,
             layer_init: None,
             pretrain: None,
+            pretrain_iterations: crate::bpr::BprParams::default().iterations,
             seed: 42,
         }
     }
@@ -252,6 +258,34 @@ pub fn train(
         (ui.clone(), None)
     };
     let ui = &ui;
+    // Pretrained on the training part only, so the validation part judges
+    // the start as it judges every epoch.
+    let pretrained;
+    let mut pretrain_seconds = None;
+    let init = match init {
+        None if p.pretrain_iterations > 0 => {
+            let clock = Instant::now();
+            let bp = crate::bpr::BprParams {
+                factors: p.embedding,
+                iterations: p.pretrain_iterations,
+                seed: p.seed,
+                ..crate::bpr::BprParams::default()
+            };
+            let (users, items, item_bias) =
+                crate::bpr::train(ui, &bp, pool, &mut |pr| on_epoch(&Progress { checkpoint: true, ..*pr }))?;
+            pretrain_seconds = Some(clock.elapsed().as_secs_f64());
+            pretrained = Init {
+                user_known: vec![true; users.nrows()],
+                item_known: vec![true; items.nrows()],
+                users,
+                items,
+                item_bias,
+            };
+            Some(&pretrained)
+        }
+        init => init,
+    };
+    let use_bias = p.item_bias.unwrap_or(init.is_some());
     let n_entities = g.n_entities;
     let mut ckg = Ckg::new(ui, &g.triples, &g.user_triples, n_entities, g.relations.len());
     let n = ckg.n_nodes();
@@ -307,7 +341,7 @@ pub fn train(
         layers.iter().map(|w| [Adam::new(&w.b1), Adam::new(&w.b2)]).collect();
     let mut adam_rel_w: Vec<Adam<ndarray::Ix2>> = rel.w.iter().map(Adam::new).collect();
     let mut adam_rel_e = Adam::new(&rel.e);
-    let mut item_bias: Array1<f32> = match (p.item_bias, init) {
+    let mut item_bias: Array1<f32> = match (use_bias, init) {
         (false, _) => Array1::zeros(0),
         (true, Some(init)) => Array1::from(init.item_bias.clone()),
         (true, None) => Array1::zeros(n_items),
@@ -344,7 +378,55 @@ pub fn train(
         rel: Relations,
     }
     let mut best: Option<Best> = None;
-    let mut stale = 0;
+    let mut stale = 0usize;
+    // Validation Recall@20 of the current parameters; the best so far is
+    // kept (with what gave it) and `stale` counts evaluations since.
+    let mut judge = |f: (Array2<f32>, Array2<f32>), e0: &Array2<f32>, rel: &Relations, bias: &Array1<f32>| {
+        let v = validation.as_ref()?;
+        let scorer = KgatFactors { users: f.0, items: f.1, item_bias: bias.to_vec(), graph: None };
+        let recall = pool.install(|| crate::metrics::evaluate(&scorer, ui, v, None, &[20]))["recall@20"];
+        if best.as_ref().is_none_or(|b| recall > b.recall) {
+            best = Some(Best {
+                recall,
+                finals: (scorer.users, scorer.items),
+                item_bias: bias.clone(),
+                e0: e0.clone(),
+                rel: rel.clone(),
+            });
+            stale = 0;
+        } else {
+            stale += 1;
+        }
+        Some((recall, stale))
+    };
+    // A pretrained start is judged as epoch 0, as the pretrained model
+    // itself (its factors, zeros for the layers' parts of the final
+    // representation): when no epoch beats it on validation, training returns
+    // it, so KGAT never ends below its start there. (The start propagated
+    // through the untrained layers would not do: each layer's output is
+    // normalised, so even small weights add a unit-scale random term.)
+    if init.is_some() && validation.is_some() {
+        let clock = Instant::now();
+        let width = p.embedding + p.layers.iter().sum::<usize>();
+        let padded = |rows: ndarray::ArrayView2<f32>| {
+            let mut out = Array2::zeros((rows.nrows(), width));
+            out.slice_mut(ndarray::s![.., ..p.embedding]).assign(&rows);
+            out
+        };
+        let start_finals =
+            (padded(e0.slice(ndarray::s![n_entities.., ..])), padded(e0.slice(ndarray::s![..n_items, ..])));
+        if let Some((recall, _)) = judge(start_finals, &e0, &rel, &item_bias) {
+            on_epoch(&Progress {
+                iteration: 0,
+                of: p.epochs,
+                elapsed: start.elapsed().as_secs_f64(),
+                validation_recall: Some(recall),
+                pretrain_seconds,
+                phases: Some(Phases { validation: clock.elapsed().as_secs_f64(), ..Phases::default() }),
+                ..Progress::default()
+            })?;
+        }
+    }
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
         let mut ph = Phases::default();
@@ -379,17 +461,17 @@ pub fn train(
             ph.cf_sampling += lap(&mut clock);
             cf_loss += pool.install(|| {
                 let (finals, caches) = propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, keep);
-                let bias = if p.item_bias { item_bias.as_slice() } else { None };
+                let bias = if use_bias { item_bias.as_slice() } else { None };
                 let batch = hardest_negatives(&finals, n_entities, &drawn, &cands, bias);
                 let mut d_final = Array2::zeros(finals.raw_dim());
                 let mut d_bias = Array1::zeros(item_bias.len());
-                let bias = p.item_bias.then(|| cf::Bias {
+                let bias = use_bias.then(|| cf::Bias {
                     value: item_bias.as_slice().unwrap_or(&[]),
                     grad: d_bias.as_slice_mut().unwrap_or(&mut []),
                 });
                 let loss = cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final, bias);
                 ph.cf_forward += lap(&mut clock);
-                if p.item_bias {
+                if use_bias {
                     adam_bias_i.step(&mut item_bias, &d_bias, p.learning_rate, t_cf);
                 }
                 let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &caches, &d_final);
@@ -434,23 +516,12 @@ pub fn train(
         }
         ph.kg += lap(&mut clock);
         let mut validation_recall = None;
-        if let Some(v) = validation.as_ref().filter(|_| epoch % p.eval_every == 0) {
-            let f = finish(&mut ckg, &e0, &rel, &layers);
-            let scorer = KgatFactors { users: f.0, items: f.1, item_bias: item_bias.to_vec(), graph: None };
-            let recall = pool.install(|| crate::metrics::evaluate(&scorer, ui, v, None, &[20]))["recall@20"];
+        let mut stop = false;
+        if epoch % p.eval_every.max(1) == 0
+            && let Some((recall, stale)) = judge(finish(&mut ckg, &e0, &rel, &layers), &e0, &rel, &item_bias)
+        {
             validation_recall = Some(recall);
-            if best.as_ref().is_none_or(|b| recall > b.recall) {
-                best = Some(Best {
-                    recall,
-                    finals: (scorer.users, scorer.items),
-                    item_bias: item_bias.clone(),
-                    e0: e0.clone(),
-                    rel: rel.clone(),
-                });
-                stale = 0;
-            } else {
-                stale += 1;
-            }
+            stop = stale >= p.patience;
             ph.validation += lap(&mut clock);
         }
         let (cf, kg) = (cf_loss / cf_batches as f64, kg_loss / kg_batches as f64);
@@ -463,8 +534,9 @@ pub fn train(
             cf_kg: Some((cf, kg)),
             validation_recall,
             phases: Some(ph),
+            pretrain_seconds: None,
         })?;
-        if validation.is_some() && stale >= p.patience {
+        if stop {
             break;
         }
     }
@@ -548,21 +620,24 @@ mod tests {
         )
     }
 
-    #[test]
-    fn kgat_uses_the_knowledge_graph_where_bpr_cannot() {
-        let (train_ui, test_ui, graph) = fixture();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let p = KgatParams {
+    /// The fixture's size: 16 factors, layers [16, 8], lr 0.01, batches of 128.
+    fn small() -> KgatParams {
+        KgatParams {
             embedding: 16,
             layers: vec![16, 8],
             relation_dim: 16,
             learning_rate: 0.01,
             cf_batch: 128,
             kg_batch: 128,
-            epochs: 40,
-            patience: 0,
             ..KgatParams::default()
-        };
+        }
+    }
+
+    #[test]
+    fn kgat_uses_the_knowledge_graph_where_bpr_cannot() {
+        let (train_ui, test_ui, graph) = fixture();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let p = KgatParams { epochs: 40, patience: 0, pretrain_iterations: 0, ..small() };
         let mut losses = Vec::new();
         let kgat = train(&train_ui, &graph, &p, None, &pool, &mut |pr| {
             if !pr.checkpoint {
@@ -631,6 +706,7 @@ mod tests {
             epochs: 300,
             eval_every: 2,
             patience: 3,
+            pretrain_iterations: 0,
             ..KgatParams::default()
         };
         let (mut epochs, mut evaluations) = (0, 0);
@@ -650,5 +726,51 @@ mod tests {
         assert_eq!(evaluations, epochs / 2);
         assert!(epochs >= 8, "three evaluations without a gain follow a first one: {epochs}");
         assert_eq!((f.users.nrows(), f.items.nrows(), f.items.ncols()), (96, 160, 16));
+    }
+
+    #[test]
+    fn a_pretrained_start_is_judged_first_and_the_best_judged_model_is_returned() {
+        let (train_ui, _, graph) = fixture();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let p = KgatParams { epochs: 6, eval_every: 1, patience: 10, ..small() };
+        let run = |p: &KgatParams| {
+            let mut reports = Vec::new();
+            let f = train(&train_ui, &graph, p, None, &pool, &mut |pr| {
+                if !pr.checkpoint {
+                    reports.push(*pr);
+                }
+                Ok(())
+            })
+            .unwrap();
+            (f, reports)
+        };
+        // The start is BPR trained on the same training part with the same
+        // seed; without epochs it is returned as that model exactly: its
+        // factors, zeros where the layers' parts go, its biases.
+        let (part, validation) = validation_split(&train_ui, p.seed);
+        let bp = BprParams { factors: 16, seed: p.seed, ..BprParams::default() };
+        let (x, y, b) = bpr::train(&part, &bp, &pool, &mut |_| Ok(())).unwrap();
+        let (f, reports) = run(&KgatParams { epochs: 0, ..p.clone() });
+        assert_eq!(reports.len(), 1);
+        assert_eq!(f.users.slice(ndarray::s![.., ..16]), x);
+        assert_eq!(f.items.slice(ndarray::s![.., ..16]), y);
+        assert!(
+            f.users.slice(ndarray::s![.., 16..]).iter().chain(f.items.slice(ndarray::s![.., 16..])).all(|&v| v == 0.0)
+        );
+        assert_eq!(f.item_bias, b);
+        let start = Dot(&x, &y, &b);
+        let r0 = pool.install(|| evaluate(&start, &part, &validation, None, &[20]))["recall@20"];
+        assert_eq!(reports[0].validation_recall, Some(r0));
+        assert!(reports[0].pretrain_seconds.is_some_and(|s| s > 0.0));
+
+        // With epochs: the start is judged as epoch 0, then every epoch; what
+        // comes back scores the best of those recalls on the validation part.
+        let (f, reports) = run(&p);
+        assert_eq!(reports.iter().map(|r| r.iteration).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5, 6]);
+        assert!(reports[1..].iter().all(|r| r.pretrain_seconds.is_none()));
+        let recalls: Vec<f64> = reports.iter().map(|r| r.validation_recall.unwrap()).collect();
+        assert_eq!(recalls[0], r0);
+        let got = pool.install(|| evaluate(&f, &part, &validation, None, &[20]))["recall@20"];
+        assert_eq!(got, recalls.iter().copied().fold(0.0, f64::max), "{recalls:?}");
     }
 }
