@@ -121,9 +121,7 @@ impl Recent {
         }
         buf
     }
-}
 
-impl Recent {
     /// Counts a block read and hit in the index's statistics, as `ReadBuffer`
     /// does for a page found in shared buffers (its `pgstat_count_buffer_read`
     /// and `_hit` macros, which the bindings do not carry).

@@ -230,7 +230,7 @@ where
     mark_from(g, entry, &mut seen);
     let cap = params.max_neighbors(0);
     let mut added = 0;
-    let mut v = Vec::new();
+    let (mut v, mut own) = (Vec::new(), Vec::new());
     for &(u, _) in nodes {
         if is_dead(u) || seen.contains(&u) {
             continue;
@@ -241,7 +241,7 @@ where
         // linked. A search from the entry (single-threaded, ef_construction
         // wide) only when none of them is reachable: on a 1M-row build, a
         // search for each of the unreachable nodes took twice the build.
-        let mut own = Vec::new();
+        own.clear();
         g.neighbors(u, 0, &mut own);
         let nearest_own = own
             .iter()
