@@ -50,14 +50,16 @@ impl LayerWeights {
     }
 }
 
-/// What the backward pass needs from the forward pass of one layer.
+/// What the backward pass needs from the forward pass of one layer (its
+/// input is the previous layer's `out`, or E₀). The products' inputs E + Ñ
+/// and E ⊙ Ñ are not kept: each row block recomputes them where it needs
+/// them, while they are in cache.
+#[derive(Default)]
 pub struct LayerCache {
-    input: Array2<f32>,
     neighbours: Array2<f32>,
     z1: Array2<f32>,
+    /// `bi` only (0 × 0 otherwise).
     z2: Array2<f32>,
-    /// Dropout scale per element (0 or 1/(1-p)); empty without dropout.
-    keep: Array2<f32>,
     /// The layer's output after dropout, before normalisation.
     out: Array2<f32>,
     norms: Vec<f32>,
@@ -67,238 +69,333 @@ pub struct LayerCache {
 /// by the shared `weighted_sum` kernel (AVX2/FMA where the CPU has them, the
 /// sum kept in registers across the row's edges), as LightGCN propagates.
 pub fn spmm(a: &Csr, x: ArrayView2<f32>) -> Array2<f32> {
+    let mut y = Array2::zeros((a.n_rows, x.ncols()));
+    spmm_into(a, x, &mut y, false);
+    y
+}
+
+/// y = A·x, or y += A·x with `add`, for a standard-layout `y`.
+fn spmm_into(a: &Csr, x: ArrayView2<f32>, y: &mut Array2<f32>, add: bool) {
     let d = x.ncols();
     // Plain slices for the kernel (a standard-layout copy of `x` when it is
     // not one already).
     let x = x.as_standard_layout();
     let src = x.as_slice().unwrap_or(&[]);
-    let mut y = vec![0f32; a.n_rows * d];
-    if d > 0 && src.len() == x.len() {
-        let ws = pgrec_base::kernels::best().weighted_sum;
-        y.par_chunks_mut(d).enumerate().with_min_len(64).for_each(|(r, row)| {
-            let (cols, vals) = a.row(r);
-            ws(row, cols, vals, src);
-        });
+    let Some(y) = y.as_slice_mut() else { return };
+    if d == 0 || src.len() != x.len() || y.len() != a.n_rows * d {
+        return;
     }
-    Array2::from_shape_vec((a.n_rows, d), y).unwrap_or_else(|_| Array2::zeros((a.n_rows, d)))
+    let ws = pgrec_base::kernels::best().weighted_sum;
+    y.par_chunks_mut(d).enumerate().with_min_len(64).for_each_init(
+        || vec![0f32; if add { d } else { 0 }],
+        |sum, (r, row)| {
+            let (cols, vals) = a.row(r);
+            if add {
+                ws(sum, cols, vals, src);
+                row.iter_mut().zip(sum.iter()).for_each(|(o, s)| *o += s);
+            } else {
+                ws(row, cols, vals, src);
+            }
+        },
+    );
 }
 
-/// Rows per parallel task of the dense products below.
-const ROWS: usize = 512;
+/// Rows per parallel task: one block's inputs, products and outputs stay in
+/// cache through all of a layer's element-wise steps.
+const ROWS: usize = 256;
 
-/// Message-dropout scales for one batch: per layer, an n × d array of 0 (with
-/// probability `p`, to 1/65,536) or 1/(1−p). Element k of a layer is decided
-/// by 16 bits of the (k/4)-th value of a SplitMix64 stream from that layer's
-/// seed, computed from k directly, so rows are drawn in parallel (drawn one
-/// by one, a uniform each, the masks took a tenth of a CF batch on
-/// ml-1m-kgat).
-pub fn dropout_masks(n: usize, dims: &[usize], p: f32, seed: u64) -> Vec<Array2<f32>> {
-    use pgrec_base::rng::{GOLDEN, mix64};
-    let scale = 1.0 / (1.0 - p);
-    let below = (f64::from(p) * 65536.0).round() as u64;
-    dims.iter()
-        .enumerate()
-        .map(|(l, &d)| {
-            let base = mix64(seed ^ (l as u64).wrapping_mul(GOLDEN));
-            let mut m = vec![0f32; n * d];
-            m.par_chunks_mut(ROWS * d.max(1)).enumerate().for_each(|(c, chunk)| {
-                let first = (c * ROWS * d) as u64;
-                let mut word = 0;
-                for (k, x) in chunk.iter_mut().enumerate() {
-                    let g = first + k as u64;
-                    if k == 0 || g.is_multiple_of(4) {
-                        word = mix64(base.wrapping_add((g / 4 + 1).wrapping_mul(GOLDEN)));
-                    }
-                    let bits = (word >> (16 * (g % 4))) & 0xffff;
-                    *x = if bits < below { 0.0 } else { scale };
-                }
-            });
-            Array2::from_shape_vec((n, d), m).unwrap_or_else(|_| Array2::zeros((n, d)))
-        })
-        .collect()
+/// Message dropout of one batch: the share of each layer's outputs dropped
+/// and the stream that decides which.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout {
+    pub p: f32,
+    pub seed: u64,
 }
 
-/// x·w, row blocks in parallel (ndarray's own product is single-threaded).
-fn mm(x: ArrayView2<f32>, w: ArrayView2<f32>) -> Array2<f32> {
-    let mut out = Array2::<f32>::zeros((x.nrows(), w.ncols()));
-    out.axis_chunks_iter_mut(Axis(0), ROWS)
-        .into_par_iter()
-        .zip(x.axis_chunks_iter(Axis(0), ROWS))
-        .for_each(|(mut o, xc)| general_mat_mul(1.0, &xc, &w, 0.0, &mut o));
-    out
+impl Dropout {
+    /// The scales (0, with probability `p` to 1/65,536, or 1/(1−p)) of
+    /// elements `first..` of layer `layer`'s row-major output into `out`.
+    /// Element k is decided by 16 bits of the (k/4)-th value of a SplitMix64
+    /// stream from the layer's seed, computed from k directly: the forward
+    /// and backward passes draw the same mask block by block, in parallel,
+    /// and no n × d mask is ever stored (drawn one by one, the masks took a
+    /// tenth of a CF batch on ml-1m-kgat).
+    pub fn fill(&self, layer: usize, first: usize, out: &mut [f32]) {
+        use pgrec_base::rng::{GOLDEN, mix64};
+        let scale = 1.0 / (1.0 - self.p);
+        let below = (f64::from(self.p) * 65536.0).round() as u64;
+        let base = mix64(self.seed ^ (layer as u64).wrapping_mul(GOLDEN));
+        let word = |g: usize| mix64(base.wrapping_add((g as u64 / 4 + 1).wrapping_mul(GOLDEN)));
+        let decide = |word: u64, k: usize| if (word >> (16 * k)) & 0xffff < below { 0.0 } else { scale };
+        // Up to the next multiple of 4, then four elements per value.
+        let head = ((4 - first % 4) % 4).min(out.len());
+        let (lead, rest) = out.split_at_mut(head);
+        for (k, x) in lead.iter_mut().enumerate() {
+            *x = decide(word(first + k), (first + k) % 4);
+        }
+        let mut g = first + head;
+        let mut quads = rest.chunks_exact_mut(4);
+        for q in quads.by_ref() {
+            let w = word(g);
+            for (k, x) in q.iter_mut().enumerate() {
+                *x = decide(w, k);
+            }
+            g += 4;
+        }
+        let tail = quads.into_remainder();
+        if !tail.is_empty() {
+            let w = word(g);
+            for (k, x) in tail.iter_mut().enumerate() {
+                *x = decide(w, k);
+            }
+        }
+    }
+
+    fn apply(&self, layer: usize, row: usize, block: &mut ndarray::ArrayViewMut2<f32>) {
+        let mut keep = vec![0f32; block.len()];
+        self.fill(layer, row * block.ncols(), &mut keep);
+        // A view's iter_mut walks it row by row, as `fill` numbers elements.
+        block.iter_mut().zip(&keep).for_each(|(x, k)| *x *= k);
+    }
 }
 
-/// xᵀ·y, summed over row blocks computed in parallel.
-fn mm_t(x: ArrayView2<f32>, y: ArrayView2<f32>) -> Array2<f32> {
-    x.axis_chunks_iter(Axis(0), ROWS)
-        .into_par_iter()
-        .zip(y.axis_chunks_iter(Axis(0), ROWS))
-        .map(|(xc, yc)| xc.t().dot(&yc))
-        .reduce(|| Array2::zeros((x.ncols(), y.ncols())), |a, b| a + b)
+fn leaky(v: f32) -> f32 {
+    if v > 0.0 { v } else { LEAKY * v }
 }
 
-fn add(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
-    Zip::from(a).and(b).par_map_collect(|x, y| x + y)
+/// The block's input to W₁: E + Ñ (`bi`, `gcn`) or [E, Ñ] (`graphsage`).
+fn first_input(agg: Aggregator, e: ArrayView2<f32>, nb: ArrayView2<f32>) -> Array2<f32> {
+    match agg {
+        Aggregator::GraphSage => concatenate![Axis(1), e, nb],
+        _ => &e + &nb,
+    }
 }
 
-fn mul(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
-    Zip::from(a).and(b).par_map_collect(|x, y| x * y)
+/// The row blocks of `x`, or as many `None`s for an empty `x`.
+fn blocks(x: &mut Array2<f32>, n: usize) -> Vec<Option<ndarray::ArrayViewMut2<'_, f32>>> {
+    if x.is_empty() {
+        (0..n.div_ceil(ROWS)).map(|_| None).collect()
+    } else {
+        x.axis_chunks_iter_mut(Axis(0), ROWS).map(Some).collect()
+    }
 }
 
-/// x·w + b.
-fn affine(x: &Array2<f32>, w: &Array2<f32>, b: &Array1<f32>) -> Array2<f32> {
-    let mut z = mm(x.view(), w.view());
-    z.axis_chunks_iter_mut(Axis(0), ROWS).into_par_iter().for_each(|mut c| c += b);
-    z
+/// `x` as a `rows` × `cols` array, reallocated only when its shape differs
+/// (the passes below overwrite every element).
+fn fit(x: &mut Array2<f32>, rows: usize, cols: usize) {
+    if x.dim() != (rows, cols) {
+        *x = Array2::zeros((rows, cols));
+    }
 }
 
-fn leaky(z: &Array2<f32>) -> Array2<f32> {
-    Zip::from(z).par_map_collect(|&v| if v > 0.0 { v } else { LEAKY * v })
-}
-
-fn leaky_back(z: &Array2<f32>, g: &Array2<f32>) -> Array2<f32> {
-    Zip::from(g).and(z).par_map_collect(|&g, &z| if z > 0.0 { g } else { LEAKY * g })
-}
-
-/// One layer forward. `keep` is the dropout scale (empty for none).
+/// One layer forward from `input` into `c`; writes the normalised output
+/// into `normed` (the layer's columns of the final representation).
 pub fn layer_forward(
     agg: Aggregator,
     a: &Csr,
     w: &LayerWeights,
-    input: Array2<f32>,
-    keep: Array2<f32>,
-) -> (Array2<f32>, LayerCache) {
-    let neighbours = spmm(a, input.view());
-    let (z1, z2) = match agg {
-        Aggregator::Bi => {
-            (affine(&add(&input, &neighbours), &w.w1, &w.b1), affine(&mul(&input, &neighbours), &w.w2, &w.b2))
+    input: ArrayView2<f32>,
+    dropout: Option<(Dropout, usize)>,
+    mut normed: ndarray::ArrayViewMut2<f32>,
+    c: &mut LayerCache,
+) {
+    let (n, d) = (input.nrows(), w.w1.ncols());
+    fit(&mut c.neighbours, n, input.ncols());
+    spmm_into(a, input, &mut c.neighbours, false);
+    fit(&mut c.z1, n, d);
+    fit(&mut c.z2, if agg == Aggregator::Bi { n } else { 0 }, d);
+    fit(&mut c.out, n, d);
+    c.norms.resize(n, 0.0);
+    let neighbours = &c.neighbours;
+    let jobs: Vec<_> =
+        c.z1.axis_chunks_iter_mut(Axis(0), ROWS)
+            .zip(blocks(&mut c.z2, n))
+            .zip(c.out.axis_chunks_iter_mut(Axis(0), ROWS))
+            .zip(c.norms.chunks_mut(ROWS))
+            .zip(normed.axis_chunks_iter_mut(Axis(0), ROWS))
+            .enumerate()
+            .collect();
+    jobs.into_par_iter().for_each(|(b, ((((mut z1, z2), mut out), norms), mut normed))| {
+        let r = b * ROWS..b * ROWS + z1.nrows();
+        let (e, nb) = (input.slice(s![r.clone(), ..]), neighbours.slice(s![r.clone(), ..]));
+        general_mat_mul(1.0, &first_input(agg, e, nb), &w.w1, 0.0, &mut z1);
+        z1 += &w.b1;
+        Zip::from(&mut out).and(&z1).for_each(|o, &z| *o = leaky(z));
+        if let Some(mut z2) = z2 {
+            general_mat_mul(1.0, &(&e * &nb), &w.w2, 0.0, &mut z2);
+            z2 += &w.b2;
+            Zip::from(&mut out).and(&z2).for_each(|o, &z| *o += leaky(z));
         }
-        Aggregator::Gcn => (affine(&add(&input, &neighbours), &w.w1, &w.b1), Array2::zeros((0, 0))),
-        Aggregator::GraphSage => {
-            (affine(&concatenate![Axis(1), input, neighbours], &w.w1, &w.b1), Array2::zeros((0, 0)))
+        if let Some((dr, layer)) = dropout {
+            dr.apply(layer, r.start, &mut out);
         }
-    };
-    let mut out = leaky(&z1);
-    if agg == Aggregator::Bi {
-        Zip::from(&mut out).and(&z2).par_for_each(|o, &z| *o += if z > 0.0 { z } else { LEAKY * z });
+        for ((h, mut y), norm) in out.rows().into_iter().zip(normed.rows_mut()).zip(norms.iter_mut()) {
+            *norm = h.dot(&h).sqrt().max(1e-12);
+            Zip::from(&mut y).and(&h).for_each(|y, &h| *y = h / *norm);
+        }
+    });
+}
+
+impl LayerWeights {
+    fn add(&mut self, o: &LayerWeights) {
+        self.w1 += &o.w1;
+        self.b1 += &o.b1;
+        self.w2 += &o.w2;
+        self.b2 += &o.b2;
     }
-    if !keep.is_empty() {
-        out *= &keep;
-    }
-    let norms: Vec<f32> = out.axis_iter(Axis(0)).into_par_iter().map(|r| r.dot(&r).sqrt().max(1e-12)).collect();
-    let mut normed = out.clone();
-    Zip::from(normed.rows_mut()).and(&ndarray::aview1(&norms)).par_for_each(|mut r, &n| r /= n);
-    (normed, LayerCache { input, neighbours, z1, z2, keep, out, norms })
 }
 
 /// Gradients of one layer: from `d_normed` (of the normalised output) and
-/// `d_out` (of the raw output, from the next layer), returns the gradient of
-/// the layer's input and adds the weights' gradients to `dw`.
+/// `d_out` (of the raw output, from the next layer), the gradient of the
+/// layer's input into `d_input` (`d_nb`: that of its neighbourhood sums, on
+/// the way); adds the weights' gradients to `dw`.
+#[allow(clippy::too_many_arguments)]
 pub fn layer_backward(
     agg: Aggregator,
     a_t: &Csr,
     w: &LayerWeights,
+    input: ArrayView2<f32>,
     c: &LayerCache,
+    dropout: Option<(Dropout, usize)>,
     d_normed: ArrayView2<f32>,
-    d_out: Option<Array2<f32>>,
+    d_out: Option<&Array2<f32>>,
     dw: &mut LayerWeights,
-) -> Array2<f32> {
-    // Row normalisation y = h/|h|: dh = (dy − y(y·dy))/|h|.
-    let mut dh = d_out.unwrap_or_else(|| Array2::zeros(c.out.raw_dim()));
-    Zip::from(dh.rows_mut()).and(c.out.rows()).and(d_normed.rows()).and(&ndarray::aview1(&c.norms)).par_for_each(
-        |mut g, h, dy, &n| {
-            let y_dy = h.dot(&dy) / n;
-            Zip::from(&mut g).and(&h).and(&dy).for_each(|g, &h, &dy| *g += (dy - h / n * y_dy) / n);
-        },
-    );
-    if !c.keep.is_empty() {
-        dh *= &c.keep;
-    }
-    let dz1 = leaky_back(&c.z1, &dh);
-    let (mut d_in, d_nb) = match agg {
-        Aggregator::Bi | Aggregator::Gcn => {
-            let s = add(&c.input, &c.neighbours);
-            dw.w1 += &mm_t(s.view(), dz1.view());
-            dw.b1 += &dz1.sum_axis(Axis(0));
-            let ds = mm(dz1.view(), w.w1.t());
-            let (mut d_in, mut d_nb) = (ds.clone(), ds);
-            if agg == Aggregator::Bi {
-                let dz2 = leaky_back(&c.z2, &dh);
-                let p = mul(&c.input, &c.neighbours);
-                dw.w2 += &mm_t(p.view(), dz2.view());
-                dw.b2 += &dz2.sum_axis(Axis(0));
-                let dp = mm(dz2.view(), w.w2.t());
-                Zip::from(&mut d_in).and(&dp).and(&c.neighbours).par_for_each(|d, &g, &x| *d += g * x);
-                Zip::from(&mut d_nb).and(&dp).and(&c.input).par_for_each(|d, &g, &x| *d += g * x);
+    (d_input, d_nb): (&mut Array2<f32>, &mut Array2<f32>),
+) {
+    let (n, d_in) = input.dim();
+    fit(d_input, n, d_in);
+    fit(d_nb, n, d_in);
+    let jobs: Vec<_> =
+        d_input.axis_chunks_iter_mut(Axis(0), ROWS).zip(d_nb.axis_chunks_iter_mut(Axis(0), ROWS)).enumerate().collect();
+    // Each block's weight gradients, summed in block order below so a seed
+    // gives the same model whatever the threads' timing.
+    let partial: Vec<LayerWeights> = jobs
+        .into_par_iter()
+        .map(|(b, (mut d_e, mut d_n))| {
+            let r = b * ROWS..b * ROWS + d_e.nrows();
+            fn rows<'a>(x: &'a Array2<f32>, r: &std::ops::Range<usize>) -> ArrayView2<'a, f32> {
+                x.slice(s![r.clone(), ..])
             }
-            (d_in, d_nb)
-        }
-        Aggregator::GraphSage => {
-            let cat = concatenate![Axis(1), c.input, c.neighbours];
-            dw.w1 += &mm_t(cat.view(), dz1.view());
-            dw.b1 += &dz1.sum_axis(Axis(0));
-            let dc = mm(dz1.view(), w.w1.t());
-            let d = c.input.ncols();
-            (dc.slice(s![.., ..d]).to_owned(), dc.slice(s![.., d..]).to_owned())
-        }
-    };
-    d_in += &spmm(a_t, d_nb.view());
-    d_in
+            let (e, nb, h) = (input.slice(s![r.clone(), ..]), rows(&c.neighbours, &r), rows(&c.out, &r));
+            // Row normalisation y = h/|h|: dh = (dy − y(y·dy))/|h|.
+            let mut dh = d_out.map_or_else(|| Array2::zeros(h.raw_dim()), |g| rows(g, &r).to_owned());
+            let dy = d_normed.slice(s![r.clone(), ..]);
+            for (((mut g, h), dy), &norm) in
+                dh.rows_mut().into_iter().zip(h.rows()).zip(dy.rows()).zip(&c.norms[r.clone()])
+            {
+                let y_dy = h.dot(&dy) / norm;
+                Zip::from(&mut g).and(&h).and(&dy).for_each(|g, &h, &dy| *g += (dy - h / norm * y_dy) / norm);
+            }
+            if let Some((dr, layer)) = dropout {
+                dr.apply(layer, r.start, &mut dh.view_mut());
+            }
+            let back =
+                |z: ArrayView2<f32>| Zip::from(&dh).and(&z).map_collect(|&g, &z| if z > 0.0 { g } else { LEAKY * g });
+            let mut g = w.zeros_like();
+            let dz1 = back(rows(&c.z1, &r));
+            general_mat_mul(1.0, &first_input(agg, e, nb).t(), &dz1, 0.0, &mut g.w1);
+            g.b1 = dz1.sum_axis(Axis(0));
+            let ds = dz1.dot(&w.w1.t());
+            if agg == Aggregator::GraphSage {
+                d_e.assign(&ds.slice(s![.., ..d_in]));
+                d_n.assign(&ds.slice(s![.., d_in..]));
+            } else {
+                d_e.assign(&ds);
+                d_n.assign(&ds);
+            }
+            if agg == Aggregator::Bi {
+                let dz2 = back(rows(&c.z2, &r));
+                general_mat_mul(1.0, &(&e * &nb).t(), &dz2, 0.0, &mut g.w2);
+                g.b2 = dz2.sum_axis(Axis(0));
+                let dp = dz2.dot(&w.w2.t());
+                Zip::from(&mut d_e).and(&dp).and(&nb).for_each(|d, &g, &x| *d += g * x);
+                Zip::from(&mut d_n).and(&dp).and(&e).for_each(|d, &g, &x| *d += g * x);
+            }
+            g
+        })
+        .collect();
+    for g in &partial {
+        dw.add(g);
+    }
+    spmm_into(a_t, d_nb.view(), d_input, true);
 }
 
-/// All layers forward: the final representation and the caches.
+/// The arrays of one batch's passes, kept from batch to batch: each pass
+/// overwrites them, where a fresh n × d array per pass cost page faults and
+/// zeroing (about a sixth of an epoch on fb943's 97k nodes).
+#[derive(Default)]
+pub struct Workspace {
+    /// The final representation [E₀, norm(H₁), …] of the last forward pass.
+    pub finals: Array2<f32>,
+    caches: Vec<LayerCache>,
+    /// Per layer, the gradients of its input and of its neighbourhood sums.
+    grads: Vec<(Array2<f32>, Array2<f32>)>,
+}
+
+/// All layers forward (message dropout from `dropout`) into `ws.finals`.
 pub fn forward(
     agg: Aggregator,
     a: &Csr,
     layers: &[LayerWeights],
     e0: &Array2<f32>,
-    keep: Vec<Array2<f32>>,
-) -> (Array2<f32>, Vec<LayerCache>) {
-    let mut parts = vec![e0.clone()];
-    let mut caches = Vec::with_capacity(layers.len());
-    let mut x = e0.clone();
-    let mut keep = keep.into_iter();
-    for w in layers {
-        let (normed, cache) = layer_forward(agg, a, w, x, keep.next().unwrap_or_else(|| Array2::zeros((0, 0))));
-        x = cache.out.clone();
-        parts.push(normed);
-        caches.push(cache);
+    dropout: Option<Dropout>,
+    ws: &mut Workspace,
+) {
+    let d0 = e0.ncols();
+    let total = d0 + layers.iter().map(|w| w.w1.ncols()).sum::<usize>();
+    fit(&mut ws.finals, e0.nrows(), total);
+    ws.finals.slice_mut(s![.., ..d0]).assign(e0);
+    ws.caches.resize_with(layers.len(), LayerCache::default);
+    let mut at = d0;
+    for (l, w) in layers.iter().enumerate() {
+        let d = w.w1.ncols();
+        let (before, rest) = ws.caches.split_at_mut(l);
+        let input = before.last().map_or(e0.view(), |c| c.out.view());
+        let normed = ws.finals.slice_mut(s![.., at..at + d]);
+        layer_forward(agg, a, w, input, dropout.map(|dr| (dr, l)), normed, &mut rest[0]);
+        at += d;
     }
-    let total = parts.iter().map(|p| p.ncols()).sum();
-    let mut finals = Array2::zeros((e0.nrows(), total));
-    let mut at = 0;
-    for p in &parts {
-        finals.slice_mut(s![.., at..at + p.ncols()]).assign(p);
-        at += p.ncols();
-    }
-    (finals, caches)
 }
 
-/// All layers backward from the gradient of the final representation: the
-/// gradient of E₀, and the layers' weight gradients.
-pub fn backward(
+/// All layers backward from the gradient of the final representation, after
+/// `forward` into `ws` (the same `e0` and `dropout`): the gradient of E₀
+/// (held in `ws`), and the layers' weight gradients.
+pub fn backward<'w>(
     agg: Aggregator,
     a_t: &Csr,
     layers: &[LayerWeights],
-    caches: &[LayerCache],
+    e0: &Array2<f32>,
+    dropout: Option<Dropout>,
     d_final: &Array2<f32>,
-) -> (Array2<f32>, Vec<LayerWeights>) {
-    let d0 = caches.first().map_or(d_final.ncols(), |c| c.input.ncols());
+    ws: &'w mut Workspace,
+) -> (&'w Array2<f32>, Vec<LayerWeights>) {
+    let d0 = e0.ncols();
+    let caches = &ws.caches;
     let mut offsets = vec![d0];
     for c in caches {
         offsets.push(offsets[offsets.len() - 1] + c.out.ncols());
     }
     let mut dws: Vec<LayerWeights> = layers.iter().map(LayerWeights::zeros_like).collect();
-    let mut d_next: Option<Array2<f32>> = None;
-    for l in (0..layers.len()).rev() {
+    let depth = layers.len().min(caches.len());
+    ws.grads.resize_with(depth.max(1), Default::default);
+    for l in (0..depth).rev() {
         let dn = d_final.slice(s![.., offsets[l]..offsets[l + 1]]);
-        d_next = Some(layer_backward(agg, a_t, &layers[l], &caches[l], dn, d_next, &mut dws[l]));
+        let input = if l == 0 { e0.view() } else { caches[l - 1].out.view() };
+        let (this, above) = ws.grads.split_at_mut(l + 1);
+        let (d_input, d_nb) = &mut this[l];
+        let d_out = above.first().map(|g| &g.0);
+        let dr = dropout.map(|dr| (dr, l));
+        layer_backward(agg, a_t, &layers[l], input, &caches[l], dr, dn, d_out, &mut dws[l], (d_input, d_nb));
     }
-    let mut d_e0 = d_final.slice(s![.., ..d0]).to_owned();
-    if let Some(d) = d_next {
-        d_e0 += &d;
+    // E₀'s gradient: its own columns of the final representation, plus what
+    // came back through the first layer.
+    let d_e0 = &mut ws.grads[0].0;
+    if depth == 0 {
+        *d_e0 = d_final.slice(s![.., ..d0]).to_owned();
+    } else {
+        Zip::from(&mut *d_e0).and(d_final.slice(s![.., ..d0])).par_for_each(|g, &d| *g += d);
     }
-    (d_e0, dws)
+    (&ws.grads[0].0, dws)
 }
 
 #[cfg(test)]
@@ -337,10 +434,33 @@ mod tests {
         layers: &[LayerWeights],
         e0: &Array2<f32>,
         r: &Array2<f32>,
-        keep: &[Array2<f32>],
+        dropout: Option<Dropout>,
     ) -> f64 {
-        let (f, _) = forward(agg, a, layers, e0, keep.to_vec());
+        let mut ws = Workspace::default();
+        forward(agg, a, layers, e0, dropout, &mut ws);
+        let f = ws.finals;
         (&f * r).iter().map(|&v| v as f64).sum()
+    }
+
+    /// Forward then backward with d_final = `r`, through one workspace used
+    /// twice (the second pass must not depend on what the first left there).
+    fn gradients(
+        agg: Aggregator,
+        a: &Csr,
+        a_t: &Csr,
+        layers: &[LayerWeights],
+        e0: &Array2<f32>,
+        dropout: Option<Dropout>,
+        r: &Array2<f32>,
+    ) -> (Array2<f32>, Vec<LayerWeights>) {
+        let mut ws = Workspace::default();
+        let mut out = Vec::new();
+        for seed in [dropout.map(|d| Dropout { seed: d.seed + 1, ..d }), dropout] {
+            forward(agg, a, layers, e0, seed, &mut ws);
+            let (d_e0, dws) = backward(agg, a_t, layers, e0, seed, r, &mut ws);
+            out.push((d_e0.clone(), dws));
+        }
+        out.pop().expect("two passes")
     }
 
     fn check(name: &str, analytic: f32, numeric: f64) {
@@ -359,26 +479,25 @@ mod tests {
             let mut e0 = random(6, 4, &mut rng);
             let total = dims.iter().sum::<usize>();
             let r = random(6, total, &mut rng);
-            // Dropout on the first layer (fixed mask) is part of the function.
-            let keep = vec![Array2::from_shape_fn((6, 3), |(i, j)| if (i + j) % 4 == 0 { 0.0 } else { 1.25 })];
-            let (_, caches) = forward(agg, &a, &layers, &e0, keep.clone());
-            let (d_e0, dws) = backward(agg, &a_t, &layers, &caches, &r);
+            // Dropout (a fixed mask for a seed) is part of the function.
+            let keep = Some(Dropout { p: 0.2, seed: 5 });
+            let (d_e0, dws) = gradients(agg, &a, &a_t, &layers, &e0, keep, &r);
             for i in 0..6 {
                 for j in 0..4 {
-                    let num = central_difference!(e0[[i, j]], loss(agg, &a, &layers, &e0, &r, &keep));
+                    let num = central_difference!(e0[[i, j]], loss(agg, &a, &layers, &e0, &r, keep));
                     check(&format!("{agg:?} e0[{i},{j}]"), d_e0[[i, j]], num);
                 }
             }
             for l in 0..layers.len() {
                 let shape = layers[l].w1.dim();
                 for (i, j) in [(0, 0), (shape.0 - 1, shape.1 - 1), (1, 0)] {
-                    let num = central_difference!(layers[l].w1[[i, j]], loss(agg, &a, &layers, &e0, &r, &keep));
+                    let num = central_difference!(layers[l].w1[[i, j]], loss(agg, &a, &layers, &e0, &r, keep));
                     check(&format!("{agg:?} w1[{l}][{i},{j}]"), dws[l].w1[[i, j]], num);
                 }
-                let num = central_difference!(layers[l].b1[0], loss(agg, &a, &layers, &e0, &r, &keep));
+                let num = central_difference!(layers[l].b1[0], loss(agg, &a, &layers, &e0, &r, keep));
                 check(&format!("{agg:?} b1[{l}]"), dws[l].b1[0], num);
                 if agg == Aggregator::Bi {
-                    let num = central_difference!(layers[l].w2[[1, 1]], loss(agg, &a, &layers, &e0, &r, &keep));
+                    let num = central_difference!(layers[l].w2[[1, 1]], loss(agg, &a, &layers, &e0, &r, keep));
                     check(&format!("{agg:?} w2[{l}]"), dws[l].w2[[1, 1]], num);
                 } else {
                     assert!(dws[l].w2.iter().all(|&g| g == 0.0), "{agg:?} has no second weight");
@@ -397,6 +516,15 @@ mod tests {
 
     #[test]
     fn dropout_masks_drop_the_asked_share_the_same_way_for_a_seed() {
+        let dropout_masks = |n: usize, dims: &[usize], p: f32, seed: u64| -> Vec<Array2<f32>> {
+            let dr = Dropout { p, seed };
+            let mask = |(l, &d): (usize, &usize)| {
+                let mut m = vec![0f32; n * d];
+                dr.fill(l, 0, &mut m);
+                Array2::from_shape_vec((n, d), m).expect("shape")
+            };
+            dims.iter().enumerate().map(mask).collect()
+        };
         let masks = dropout_masks(3000, &[16, 8], 0.25, 7);
         assert_eq!(masks.iter().map(|m| m.dim()).collect::<Vec<_>>(), [(3000, 16), (3000, 8)]);
         for m in &masks {
@@ -409,6 +537,14 @@ mod tests {
         assert_eq!(masks, dropout_masks(3000, &[16, 8], 0.25, 7));
         assert_ne!(masks[0], dropout_masks(3000, &[16], 0.25, 8)[0]);
         assert_ne!(masks[0].slice(s![.., ..8]), masks[1]);
+        // A block drawn from any element on is that part of the whole mask
+        // (the passes draw their row blocks separately).
+        let whole = masks[0].as_slice().expect("standard layout");
+        for first in [1, 3, 4, 37, 4096] {
+            let mut part = vec![0f32; 301];
+            Dropout { p: 0.25, seed: 7 }.fill(0, first, &mut part);
+            assert_eq!(part, whole[first..first + 301]);
+        }
     }
 
     #[test]
@@ -436,6 +572,88 @@ mod tests {
                         y[[r, j]]
                     );
                 }
+            }
+        }
+    }
+
+    /// A graph of `n` nodes with up to 6 random edges each, rows summing to 1.
+    fn random_graph(n: usize, rng: &mut Rng) -> Csr {
+        let mut edges = Vec::new();
+        for r in 0..n as u32 {
+            let k = rng.below(7);
+            edges.extend((0..k).map(|_| (r, rng.below(n as u64) as u32, 1.0 / k as f32)));
+        }
+        Csr::from_triples(n, n, edges.into_iter())
+    }
+
+    #[test]
+    fn forward_over_several_row_blocks_is_the_layer_formula() {
+        let mut rng = Rng::new(3);
+        let n = 2 * ROWS + 9;
+        let a = random_graph(n, &mut rng);
+        let layers = weights(Aggregator::Bi, &[5, 4, 3], &mut rng);
+        let e0 = random(n, 5, &mut rng);
+        let dr = Dropout { p: 0.3, seed: 9 };
+        let mut ws = Workspace::default();
+        forward(Aggregator::Bi, &a, &layers, &e0, Some(dr), &mut ws);
+        let finals = ws.finals;
+        // Dense, whole-matrix reference: H = LeakyReLU((E + AE)W₁ + b₁) +
+        // LeakyReLU((E ⊙ AE)W₂ + b₂), times the mask, rows normalised.
+        let mut x = e0.clone();
+        let mut at = 5;
+        assert_eq!(finals.slice(s![.., ..5]), e0);
+        for (l, w) in layers.iter().enumerate() {
+            let nb = spmm(&a, x.view());
+            let lr = |z: Array2<f32>| z.mapv(|v| if v > 0.0 { v } else { LEAKY * v });
+            let mut h = lr((&x + &nb).dot(&w.w1) + &w.b1) + lr((&x * &nb).dot(&w.w2) + &w.b2);
+            let mut keep = vec![0f32; h.len()];
+            dr.fill(l, 0, &mut keep);
+            h *= &Array2::from_shape_vec(h.raw_dim(), keep).expect("shape");
+            for r in 0..n {
+                let norm = h.row(r).dot(&h.row(r)).sqrt().max(1e-12);
+                for j in 0..h.ncols() {
+                    let got = finals[[r, at + j]];
+                    assert!((got - h[[r, j]] / norm).abs() < 1e-5, "layer {l} [{r},{j}]: {got}");
+                }
+            }
+            at += h.ncols();
+            x = h;
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_across_row_blocks() {
+        let mut rng = Rng::new(4);
+        let n = ROWS + 40;
+        let a = random_graph(n, &mut rng);
+        let a_t = a.transpose();
+        let mut layers = weights(Aggregator::Bi, &[3, 2, 2], &mut rng);
+        let mut e0 = random(n, 3, &mut rng);
+        let r = random(n, 7, &mut rng);
+        let keep = Some(Dropout { p: 0.1, seed: 2 });
+        let (d_e0, dws) = gradients(Aggregator::Bi, &a, &a_t, &layers, &e0, keep, &r);
+        for i in [0, ROWS - 1, ROWS, n - 1] {
+            for j in 0..3 {
+                let num = central_difference!(e0[[i, j]], loss(Aggregator::Bi, &a, &layers, &e0, &r, keep));
+                check(&format!("e0[{i},{j}]"), d_e0[[i, j]], num);
+            }
+        }
+        // A weight moves every row's products, so some cross LeakyReLU's kink
+        // within the macro's step: a smaller one here.
+        let step = 3e-4f32;
+        for (l, dw) in dws.iter().enumerate() {
+            for (which, (i, j)) in [(1, (1, 0)), (2, (0, 1))] {
+                fn at(ls: &mut [LayerWeights], l: usize, which: u8, (i, j): (usize, usize)) -> &mut f32 {
+                    if which == 1 { &mut ls[l].w1[[i, j]] } else { &mut ls[l].w2[[i, j]] }
+                }
+                let x = *at(&mut layers, l, which, (i, j));
+                *at(&mut layers, l, which, (i, j)) = x + step;
+                let up = loss(Aggregator::Bi, &a, &layers, &e0, &r, keep);
+                *at(&mut layers, l, which, (i, j)) = x - step;
+                let down = loss(Aggregator::Bi, &a, &layers, &e0, &r, keep);
+                *at(&mut layers, l, which, (i, j)) = x;
+                let analytic = if which == 1 { dw.w1[[i, j]] } else { dw.w2[[i, j]] };
+                check(&format!("w{which}[{l}]"), analytic, (up - down) / (2.0 * f64::from(step)));
             }
         }
     }

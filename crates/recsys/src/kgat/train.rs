@@ -361,7 +361,9 @@ pub fn train(
     let finish = |ckg: &mut Ckg, e0: &Array2<f32>, rel: &Relations, layers: &[LayerWeights]| {
         pool.install(|| {
             transr::attention(ckg, e0, rel);
-            let (finals, _) = propagate::forward(p.aggregator, &ckg.adjacency, layers, e0, Vec::new());
+            let mut ws = propagate::Workspace::default();
+            propagate::forward(p.aggregator, &ckg.adjacency, layers, e0, None, &mut ws);
+            let finals = ws.finals;
             (
                 finals.slice(ndarray::s![n_entities.., ..]).to_owned(),
                 finals.slice(ndarray::s![..n_items, ..]).to_owned(),
@@ -427,6 +429,11 @@ pub fn train(
             })?;
         }
     }
+    // Kept from batch to batch (see `Workspace`); the gradient arrays are
+    // zeroed where a batch wrote them.
+    let mut ws = propagate::Workspace::default();
+    let mut d_final = Array2::<f32>::zeros((0, 0));
+    let mut d_ent = Array2::<f32>::zeros((0, 0));
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
         let mut ph = Phases::default();
@@ -451,32 +458,37 @@ pub fn train(
                 drawn.push((u, seen[rng.below(seen.len() as u64) as usize]));
                 cands.extend((0..negatives).map(|_| ui.draw_unseen(u as usize, &mut rng)));
             }
-            let keep: Vec<Array2<f32>> = if p.dropout > 0.0 {
-                let seed = rng.next_u64();
-                pool.install(|| propagate::dropout_masks(n, &p.layers, p.dropout, seed))
-            } else {
-                Vec::new()
-            };
+            let dropout = (p.dropout > 0.0).then(|| propagate::Dropout { p: p.dropout, seed: rng.next_u64() });
             t_cf += 1;
             ph.cf_sampling += lap(&mut clock);
             cf_loss += pool.install(|| {
-                let (finals, caches) = propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, keep);
+                propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, dropout, &mut ws);
+                let finals = &ws.finals;
                 let bias = if use_bias { item_bias.as_slice() } else { None };
-                let batch = hardest_negatives(&finals, n_entities, &drawn, &cands, bias);
-                let mut d_final = Array2::zeros(finals.raw_dim());
+                let batch = hardest_negatives(finals, n_entities, &drawn, &cands, bias);
+                if d_final.dim() != finals.dim() {
+                    d_final = Array2::zeros(finals.raw_dim());
+                }
                 let mut d_bias = Array1::zeros(item_bias.len());
                 let bias = use_bias.then(|| cf::Bias {
                     value: item_bias.as_slice().unwrap_or(&[]),
                     grad: d_bias.as_slice_mut().unwrap_or(&mut []),
                 });
-                let loss = cf::bpr_loss(&finals, n_entities, &batch, p.cf_regularization, &mut d_final, bias);
+                let loss = cf::bpr_loss(finals, n_entities, &batch, p.cf_regularization, &mut d_final, bias);
                 ph.cf_forward += lap(&mut clock);
                 if use_bias {
                     adam_bias_i.step(&mut item_bias, &d_bias, p.learning_rate, t_cf);
                 }
-                let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &caches, &d_final);
+                let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &e0, dropout, &d_final, &mut ws);
+                // Only the batch's rows of d_final were written: zeroed again
+                // for the next batch (the whole array is 2.7 times E₀).
+                for &(u, i, j) in &batch {
+                    for r in [n_entities + u as usize, i as usize, j as usize] {
+                        d_final.row_mut(r).fill(0.0);
+                    }
+                }
                 ph.cf_backward += lap(&mut clock);
-                adam_e0.step(&mut e0, &d_e0, p.learning_rate, t_cf);
+                adam_e0.step(&mut e0, d_e0, p.learning_rate, t_cf);
                 for (l, dw) in dws.iter().enumerate() {
                     adam_layers[l][0].step(&mut layers[l].w1, &dw.w1, p.learning_rate, t_cf);
                     adam_layers[l][1].step(&mut layers[l].w2, &dw.w2, p.learning_rate, t_cf);
@@ -502,10 +514,18 @@ pub fn train(
                 .collect();
             t_kg += 1;
             kg_loss += pool.install(|| {
-                let mut d_ent = Array2::zeros(e0.raw_dim());
+                if d_ent.dim() != e0.dim() {
+                    d_ent = Array2::zeros(e0.raw_dim());
+                }
                 let mut d_rel = rel.zeros_like();
                 let loss = transr::kg_loss(&e0, &rel, &batch, p.kg_regularization, &mut d_ent, &mut d_rel);
                 adam_e0_kg.step(&mut e0, &d_ent, p.learning_rate, t_kg);
+                // Zeroed again where the batch wrote, for the next batch.
+                for &(h, _, t, tail) in &batch {
+                    for r in [h, t, tail] {
+                        d_ent.row_mut(r as usize).fill(0.0);
+                    }
+                }
                 for (r, dw) in d_rel.w.iter().enumerate() {
                     adam_rel_w[r].step(&mut rel.w[r], dw, p.learning_rate, t_kg);
                 }
