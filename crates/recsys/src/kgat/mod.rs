@@ -84,6 +84,11 @@ impl Algo for Kgat {
             meaning: "also learn an item bias added to the score, as BPR-MF has (not in the paper); it starts from the pretrained model's biases; by default on from a pretrained start, off from a random one",
         },
         Param {
+            key: "layer_gates",
+            rule: Rule::Bool,
+            meaning: "weigh each layer's part of the final representation by a learned gate that starts at 0 (not in the paper), so training starts at the pretrained model's ranking and lets the layers in as they help; by default on from a pretrained start, off from a random one (weight 1, the paper's)",
+        },
+        Param {
             key: "negatives",
             rule: Rule::Int { min: 1, max: 100, note: "" },
             meaning: "negative candidates per CF sample, the hardest under the current representations trained against; 1 is the paper's uniform sampling",
@@ -101,7 +106,7 @@ impl Algo for Kgat {
         Param {
             key: "pretrain_iterations",
             rule: Rule::Int { min: 0, max: 10_000, note: "0: a random start" },
-            meaning: "without `pretrain`, the layer-0 embeddings start from a BPR model (`bpr`'s defaults, these `factors`) trained this many iterations on the training part; with early stopping, that start is evaluated first and kept unless an epoch beats it",
+            meaning: "without `pretrain`, the layer-0 embeddings start from a BPR model (`bpr`'s defaults, these `factors`) trained this many iterations on the training part; with early stopping, that start is evaluated first and, when no epoch beats it, is the model returned, trained again on all the training interactions",
         },
     ];
     const NEEDS: Needs = Needs { graph: true, ..Needs::NONE };

@@ -37,6 +37,10 @@ pub struct LayerWeights {
     pub b1: Array1<f32>,
     pub w2: Array2<f32>,
     pub b2: Array1<f32>,
+    /// The weight of the layer's normalised output in the final
+    /// representation: 1 in the paper; learned from 0 from a pretrained
+    /// start, so training begins at the pretrained model's ranking.
+    pub gate: f32,
 }
 
 impl LayerWeights {
@@ -46,6 +50,7 @@ impl LayerWeights {
             b1: Array1::zeros(self.b1.raw_dim()),
             w2: Array2::zeros(self.w2.raw_dim()),
             b2: Array1::zeros(self.b2.raw_dim()),
+            gate: 0.0,
         }
     }
 }
@@ -231,7 +236,8 @@ pub fn layer_forward(
         }
         for ((h, mut y), norm) in out.rows().into_iter().zip(normed.rows_mut()).zip(norms.iter_mut()) {
             *norm = h.dot(&h).sqrt().max(1e-12);
-            Zip::from(&mut y).and(&h).for_each(|y, &h| *y = h / *norm);
+            let scale = w.gate / *norm;
+            Zip::from(&mut y).and(&h).for_each(|y, &h| *y = h * scale);
         }
     });
 }
@@ -242,6 +248,7 @@ impl LayerWeights {
         self.b1 += &o.b1;
         self.w2 += &o.w2;
         self.b2 += &o.b2;
+        self.gate += o.gate;
     }
 }
 
@@ -280,18 +287,21 @@ pub fn layer_backward(
             // Row normalisation y = h/|h|: dh = (dy − y(y·dy))/|h|.
             let mut dh = d_out.map_or_else(|| Array2::zeros(h.raw_dim()), |g| rows(g, &r).to_owned());
             let dy = d_normed.slice(s![r.clone(), ..]);
-            for (((mut g, h), dy), &norm) in
+            let mut g = w.zeros_like();
+            for (((mut dh_row, h), dy), &norm) in
                 dh.rows_mut().into_iter().zip(h.rows()).zip(dy.rows()).zip(&c.norms[r.clone()])
             {
+                // The gate α scales y: dα = Σ y·dy, and y's gradient is α dy.
                 let y_dy = h.dot(&dy) / norm;
-                Zip::from(&mut g).and(&h).and(&dy).for_each(|g, &h, &dy| *g += (dy - h / norm * y_dy) / norm);
+                g.gate += y_dy;
+                let a = w.gate;
+                Zip::from(&mut dh_row).and(&h).and(&dy).for_each(|d, &h, &dy| *d += a * (dy - h / norm * y_dy) / norm);
             }
             if let Some((dr, layer)) = dropout {
                 dr.apply(layer, r.start, &mut dh.view_mut());
             }
             let back =
                 |z: ArrayView2<f32>| Zip::from(&dh).and(&z).map_collect(|&g, &z| if z > 0.0 { g } else { LEAKY * g });
-            let mut g = w.zeros_like();
             let dz1 = back(rows(&c.z1, &r));
             general_mat_mul(1.0, &first_input(agg, e, nb).t(), &dz1, 0.0, &mut g.w1);
             g.b1 = dz1.sum_axis(Axis(0));
@@ -422,6 +432,7 @@ mod tests {
                     b1: Array1::from_shape_fn(d[1], |_| rng.normal() as f32 * 0.1),
                     w2: random(d[0], d[1], rng),
                     b2: Array1::from_shape_fn(d[1], |_| rng.normal() as f32 * 0.1),
+                    gate: 0.7,
                 }
             })
             .collect()
@@ -496,6 +507,8 @@ mod tests {
                 }
                 let num = central_difference!(layers[l].b1[0], loss(agg, &a, &layers, &e0, &r, keep));
                 check(&format!("{agg:?} b1[{l}]"), dws[l].b1[0], num);
+                let num = central_difference!(layers[l].gate, loss(agg, &a, &layers, &e0, &r, keep));
+                check(&format!("{agg:?} gate[{l}]"), dws[l].gate, num);
                 if agg == Aggregator::Bi {
                     let num = central_difference!(layers[l].w2[[1, 1]], loss(agg, &a, &layers, &e0, &r, keep));
                     check(&format!("{agg:?} w2[{l}]"), dws[l].w2[[1, 1]], num);
@@ -610,7 +623,7 @@ mod tests {
             dr.fill(l, 0, &mut keep);
             h *= &Array2::from_shape_vec(h.raw_dim(), keep).expect("shape");
             for r in 0..n {
-                let norm = h.row(r).dot(&h.row(r)).sqrt().max(1e-12);
+                let norm = h.row(r).dot(&h.row(r)).sqrt().max(1e-12) / w.gate;
                 for j in 0..h.ncols() {
                     let got = finals[[r, at + j]];
                     assert!((got - h[[r, j]] / norm).abs() < 1e-5, "layer {l} [{r},{j}]: {got}");
