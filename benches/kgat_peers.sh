@@ -37,7 +37,8 @@ for set in ${SETS:-fb943 ml1m}; do
         continue
     fi
     echo "=== $set: $EPOCHS epochs from random embeddings, learning rate $LR ==="
-    params="{\"iterations\": $EPOCHS, \"learning_rate\": $LR, \"patience\": 0, \"pretrain_iterations\": 0}"
+    # BENCH_ALGORITHMS splits on spaces: the params have none.
+    params="{\"iterations\":$EPOCHS,\"learning_rate\":$LR,\"patience\":0,\"pretrain_iterations\":0}"
     BENCH_ALGORITHMS="kgat:$params" cargo bench -q --bench kgat -- "$set" 2>/dev/null | grep -v '^$'
     "$VENV/bin/python" -W ignore benches/kgat_peers.py "$dir" "$users" "$EPOCHS" "$LR" 1024 2 | grep -v '^  recbole'
 done
