@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recsys_peers import evaluate  # noqa: E402
+from recsys_peers import evaluate, step_batches  # noqa: E402
 
 
 def pairs(path, users):
@@ -120,25 +120,12 @@ def main(data_dir, users, epochs, lr, batch, threads, seed=42):
         # Sampling is not timed (RecBole's own sampler is not what is compared).
         clock = time.perf_counter()
         model.train()
-        cf = kgl = 0.0
-        for s in range(0, len(order), batch):
-            b = order[s:s + batch]
-            inter = {"user_id": torch.from_numpy(train[b, 0]), "item_id": torch.from_numpy(train[b, 1]),
-                     "neg_item_id": torch.from_numpy(neg[b])}
-            opt.zero_grad()
-            loss = model.calculate_loss(inter)
-            loss.backward()
-            opt.step()
-            cf += loss.item() * len(b)
-        for s in range(0, len(korder), 2048):
-            b = korder[s:s + 2048]
-            inter = {"head_id": torch.from_numpy(kh[b]), "relation_id": torch.from_numpy(kr[b]),
-                     "tail_id": torch.from_numpy(kt[b]), "neg_tail_id": torch.from_numpy(kneg[b])}
-            opt.zero_grad()
-            loss = model.calculate_kg_loss(inter)
-            loss.backward()
-            opt.step()
-            kgl += loss.item() * len(b)
+        cf = step_batches(opt, model.calculate_loss, order, batch,
+                          lambda b: {"user_id": torch.from_numpy(train[b, 0]),
+                                     "item_id": torch.from_numpy(train[b, 1]), "neg_item_id": torch.from_numpy(neg[b])})
+        kgl = step_batches(opt, model.calculate_kg_loss, korder, 2048,
+                           lambda b: {"head_id": torch.from_numpy(kh[b]), "relation_id": torch.from_numpy(kr[b]),
+                                      "tail_id": torch.from_numpy(kt[b]), "neg_tail_id": torch.from_numpy(kneg[b])})
         model.eval()
         with torch.no_grad():
             model.update_attentive_A()

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recsys_peers import evaluate, read_split  # noqa: E402
+from recsys_peers import evaluate, read_split, step_batches  # noqa: E402
 
 
 class Shim:
@@ -64,17 +64,10 @@ def main(data_dir, epochs, layers, lr, reg, batch, threads, seed=42):
                 neg[k] = rng.integers(0, n_items)
         # Sampling is not timed (RecBole's own sampler is not what is compared).
         t = time.perf_counter()
-        total = 0.0
         model.train()
-        for start in range(0, len(order), batch):
-            b = order[start:start + batch]
-            inter = {"user_id": torch.from_numpy(users[b]), "item_id": torch.from_numpy(pos[b]),
-                     "neg_item_id": torch.from_numpy(neg[b])}
-            opt.zero_grad()
-            loss = model.calculate_loss(inter)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
+        total = step_batches(opt, model.calculate_loss, order, batch,
+                             lambda b: {"user_id": torch.from_numpy(users[b]), "item_id": torch.from_numpy(pos[b]),
+                                        "neg_item_id": torch.from_numpy(neg[b])})
         spent += time.perf_counter() - t
         print(f"  recbole lightgcn epoch {epoch}/{epochs}: loss {total / len(users):.5f}, {spent:.1f} s", flush=True)
     model.eval()

@@ -41,6 +41,21 @@ def read_split(data_dir):
     return train, np.array(sorted(test_items_of)), test_items_of
 
 
+def step_batches(opt, loss_of, order, batch, inter_of):
+    """Adam steps over `order` in batches of `batch`: zero the gradients, the
+    loss of the batch's interaction dict, backward, step. Returns the summed
+    loss times batch sizes."""
+    total = 0.0
+    for s in range(0, len(order), batch):
+        b = order[s:s + batch]
+        opt.zero_grad()
+        loss = loss_of(inter_of(b))
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(b)
+    return total
+
+
 def evaluate(score_batch, train, test_users, test_items_of, k=20):
     recalls, ndcgs = [], []
     disc = 1.0 / np.log2(np.arange(2, k + 2))
