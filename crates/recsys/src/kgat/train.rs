@@ -435,7 +435,8 @@ pub fn train(
     // A pretrained start is judged as epoch 0, as the pretrained model
     // itself (its factors, zeros for the layers' parts of the final
     // representation): when no epoch beats it on validation, training returns
-    // it, so KGAT never ends below its start there. (The start propagated
+    // it (an internal BPR start retrained on all the data, see the end), so
+    // KGAT never ends below its start there. (The start propagated
     // through the untrained layers would not do: each layer's output is
     // normalised, so even small weights add a unit-scale random term.)
     let mut start_recall = None;
