@@ -9,8 +9,13 @@
 //! - `bi`: H = LeakyReLU((E + Ñ)W₁ + b₁) + LeakyReLU((E ⊙ Ñ)W₂ + b₂);
 //!   `gcn`: H = LeakyReLU((E + Ñ)W₁ + b₁); `graphsage`: H = LeakyReLU([E, Ñ]W₁ + b₁);
 //! - message dropout on H, which feeds the next layer;
-//! - each layer's output enters the final representation L2-normalised, and
-//!   the final representation is [E₀, norm(H₁), …, norm(H_L)].
+//! - each layer's output enters the final representation L2-normalised and
+//!   times its gate α (1 in the paper; learned from 0 from a pretrained
+//!   start): [E₀, α₁ norm(H₁), …, α_L norm(H_L)].
+//!
+//! Each pass works through blocks of rows, doing all of a layer's dense and
+//! element-wise steps while a block is in cache; one batch's arrays are kept
+//! in a `Workspace` for the next.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip, concatenate, s};
