@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recsys_peers import evaluate, step_batches  # noqa: E402
+from recsys_peers import evaluate, over_catalogue, step_batches  # noqa: E402
 
 
 def pairs(path, users):
@@ -135,18 +135,9 @@ def main(data_dir, users, epochs, lr, batch, threads, seed=42):
     model.eval()
     with torch.no_grad():
         ue, ee = model.forward()
-    # pgrec's catalogue: the items with training interactions.
-    items = np.unique(train[:, 1])
-    index = {int(x): k for k, x in enumerate(items)}
+    tr, test_users, test_items_of, items = over_catalogue(train[:, 0], train[:, 1], test[:, 0], test[:, 1])
     ue, ie = ue.numpy(), ee.numpy()[items]
-    tr = sp.csr_matrix((np.ones(len(train), dtype=np.float32), (train[:, 0], [index[int(x)] for x in train[:, 1]])),
-                       shape=(n_users, len(items)))
-    tr.data[:] = 1.0
-    test_items_of = {}
-    for a, b in test:
-        if int(b) in index:
-            test_items_of.setdefault(int(a), []).append(index[int(b)])
-    rec, ndcg = evaluate(lambda bt: ue[bt] @ ie.T, tr, np.array(sorted(test_items_of)), test_items_of)
+    rec, ndcg = evaluate(lambda bt: ue[bt] @ ie.T, tr, test_users, test_items_of)
     import recbole
     print(f"RecBole {recbole.__version__} KGAT (torch {torch.__version__}, {threads} threads)  {epochs} epochs  "
           f"{spent / epochs:.3f} s/epoch  Recall@20 {rec:.4f}  NDCG@20 {ndcg:.4f}", flush=True)

@@ -21,12 +21,20 @@ def read(path):
 
 
 def read_split(data_dir):
-    """train.txt and test.txt of data_dir over pgrec's catalogue: the items
-    with training interactions, renumbered (test items outside it cannot be
-    ranked by anyone and are left out, as pgrec's bench does). Returns the
-    binary user × item training matrix, the test users and each one's items."""
+    """train.txt and test.txt of data_dir over pgrec's catalogue (see
+    over_catalogue): the binary user × item training matrix, the test users
+    and each one's items."""
     tu, ti = read(Path(data_dir) / "train.txt")
     su, si = read(Path(data_dir) / "test.txt")
+    return over_catalogue(tu, ti, su, si)[:3]
+
+
+def over_catalogue(tu, ti, su, si):
+    """Training pairs (tu, ti) and test pairs (su, si) over pgrec's
+    catalogue: the items with training interactions, renumbered (test items
+    outside it cannot be ranked by anyone and are left out, as pgrec's bench
+    does). Returns the binary user × item training matrix, the test users,
+    each one's items, and the catalogue's original item ids."""
     items = np.unique(ti)
     index = {int(i): k for k, i in enumerate(items)}
     ti = np.array([index[int(i)] for i in ti])
@@ -38,7 +46,7 @@ def read_split(data_dir):
     for u, i in zip(su, si):
         if int(i) in index:
             test_items_of.setdefault(u, []).append(index[int(i)])
-    return train, np.array(sorted(test_items_of)), test_items_of
+    return train, np.array(sorted(test_items_of)), test_items_of, items
 
 
 def step_batches(opt, loss_of, order, batch, inter_of):

@@ -75,16 +75,18 @@ pub struct LayerCache {
     norms: Vec<f32>,
 }
 
-/// y = A·x for a CSR `a` with weights in `data`, rows in parallel, each row
-/// by the shared `weighted_sum` kernel (AVX2/FMA where the CPU has them, the
-/// sum kept in registers across the row's edges), as LightGCN propagates.
-pub fn spmm(a: &Csr, x: ArrayView2<f32>) -> Array2<f32> {
+/// y = A·x (the tests' reference for `spmm_into`).
+#[cfg(test)]
+fn spmm(a: &Csr, x: ArrayView2<f32>) -> Array2<f32> {
     let mut y = Array2::zeros((a.n_rows, x.ncols()));
     spmm_into(a, x, &mut y, false);
     y
 }
 
-/// y = A·x, or y += A·x with `add`, for a standard-layout `y`.
+/// y = A·x, or y += A·x with `add`, for a CSR `a` with weights in `data` and
+/// a standard-layout `y`: rows in parallel, each row by the shared
+/// `weighted_sum` kernel (AVX2/FMA where the CPU has them, the sum kept in
+/// registers across the row's edges), as LightGCN propagates.
 fn spmm_into(a: &Csr, x: ArrayView2<f32>, y: &mut Array2<f32>, add: bool) {
     let d = x.ncols();
     // Plain slices for the kernel (a standard-layout copy of `x` when it is
