@@ -192,11 +192,24 @@ fn blocks(x: &mut Array2<f32>, n: usize) -> Vec<Option<ndarray::ArrayViewMut2<'_
     }
 }
 
-/// `x` as a `rows` × `cols` array, reallocated only when its shape differs
-/// (the passes below overwrite every element).
+/// A zeroed `rows` × `cols` array whose first element sits on a 64-byte
+/// boundary, so that with `cols` a multiple of 16 every row starts a cache
+/// line: a row gathered by `spmm_into` then spans the fewest lines (a heap
+/// array of 64-wide rows usually starts 16 bytes into a line, and the
+/// product on ml-1m-kgat took 1.5 times as long over it).
+pub fn aligned_zeros(rows: usize, cols: usize) -> Array2<f32> {
+    let len = rows * cols;
+    let mut flat = Array1::<f32>::zeros(len + 15);
+    let skip = (flat.as_ptr() as usize).wrapping_neg() % 64 / std::mem::size_of::<f32>();
+    flat.slice_collapse(s![skip..skip + len]);
+    flat.into_shape_with_order((rows, cols)).unwrap_or_else(|_| Array2::zeros((rows, cols)))
+}
+
+/// `x` as a `rows` × `cols` array, reallocated (aligned) only when its shape
+/// differs (the passes below overwrite every element).
 fn fit(x: &mut Array2<f32>, rows: usize, cols: usize) {
     if x.dim() != (rows, cols) {
-        *x = Array2::zeros((rows, cols));
+        *x = aligned_zeros(rows, cols);
     }
 }
 
@@ -523,6 +536,18 @@ mod tests {
                     assert!(dws[l].w2.iter().all(|&g| g == 0.0), "{agg:?} has no second weight");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn aligned_arrays_start_on_a_cache_line_and_are_zero() {
+        for (rows, cols) in [(0, 64), (1, 1), (7, 16), (1000, 64), (333, 32)] {
+            let x = aligned_zeros(rows, cols);
+            assert_eq!(x.dim(), (rows, cols));
+            assert!(x.is_standard_layout());
+            // (An empty array has no element to place.)
+            assert!(rows == 0 || (x.as_ptr() as usize).is_multiple_of(64), "{rows} x {cols}");
+            assert!(x.iter().all(|&v| v == 0.0));
         }
     }
 

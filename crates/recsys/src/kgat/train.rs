@@ -309,7 +309,9 @@ pub fn train(
     let n = ckg.n_nodes();
     let n_items = ui.n_cols;
     let mut rng = Rng::new(p.seed);
-    let mut e0 = xavier(n, p.embedding, &mut rng);
+    // Aligned: every CF batch gathers its rows (see `aligned_zeros`).
+    let mut e0 = propagate::aligned_zeros(n, p.embedding);
+    e0.assign(&xavier(n, p.embedding, &mut rng));
     if let Some(init) = init {
         for (u, known) in init.user_known.iter().enumerate() {
             if *known {
