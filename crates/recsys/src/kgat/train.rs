@@ -392,7 +392,7 @@ pub fn train(
         pool.install(|| {
             transr::attention(ckg, e0, rel);
             let mut ws = propagate::Workspace::default();
-            propagate::forward(p.aggregator, &ckg.adjacency, layers, e0, None, &mut ws);
+            propagate::forward(p.aggregator, &ckg.adjacency, layers, e0, None, None, &mut ws);
             let finals = ws.finals;
             (
                 finals.slice(ndarray::s![n_entities.., ..]).to_owned(),
@@ -464,6 +464,7 @@ pub fn train(
     let mut ws = propagate::Workspace::default();
     let mut d_final = Array2::<f32>::zeros((0, 0));
     let mut d_ent = Array2::<f32>::zeros((0, 0));
+    let mut rows: Vec<u32> = Vec::new();
     for epoch in 1..=p.epochs {
         let (mut cf_loss, mut kg_loss) = (0.0, 0.0);
         let mut ph = Phases::default();
@@ -489,10 +490,16 @@ pub fn train(
                 cands.extend((0..negatives).map(|_| ui.draw_unseen(u as usize, &mut rng)));
             }
             let dropout = (p.dropout > 0.0).then(|| propagate::Dropout { p: p.dropout, seed: rng.next_u64() });
+            // The nodes whose final representation the batch reads.
+            rows.clear();
+            rows.extend(drawn.iter().flat_map(|&(u, i)| [(n_entities + u as usize) as u32, i]));
+            rows.extend_from_slice(&cands);
+            rows.sort_unstable();
+            rows.dedup();
             t_cf += 1;
             ph.cf_sampling += lap(&mut clock);
             cf_loss += pool.install(|| {
-                propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, dropout, &mut ws);
+                propagate::forward(p.aggregator, &ckg.adjacency, &layers, &e0, dropout, Some(&rows), &mut ws);
                 let finals = &ws.finals;
                 let bias = if use_bias { item_bias.as_slice() } else { None };
                 let batch = hardest_negatives(finals, n_entities, &drawn, &cands, bias);
