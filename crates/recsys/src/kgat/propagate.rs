@@ -79,6 +79,9 @@ pub struct LayerCache {
     z2: Array2<f32>,
     /// The layer's output after dropout, before normalisation.
     out: Array2<f32>,
+    /// The dropout `out` was drawn with, and its mask (1: kept), row-major.
+    dropout: Option<Dropout>,
+    kept: Vec<u8>,
     norms: Vec<f32>,
 }
 
@@ -138,16 +141,24 @@ impl Dropout {
     /// elements `first..` of layer `layer`'s row-major output into `out`.
     /// Element k is decided by 16 bits of the (k/4)-th value of a SplitMix64
     /// stream from the layer's seed, computed from k directly: the forward
-    /// and backward passes draw the same mask block by block, in parallel,
-    /// and no n × d mask is ever stored (drawn one by one, the masks took a
-    /// tenth of a CF batch on ml-1m-kgat).
+    /// pass draws the mask block by block, in parallel (drawn one by one, the
+    /// masks took a tenth of a CF batch on ml-1m-kgat).
     pub fn fill(&self, layer: usize, first: usize, out: &mut [f32]) {
+        let scale = self.scale();
+        self.draw(layer, first, out, |kept| if kept { scale } else { 0.0 });
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (1.0 - self.p)
+    }
+
+    /// `fill`'s decisions as `value(kept)`.
+    fn draw<T>(&self, layer: usize, first: usize, out: &mut [T], value: impl Fn(bool) -> T) {
         use pgrec_base::rng::{GOLDEN, mix64};
-        let scale = 1.0 / (1.0 - self.p);
         let below = (f64::from(self.p) * 65536.0).round() as u64;
         let base = mix64(self.seed ^ (layer as u64).wrapping_mul(GOLDEN));
         let word = |g: usize| mix64(base.wrapping_add((g as u64 / 4 + 1).wrapping_mul(GOLDEN)));
-        let decide = |word: u64, k: usize| if (word >> (16 * k)) & 0xffff < below { 0.0 } else { scale };
+        let decide = |word: u64, k: usize| value((word >> (16 * k)) & 0xffff >= below);
         // Up to the next multiple of 4, then four elements per value.
         let head = ((4 - first % 4) % 4).min(out.len());
         let (lead, rest) = out.split_at_mut(head);
@@ -172,21 +183,35 @@ impl Dropout {
         }
     }
 
-    /// Applies the mask to a block of rows: rows `first..` of the layer's
-    /// output, or rows `listed`.
-    fn apply(&self, layer: usize, first: usize, listed: Option<&[u32]>, block: &mut ndarray::ArrayViewMut2<f32>) {
+    /// Draws the mask of a block of rows (rows `first..` of the layer's
+    /// output, or rows `listed`) into `kept` (1: kept) and applies it; the
+    /// backward pass applies the same `kept` again (drawing it twice took a
+    /// twentieth of a CF batch on ml-1m-kgat).
+    fn apply(
+        &self,
+        layer: usize,
+        first: usize,
+        listed: Option<&[u32]>,
+        block: &mut ndarray::ArrayViewMut2<f32>,
+        kept: &mut [u8],
+    ) {
         let d = block.ncols().max(1);
-        let mut keep = vec![0f32; block.len()];
         match listed {
-            None => self.fill(layer, first * d, &mut keep),
+            None => self.draw(layer, first * d, kept, u8::from),
             Some(rows) => {
-                for (part, &r) in keep.chunks_mut(d).zip(rows) {
-                    self.fill(layer, r as usize * d, part);
+                for (part, &r) in kept.chunks_mut(d).zip(rows) {
+                    self.draw(layer, r as usize * d, part, u8::from);
                 }
             }
         }
-        // A view's iter_mut walks it row by row, as `fill` numbers elements.
-        block.iter_mut().zip(&keep).for_each(|(x, k)| *x *= k);
+        self.reapply(kept, block);
+    }
+
+    /// Scales a block by a mask `apply` drew for it.
+    fn reapply(&self, kept: &[u8], block: &mut ndarray::ArrayViewMut2<f32>) {
+        let scale = [0.0, self.scale()];
+        // A view's iter_mut walks it row by row, as `draw` numbers elements.
+        block.iter_mut().zip(kept).for_each(|(x, &k)| *x *= scale[usize::from(k & 1)]);
     }
 }
 
@@ -199,6 +224,16 @@ fn first_input(agg: Aggregator, e: ArrayView2<f32>, nb: ArrayView2<f32>) -> Arra
     match agg {
         Aggregator::GraphSage => concatenate![Axis(1), e, nb],
         _ => &e + &nb,
+    }
+}
+
+/// The blocks of a mask over `n` rows of `d` (ROWS rows each), or as many
+/// `None`s without one.
+fn mask_blocks(kept: &mut [u8], n: usize, d: usize) -> Vec<Option<&mut [u8]>> {
+    if kept.is_empty() || d == 0 {
+        (0..n.div_ceil(ROWS)).map(|_| None).collect()
+    } else {
+        kept.chunks_mut(ROWS * d).map(Some).collect()
     }
 }
 
@@ -267,6 +302,8 @@ pub fn layer_forward(
     fit(&mut c.z2, if agg == Aggregator::Bi { n } else { 0 }, d);
     fit(&mut c.out, n, d);
     c.norms.resize(n, 0.0);
+    c.dropout = dropout.map(|(dr, _)| dr);
+    c.kept.resize(if dropout.is_some() { n * d } else { 0 }, 0);
     let (neighbours, ids) = (&c.neighbours, &c.rows);
     let src = if c.restricted { c.input_rows.view() } else { input.view() };
     // Over all rows, each block writes its rows of `normed`; over listed
@@ -282,9 +319,10 @@ pub fn layer_forward(
             .zip(c.out.axis_chunks_iter_mut(Axis(0), ROWS))
             .zip(c.norms.chunks_mut(ROWS))
             .zip(normed_blocks)
+            .zip(mask_blocks(&mut c.kept, n, d))
             .enumerate()
             .collect();
-    jobs.into_par_iter().for_each(|(b, ((((mut z1, z2), mut out), norms), normed))| {
+    jobs.into_par_iter().for_each(|(b, (((((mut z1, z2), mut out), norms), normed), kept))| {
         let r = b * ROWS..b * ROWS + z1.nrows();
         let (e, nb) = (src.slice(s![r.clone(), ..]), neighbours.slice(s![r.clone(), ..]));
         general_mat_mul(1.0, &first_input(agg, e, nb), &w.w1, 0.0, &mut z1);
@@ -295,8 +333,8 @@ pub fn layer_forward(
             z2 += &w.b2;
             Zip::from(&mut out).and(&z2).for_each(|o, &z| *o += leaky(z));
         }
-        if let Some((dr, layer)) = dropout {
-            dr.apply(layer, r.start, rows.map(|_| &ids[r.clone()]), &mut out);
+        if let (Some((dr, layer)), Some(kept)) = (dropout, kept) {
+            dr.apply(layer, r.start, rows.map(|_| &ids[r.clone()]), &mut out, kept);
         }
         for (h, norm) in out.rows().into_iter().zip(norms.iter_mut()) {
             *norm = h.dot(&h).sqrt().max(1e-12);
@@ -338,7 +376,6 @@ pub fn layer_backward(
     w: &LayerWeights,
     input: ArrayView2<f32>,
     c: &LayerCache,
-    dropout: Option<(Dropout, usize)>,
     d_normed: ArrayView2<f32>,
     d_out: Option<&Array2<f32>>,
     dw: &mut LayerWeights,
@@ -395,8 +432,9 @@ pub fn layer_backward(
                 let a = w.gate;
                 Zip::from(&mut dh_row).and(&h).and(&dy).for_each(|d, &h, &dy| *d += a * (dy - h / norm * y_dy) / norm);
             }
-            if let Some((dr, layer)) = dropout {
-                dr.apply(layer, r.start, ids.map(|ids| &ids[r.clone()]), &mut dh.view_mut());
+            if let Some(dr) = c.dropout {
+                let d = dh.ncols();
+                dr.reapply(&c.kept[r.start * d..r.end * d], &mut dh.view_mut());
             }
             let back =
                 |z: ArrayView2<f32>| Zip::from(&dh).and(&z).map_collect(|&g, &z| if z > 0.0 { g } else { LEAKY * g });
@@ -429,8 +467,8 @@ pub fn layer_backward(
         // Rows outside the list have no gradient of their own. (Aᵀ·d_nb
         // over the listed rows' edges alone took longer than over all
         // edges with zeros: it must pick them out of every row of Aᵀ.)
-        d_input.fill(0.0);
-        d_nb.fill(0.0);
+        d_input.par_mapv_inplace(|_| 0.0);
+        d_nb.par_mapv_inplace(|_| 0.0);
         for ((&r, g), gn) in ids.iter().zip(listed_d_e.rows()).zip(listed_d_n.rows()) {
             d_input.row_mut(r as usize).assign(&g);
             d_nb.row_mut(r as usize).assign(&gn);
@@ -468,7 +506,15 @@ pub fn forward(
     let d0 = e0.ncols();
     let total = d0 + layers.iter().map(|w| w.w1.ncols()).sum::<usize>();
     fit(&mut ws.finals, e0.nrows(), total);
-    ws.finals.slice_mut(s![.., ..d0]).assign(e0);
+    match rows {
+        // The other rows of the final representation are not read.
+        Some(rows) => {
+            for &r in rows {
+                ws.finals.slice_mut(s![r as usize, ..d0]).assign(&e0.row(r as usize));
+            }
+        }
+        None => Zip::from(ws.finals.slice_mut(s![.., ..d0])).and(e0).par_for_each(|f, &e| *f = e),
+    }
     ws.caches.resize_with(layers.len(), LayerCache::default);
     let mut at = d0;
     for (l, w) in layers.iter().enumerate() {
@@ -483,14 +529,13 @@ pub fn forward(
 }
 
 /// All layers backward from the gradient of the final representation, after
-/// `forward` into `ws` (the same `e0` and `dropout`): the gradient of E₀
-/// (held in `ws`), and the layers' weight gradients.
+/// `forward` into `ws` (the same `e0`; its dropout masks are in `ws`): the
+/// gradient of E₀ (held in `ws`), and the layers' weight gradients.
 pub fn backward<'w>(
     agg: Aggregator,
     a_t: &Csr,
     layers: &[LayerWeights],
     e0: &Array2<f32>,
-    dropout: Option<Dropout>,
     d_final: &Array2<f32>,
     ws: &'w mut Workspace,
 ) -> (&'w Array2<f32>, Vec<LayerWeights>) {
@@ -509,8 +554,7 @@ pub fn backward<'w>(
         let (this, above) = ws.grads.split_at_mut(l + 1);
         let (d_input, d_nb) = &mut this[l];
         let d_out = above.first().map(|g| &g.0);
-        let dr = dropout.map(|dr| (dr, l));
-        layer_backward(agg, a_t, &layers[l], input, &caches[l], dr, dn, d_out, &mut dws[l], (d_input, d_nb));
+        layer_backward(agg, a_t, &layers[l], input, &caches[l], dn, d_out, &mut dws[l], (d_input, d_nb));
     }
     // E₀'s gradient: its own columns of the final representation, plus what
     // came back through the first layer.
@@ -583,7 +627,7 @@ mod tests {
         let mut out = Vec::new();
         for seed in [dropout.map(|d| Dropout { seed: d.seed + 1, ..d }), dropout] {
             forward(agg, a, layers, e0, seed, None, &mut ws);
-            let (d_e0, dws) = backward(agg, a_t, layers, e0, seed, r, &mut ws);
+            let (d_e0, dws) = backward(agg, a_t, layers, e0, r, &mut ws);
             out.push((d_e0.clone(), dws));
         }
         out.pop().expect("two passes")
@@ -789,8 +833,8 @@ mod tests {
                     d_final.row_mut(r).fill(0.0);
                 }
             }
-            let (g_full, w_full) = backward(agg, &a_t, &layers, &e0, dr, &d_final, &mut full);
-            let (g_part, w_part) = backward(agg, &a_t, &layers, &e0, dr, &d_final, &mut part);
+            let (g_full, w_full) = backward(agg, &a_t, &layers, &e0, &d_final, &mut full);
+            let (g_part, w_part) = backward(agg, &a_t, &layers, &e0, &d_final, &mut part);
             for (f, p) in g_full.iter().zip(g_part.iter()) {
                 assert!((f - p).abs() < 1e-5, "{agg:?} d_e0: {f} vs {p}");
             }

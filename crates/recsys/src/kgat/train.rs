@@ -516,7 +516,7 @@ pub fn train(
                 if use_bias {
                     adam_bias_i.step(&mut item_bias, &d_bias, p.learning_rate, t_cf);
                 }
-                let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &e0, dropout, &d_final, &mut ws);
+                let (d_e0, dws) = propagate::backward(p.aggregator, &a_t, &layers, &e0, &d_final, &mut ws);
                 // Only the batch's rows of d_final were written: zeroed again
                 // for the next batch (the whole array is 2.7 times E₀).
                 for &(u, i, j) in &batch {
