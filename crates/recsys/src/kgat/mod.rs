@@ -86,7 +86,7 @@ impl Algo for Kgat {
         Param {
             key: "layer_gates",
             rule: Rule::Bool,
-            meaning: "weigh each layer's part of the final representation by a learned gate that starts at 0 (not in the paper), so training starts at the pretrained model's ranking and lets the layers in as they help; by default on from a pretrained start, off from a random one (weight 1, the paper's)",
+            meaning: "weigh each layer's part of the final representation by a learned gate that starts at 0.1 (not in the paper), so training starts near the pretrained model's ranking and lets the layers in as they help; by default on from a pretrained start, off from a random one (weight 1, the paper's)",
         },
         Param {
             key: "negatives",
