@@ -531,8 +531,9 @@ pub struct Workspace {
 /// All layers forward (message dropout from `dropout`) into `ws.finals`.
 /// With `rows` (ascending), the last layer runs on those rows only and the
 /// final representation holds them alone (other rows keep stale values in
-/// the last layer's columns): a CF batch's loss reads no other row, and the
-/// layer's share of a batch on ml-1m-kgat fell from ~20% to ~5%.
+/// the last layer's columns): a CF batch's loss reads no other row. (Its
+/// backward pass still runs Aᵀ over every row, zeros outside the list: see
+/// `layer_backward`.)
 pub fn forward(
     agg: Aggregator,
     a: &Csr,
