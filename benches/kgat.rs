@@ -181,8 +181,9 @@ fn main() {
             None => t.metrics.clone(),
         };
         println!(
-            "pgrec {:<8} {:>4} epochs {:>8.3} s/epoch  train {:.1} s  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  peak RSS {:.0} MiB  params {json}",
+            "pgrec {:<8} {:>4} of {:>4} epochs {:>8.3} s/epoch  train {:.1} s  Recall@20 {:.4}  NDCG@20 {:.4}  (KGAT NDCG {:.4})  peak RSS {:.0} MiB  params {json}",
             algorithm.name(),
+            epochs.len(),
             p.to_json().get("iterations").map_or("-".into(), |v| v.to_string()),
             per_epoch,
             seconds,
