@@ -45,8 +45,8 @@ pub struct LayerWeights {
     pub w2: Array2<f32>,
     pub b2: Array1<f32>,
     /// The weight of the layer's normalised output in the final
-    /// representation: 1 in the paper; learned from a small start from a
-    /// pretrained start, so training begins near the pretrained model's
+    /// representation: 1 in the paper; from a pretrained start, learned
+    /// from a small value, so training begins near the pretrained model's
     /// ranking.
     pub gate: f32,
 }

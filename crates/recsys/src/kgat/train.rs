@@ -256,10 +256,6 @@ fn lap(since: &mut Instant) -> f64 {
     s
 }
 
-/// Trains KGAT on interactions `ui` (users × items) and the knowledge graph
-/// `g` (items are its entities 0..n_items). `on_epoch` runs on the caller's
-/// thread after every epoch (its loss is the CF loss plus the KG loss) and, as
-/// a `checkpoint`, after every batch.
 /// Where a layer's gate starts from a pretrained start. Not 0: a gate
 /// scales the layer's columns of both the user's and the item's final
 /// representation, so it enters a score squared and its gradient at 0 is 0
@@ -268,6 +264,10 @@ fn lap(since: &mut Instant) -> f64 {
 /// steadily, to about 0.4 by epoch 33 at the default learning rate.
 pub const GATE_START: f32 = 0.1;
 
+/// Trains KGAT on interactions `ui` (users × items) and the knowledge graph
+/// `g` (items are its entities 0..n_items). `on_epoch` runs on the caller's
+/// thread after every epoch (its loss is the CF loss plus the KG loss) and, as
+/// a `checkpoint`, after every batch.
 pub fn train(
     ui: &Csr,
     g: &KnowledgeGraph,
