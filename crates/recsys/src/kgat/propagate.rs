@@ -143,12 +143,8 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    /// The scales (0, with probability `p` to 1/65,536, or 1/(1−p)) of
-    /// elements `first..` of layer `layer`'s row-major output into `out`.
-    /// Element k is decided by 16 bits of the (k/4)-th value of a SplitMix64
-    /// stream from the layer's seed, computed from k directly: the forward
-    /// pass draws the mask block by block, in parallel (drawn one by one, the
-    /// masks took a tenth of a CF batch on ml-1m-kgat).
+    /// The scales (0 or 1/(1−p)) that `draw` decides, as the tests read them.
+    #[cfg(test)]
     pub fn fill(&self, layer: usize, first: usize, out: &mut [f32]) {
         let scale = self.scale();
         self.draw(layer, first, out, |kept| if kept { scale } else { 0.0 });
@@ -158,7 +154,12 @@ impl Dropout {
         1.0 / (1.0 - self.p)
     }
 
-    /// `fill`'s decisions as `value(kept)`.
+    /// Whether elements `first..` of layer `layer`'s row-major output are
+    /// kept (dropped with probability `p` to 1/65,536), as `value(kept)`
+    /// into `out`. Element k is decided by 16 bits of the (k/4)-th value of
+    /// a SplitMix64 stream from the layer's seed, computed from k directly:
+    /// the forward pass draws the mask block by block, in parallel (drawn one
+    /// by one, the masks took a tenth of a CF batch on ml-1m-kgat).
     fn draw<T>(&self, layer: usize, first: usize, out: &mut [T], value: impl Fn(bool) -> T) {
         use pgrec_base::rng::{GOLDEN, mix64};
         let below = (f64::from(self.p) * 65536.0).round() as u64;
@@ -360,6 +361,13 @@ pub fn layer_forward(
     }
 }
 
+impl LayerCache {
+    /// The rows the layer ran on, when it ran on listed rows only.
+    fn listed(&self) -> Option<&[u32]> {
+        self.restricted.then_some(&self.rows[..])
+    }
+}
+
 impl LayerWeights {
     fn add(&mut self, o: &LayerWeights) {
         self.w1 += &o.w1;
@@ -465,16 +473,18 @@ pub fn layer_backward(
 ) {
     let (n, d_in) = input.dim();
     let m = c.out.nrows();
-    let ids = c.restricted.then_some(&c.rows[..]);
+    let ids = c.listed();
     fit(d_input, n, d_in);
     fit(d_nb, n, d_in);
     // Over listed rows, their gradients go to blocks of their own, put in
-    // their rows of `d_input` and `d_nb` below.
-    let listed = if c.restricted { m } else { 0 };
+    // their rows of `d_input` and `d_nb` below; the input is read from the
+    // cache's copy of those rows.
+    let listed = if ids.is_some() { m } else { 0 };
     let (mut listed_d_e, mut listed_d_n) = (Array2::zeros((listed, d_in)), Array2::zeros((listed, d_in)));
-    let src = if c.restricted { c.input_rows.view() } else { input.view() };
-    let (d_e_blocks, d_n_blocks) =
-        if c.restricted { (&mut listed_d_e, &mut listed_d_n) } else { (&mut *d_input, &mut *d_nb) };
+    let (src, d_e_blocks, d_n_blocks) = match ids {
+        Some(_) => (c.input_rows.view(), &mut listed_d_e, &mut listed_d_n),
+        None => (input.view(), &mut *d_input, &mut *d_nb),
+    };
     // Blocks go to at most GROUPS tasks, each summing its blocks' weight
     // gradients in order, and the tasks' sums are added in order below, so a
     // seed gives the same model whatever the threads' timing or number (one

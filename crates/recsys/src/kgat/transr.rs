@@ -34,7 +34,7 @@ fn sigmoid(x: f64) -> f64 {
 
 /// One relation's share of a TransR batch: its index, the batch rows it
 /// holds, their loss, and the gradients of W_r, e_r and the three entity rows.
-type RelationPart = (usize, Vec<usize>, f64, Array2<f32>, Array1<f32>, [Array2<f32>; 3]);
+type RelationPart<'a> = (usize, &'a [usize], f64, Array2<f32>, Array1<f32>, [Array2<f32>; 3]);
 
 /// Mean KG loss of `batch` (head, relation, true tail, corrupted tail) plus
 /// `reg` × the mean of ½(|h·W|² + |e_r|² + |t·W|² + |t'·W|²), as in the
@@ -58,9 +58,9 @@ pub fn kg_loss(
     // a batch (interactions, on ml-1m-kgat) does not leave the other threads
     // idle; summed below in this order, whatever the threads' timing.
     const CHUNK: usize = 256;
-    let groups: Vec<(usize, Vec<usize>)> =
-        by_relation.iter().enumerate().flat_map(|(r, g)| g.chunks(CHUNK).map(move |c| (r, c.to_vec()))).collect();
-    let parts: Vec<RelationPart> = groups
+    let groups: Vec<(usize, &[usize])> =
+        by_relation.iter().enumerate().flat_map(|(r, g)| g.chunks(CHUNK).map(move |c| (r, c))).collect();
+    let parts: Vec<RelationPart<'_>> = groups
         .into_par_iter()
         .map(|(r, g)| {
             let w = &rel.w[r];
