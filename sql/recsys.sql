@@ -81,12 +81,17 @@ CREATE TABLE pgrec.model_versions (
     id            bigint NOT NULL UNIQUE DEFAULT pg_catalog.nextval('pgrec.model_ids'),
     -- tune(): every trial's params, validation metrics or error, and seconds.
     trials        jsonb,
-    PRIMARY KEY (name, version)
+    -- deploy_challenger(): the share of users recommend() serves this
+    -- version to instead of the deployed one; NULL for every other version.
+    share         real,
+    PRIMARY KEY (name, version),
+    CONSTRAINT model_versions_share_check CHECK (share IS NULL OR (share > 0 AND share < 1 AND NOT deployed))
 );
 ALTER TABLE pgrec.model_versions ALTER COLUMN data SET STORAGE external;
 ALTER TABLE pgrec.model_versions ALTER COLUMN graph SET STORAGE external;
 COMMENT ON COLUMN pgrec.model_versions.graph IS 'kgat: the attention-weighted knowledge graph that explain() reads';
 CREATE UNIQUE INDEX model_versions_deployed ON pgrec.model_versions (name) WHERE deployed;
+CREATE UNIQUE INDEX model_versions_challenger ON pgrec.model_versions (name) WHERE share IS NOT NULL;
 COMMENT ON TABLE pgrec.model_versions IS 'every trained pgrec model version, with its parameters in data';
 SELECT pg_catalog.pg_extension_config_dump('pgrec.model_versions', '');
 
@@ -152,6 +157,49 @@ COMMENT ON VIEW pgrec.trials IS 'the trials of every tuned model version you may
 
 CREATE FUNCTION deploy(name text, version integer DEFAULT NULL) RETURNS integer
     AS 'MODULE_PATHNAME', 'deploy_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- Every change of what a model serves, oldest first: who deployed which
+-- version when, by what (train, deploy, rollback, add_items, challenger,
+-- stop_challenger; upgrade for what was deployed when 0.5.0 came). Read by
+-- rollback_model() and shown, for the models the caller may use, by
+-- pgrec.deployments.
+CREATE SEQUENCE pgrec.deployment_ids;
+SELECT pg_catalog.pg_extension_config_dump('pgrec.deployment_ids', '');
+CREATE TABLE pgrec.deployment_log (
+    id      bigint PRIMARY KEY DEFAULT pg_catalog.nextval('pgrec.deployment_ids'),
+    name    text NOT NULL,
+    version integer NOT NULL,
+    -- The challenger's share of users; NULL where the version serves everyone else.
+    share   real,
+    action  text NOT NULL,
+    at      timestamptz NOT NULL DEFAULT now(),
+    by_role pgrec.role_ref NOT NULL
+);
+COMMENT ON TABLE pgrec.deployment_log IS 'every deployment of every pgrec model, oldest first';
+SELECT pg_catalog.pg_extension_config_dump('pgrec.deployment_log', '');
+CREATE FUNCTION pgrec.deployment_list()
+    RETURNS TABLE(id bigint, name text, version integer, share real, action text, at timestamptz, by_role regrole)
+    AS 'MODULE_PATHNAME', 'deployment_list_wrapper' LANGUAGE C STABLE PARALLEL RESTRICTED;
+CREATE VIEW pgrec.deployments AS
+SELECT name, version, share, action, at, by_role FROM pgrec.deployment_list() ORDER BY id;
+GRANT SELECT ON pgrec.deployments TO PUBLIC;
+COMMENT ON VIEW pgrec.deployments IS 'the deployment history of every model you may use, oldest first';
+
+CREATE FUNCTION rollback_model(name text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'rollback_model_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION rollback_model(text) IS
+    'deploys again the version deployed before the current one (twice: back where it was); returns it';
+CREATE FUNCTION deploy_challenger(name text, version integer, share real) RETURNS integer
+    AS 'MODULE_PATHNAME', 'deploy_challenger_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION deploy_challenger(text, integer, real) IS
+    'recommend() serves version to share of the users (fixed by user id), the deployed version to the rest';
+CREATE FUNCTION stop_challenger(name text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'stop_challenger_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION stop_challenger(text) IS
+    'the deployed version serves every user again; returns the challenger''s version (NULL if none)';
+CREATE FUNCTION served_version(model text, user_id bigint) RETURNS integer
+    AS 'MODULE_PATHNAME', 'served_version_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION served_version(text, bigint) IS
+    'the version of model that recommend() serves to user_id';
 CREATE FUNCTION drop_model(name text) RETURNS integer
     AS 'MODULE_PATHNAME', 'drop_model_wrapper' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 CREATE FUNCTION grant_model(model text, role text) RETURNS void

@@ -246,6 +246,11 @@ fn models_belong_to_their_trainer() {
         "SELECT * FROM train('mine', 'kgat', 'hostile.clicks', '{\"pretrain\": \"owned\"}', relations => 'SELECT 1, 2, 3')",
         "SELECT count(*) FROM pgrec.model_versions",
         "SELECT count(*) FROM pgrec.model_acl",
+        "SELECT rollback_model('owned')",
+        "SELECT deploy_challenger('owned', 1, 0.5)",
+        "SELECT stop_challenger('owned')",
+        "SELECT served_version('owned', 1)",
+        "SELECT count(*) FROM pgrec.deployment_log",
     ] {
         let r = h.query(sql, &[]);
         assert_eq!(code(r), SqlState::INSUFFICIENT_PRIVILEGE, "{sql}");
@@ -256,6 +261,8 @@ fn models_belong_to_their_trainer() {
     assert_eq!(m, "must be owner of model \"owned\"");
     let visible = count(&mut h, "SELECT count(*) FROM pgrec.models WHERE name IN ('owned', 'cknn')");
     assert_eq!(visible, 0);
+    let history = count(&mut h, "SELECT count(*) FROM pgrec.deployments WHERE name IN ('owned', 'cknn')");
+    assert_eq!(history, 0);
     // Granted: used, still not changed; revoked: gone again.
     t.batch_execute(&format!("SELECT grant_model('owned', '{HOSTILE}')")).unwrap();
     assert_eq!(count(&mut h, "SELECT count(*) FROM recommend(1, 3, 'owned')"), 3);

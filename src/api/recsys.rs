@@ -568,6 +568,46 @@ fn deploy(name: Option<&str>, version: Option<i32>) -> i32 {
 }
 
 #[pg_extern(sql = false)]
+fn rollback_model(name: &str) -> i32 {
+    models::rollback(name).or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn deploy_challenger(name: &str, version: i32, share: f32) -> i32 {
+    models::deploy_challenger(name, version, share).or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn stop_challenger(name: &str) -> Option<i32> {
+    models::stop_challenger(name).or_raise()
+}
+
+#[pg_extern(sql = false)]
+fn served_version(model: &str, user_id: i64) -> i32 {
+    models::load_arms(Some(model)).map(|a| a.for_user(user_id).version).or_raise()
+}
+
+/// Behind the `pgrec.deployments` view: the history of the models the
+/// caller may use.
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)]
+fn deployment_list() -> TableIterator<
+    'static,
+    (
+        name!(id, i64),
+        name!(name, String),
+        name!(version, i32),
+        name!(share, Option<f32>),
+        name!(action, String),
+        name!(at, pgrx::datum::TimestampWithTimeZone),
+        name!(by_role, pg_sys::Oid),
+    ),
+> {
+    let rows = models::deployments().or_raise();
+    TableIterator::new(rows.into_iter().map(|d| (d.id, d.name, d.version, d.share, d.action, d.at, d.by_role)))
+}
+
+#[pg_extern(sql = false)]
 fn drop_model(name: &str) -> i32 {
     models::drop_model(name).or_raise() as i32
 }
@@ -644,10 +684,14 @@ fn recommend(
 ) -> TableIterator<'static, (name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Vec<(i64, f32)>> {
         let exclude = defaulted(exclude_seen, "exclude_seen")?;
-        let s = models::load(model)?;
+        let arms = models::load_arms(model)?;
+        let s = match user_id {
+            Some(u) => arms.for_user(u),
+            None => &arms.deployed,
+        };
         let k = check_k(k, s.model.n_items())?;
         let Some(user) = user_id else { return Ok(Vec::new()) };
-        let pool = candidate_pool(&s, candidates);
+        let pool = candidate_pool(s, candidates);
         // content_knn over one indexed embedding column: the index ranks the
         // table's rows as they are now, new ones included.
         if let (Some(src), Some(&u), None) = (&s.source, s.users.get(&user), &pool) {
@@ -669,7 +713,7 @@ fn recommend(
                 s.model.popular_items(k, &[], pool.as_deref())
             }
         };
-        Ok(item_rows(&s, recs))
+        Ok(item_rows(s, recs))
     };
     TableIterator::new(run().or_raise())
 }
@@ -684,56 +728,103 @@ fn recommend_batch(
 ) -> TableIterator<'static, (name!(user_id, i64), name!(item_id, i64), name!(score, f32))> {
     let run = || -> Result<Batch> {
         let exclude = defaulted(exclude_seen, "exclude_seen")?;
-        let s = models::load(model)?;
-        let k = check_k(k, s.model.n_items())?;
-        let pool = candidate_pool(&s, candidates);
+        let arms = models::load_arms(model)?;
+        let k = check_k(k, arms.deployed.model.n_items())?;
+        let candidates: Option<Vec<i64>> = candidates.map(|c| c.iter().flatten().collect());
         let ids: Vec<i64> = user_ids.map(|a| a.iter().flatten().collect()).unwrap_or_default();
-        let unknown = ids.iter().filter(|u| !s.users.contains_key(u)).count();
+        let arm = |s: &std::rc::Rc<Served>| {
+            let pool = candidates.as_deref().map(|c| s.item_indices(c));
+            let popular = s.model.popular_items(k, &[], pool.as_deref());
+            Arm { s: s.clone(), pool, popular }
+        };
+        let share = arms.challenger.as_ref().map_or(0.0, |c| c.1);
+        // About 2M result rows in memory at a time, however many users and k.
+        let per_chunk = ((1usize << 21) / k).clamp(1, 8192);
+        let batch = Batch {
+            name: arms.deployed.name.clone(),
+            deployed: arm(&arms.deployed),
+            challenger: arms.challenger.as_ref().map(|c| arm(&c.0)),
+            share,
+            k,
+            exclude,
+            ids: Vec::new().into_iter(),
+            per_chunk,
+            rows: Vec::new().into_iter(),
+        };
+        let unknown = ids.iter().filter(|&&u| !batch.arm_of(u).1.s.users.contains_key(&u)).count();
         if unknown > 0 {
             pgrx::notice!(
                 "{unknown} of {} users are not in model \"{}\": they get the most popular items",
                 ids.len(),
-                s.name
+                batch.name
             );
         }
-        let popular = s.model.popular_items(k, &[], pool.as_deref());
-        // About 2M result rows in memory at a time, however many users and k.
-        let per_chunk = ((1usize << 21) / k).clamp(1, 8192);
-        Ok(Batch { s, k, pool, exclude, popular, ids: ids.into_iter(), per_chunk, rows: Vec::new().into_iter() })
+        Ok(Batch { ids: ids.into_iter(), ..batch })
     };
     TableIterator::new(run().or_raise())
 }
 
+/// One version a batch serves, with what it needs per chunk.
+struct Arm {
+    s: std::rc::Rc<Served>,
+    pool: Option<Vec<u32>>,
+    popular: Vec<(u32, f32)>,
+}
+
 /// `recommend(user_ids[], ...)`'s rows, computed a chunk of users at a time
 /// as Postgres asks for them: memory stays bounded for any number of users,
-/// and Ctrl-C is seen between chunks.
+/// and Ctrl-C is seen between chunks. Each user is served by the deployed
+/// version or, in the challenger's share, by the challenger.
 struct Batch {
-    s: std::rc::Rc<Served>,
+    name: String,
+    deployed: Arm,
+    challenger: Option<Arm>,
+    share: f32,
     k: usize,
-    pool: Option<Vec<u32>>,
     exclude: bool,
-    popular: Vec<(u32, f32)>,
     ids: std::vec::IntoIter<i64>,
     per_chunk: usize,
     rows: std::vec::IntoIter<(i64, i64, f32)>,
 }
 
 impl Batch {
+    /// The arm user `u` is served by: 0 the deployed version, 1 the challenger.
+    fn arm_of(&self, u: i64) -> (usize, &Arm) {
+        match &self.challenger {
+            Some(c) if models::in_share(&self.name, u, self.share) => (1, c),
+            _ => (0, &self.deployed),
+        }
+    }
+
     fn next_chunk(&mut self) -> Result<bool> {
         let chunk: Vec<i64> = self.ids.by_ref().take(self.per_chunk).collect();
         if chunk.is_empty() {
             return Ok(false);
         }
         pgrx::check_for_interrupts!();
-        let s = &self.s;
-        let known: Vec<u32> = chunk.iter().filter_map(|u| s.users.get(u).copied()).collect();
-        let m = &s.model;
-        let (k, exclude, pool) = (self.k, self.exclude, self.pool.as_deref());
-        let mut recs = workers()?.install(|| m.recommend_many(&known, k, exclude, pool)).into_iter();
+        let (k, exclude) = (self.k, self.exclude);
+        let workers = workers()?;
+        // Each arm's known users of the chunk, in order, and their lists.
+        let mut lists: Vec<std::vec::IntoIter<Vec<(u32, f32)>>> = Vec::new();
+        for which in 0..2 {
+            let a = if which == 0 { Some(&self.deployed) } else { self.challenger.as_ref() };
+            let Some(a) = a else { break };
+            let known: Vec<u32> = chunk
+                .iter()
+                .filter(|&&u| self.arm_of(u).0 == which)
+                .filter_map(|u| a.s.users.get(u).copied())
+                .collect();
+            let (m, pool) = (&a.s.model, a.pool.as_deref());
+            lists.push(workers.install(|| m.recommend_many(&known, k, exclude, pool)).into_iter());
+        }
         let mut out = Vec::new();
         for u in chunk {
-            let list = if s.users.contains_key(&u) { recs.next().unwrap_or_default() } else { self.popular.clone() };
-            out.extend(item_rows(s, list).into_iter().map(|(i, sc)| (u, i, sc)));
+            let (which, a) = self.arm_of(u);
+            let list = match (a.s.users.contains_key(&u), lists.get_mut(which)) {
+                (true, Some(l)) => l.next().unwrap_or_default(),
+                _ => a.popular.clone(),
+            };
+            out.extend(item_rows(&a.s, list).into_iter().map(|(i, sc)| (u, i, sc)));
         }
         self.rows = out.into_iter();
         Ok(true)

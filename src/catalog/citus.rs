@@ -14,7 +14,9 @@ use super::access::{self, pinned_quiet};
 use super::{scalar, spi_error};
 use crate::error::{Error, ErrorKind, Result};
 
-const TABLES: [&str; 2] = ["pgrec.model_acl", "pgrec.model_versions"];
+// The deployment history too: its reads join the ACL, and Citus joins a local
+// table with a reference table only once the coordinator is in its metadata.
+const TABLES: [&str; 3] = ["pgrec.model_acl", "pgrec.model_versions", "pgrec.deployment_log"];
 
 /// Makes the registry reference tables; false (and a NOTICE) when it already
 /// is. Superusers only: it changes the extension's own objects.

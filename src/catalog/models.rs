@@ -1,9 +1,11 @@
 //! The model registry `pgrec.model_versions` (one row per version) and
 //! `pgrec.model_acl` (one per model: its owner and the roles granted its use):
 //! saving a trained model as a new version (with the auto-deploy rule),
-//! deploying, dropping, granting, and loading the model a query names through
-//! a per-backend cache keyed on the version's never-reused id; and a KGAT
-//! model's explanation graph. Every access goes through
+//! deploying, rolling back and A/B serving (a challenger version for a share
+//! of the users), each recorded in `pgrec.deployment_log`; dropping,
+//! granting, and loading the versions a query serves through a per-backend
+//! cache keyed on the version's never-reused id; and a KGAT model's
+//! explanation graph. Every access goes through
 //! [`access::as_registry_owner`], after the caller's rights to the model are
 //! checked here.
 
@@ -326,6 +328,9 @@ pub fn save(
                     ],
                 )
                 .map_err(spi_error)?;
+            if better {
+                record(client, me, name, version, None, "train")?;
+            }
             Ok(Saved { version, deployed: better })
         })
     })
@@ -361,9 +366,31 @@ pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f
                     ],
                 )
                 .map_err(spi_error)?;
+            record(client, me, &s.name, version, None, "add_items")?;
             Ok(version)
         })
     })
+}
+
+/// Adds a row to `name`'s deployment history: `version` now serves
+/// everyone (`share` None) or that share of the users.
+fn record(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    me: Oid,
+    name: &str,
+    version: i32,
+    share: Option<f32>,
+    action: &str,
+) -> Result<()> {
+    client
+        .update(
+            "INSERT INTO pgrec.deployment_log (name, version, share, action, by_role)
+             VALUES ($1, $2, $3, $4, $5::text::pgrec.role_ref)",
+            None,
+            &[name.into(), version.into(), share.into(), action.into(), access::role_ref(me).into()],
+        )
+        .map(|_| ())
+        .map_err(spi_error)
 }
 
 /// Marks no version of `name` deployed.
@@ -375,40 +402,224 @@ fn undeploy(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
 }
 
 /// Deploys `version` of `name` (the latest if `None`); returns the version.
+/// A challenger stops: the deployed version serves everyone.
 pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
     let me = caller();
     as_registry_owner(|| {
         Spi::connect_mut(|client| {
+            lock_model(client, name)?;
+            if check_may_change(client, me, name)?.is_none() {
+                return Err(unknown_model(name));
+            }
+            let v = existing_version(client, name, version)?;
+            make_deployed(client, me, name, v, "deploy")?;
+            Ok(v)
+        })
+    })
+}
+
+/// `version` of `name` (the latest if `None`), which must exist.
+fn existing_version(client: &pgrx::spi::SpiClient<'_>, name: &str, version: Option<i32>) -> Result<i32> {
+    let v: Option<i32> = scalar(
+        client,
+        "SELECT version FROM pgrec.model_versions WHERE name = $1 AND ($2::int IS NULL OR version = $2)
+         ORDER BY version DESC LIMIT 1",
+        &[name.into(), version.into()],
+    )?;
+    match (v, version) {
+        (Some(v), _) => Ok(v),
+        (None, Some(want)) => {
+            Err(Error::new(ErrorKind::UndefinedObject, format!("model \"{name}\" has no version {want}"))
+                .with_hint("SELECT name, version FROM pgrec.models lists the trained versions"))
+        }
+        (None, None) => Err(unknown_model(name)),
+    }
+}
+
+/// Makes `v` the version of `name` that serves everyone, ending any
+/// challenger, and records it as `action`. Under the model's lock.
+fn make_deployed(client: &mut pgrx::spi::SpiClient<'_>, me: Oid, name: &str, v: i32, action: &str) -> Result<()> {
+    // One statement each: the unique indexes on deployed and challenger
+    // names are checked row by row, and a challenger may not be deployed.
+    client
+        .update(
+            "UPDATE pgrec.model_versions SET share = NULL WHERE name = $1 AND share IS NOT NULL",
+            None,
+            &[name.into()],
+        )
+        .map_err(spi_error)?;
+    undeploy(client, name)?;
+    client
+        .update(
+            "UPDATE pgrec.model_versions SET deployed = true WHERE name = $1 AND version = $2",
+            None,
+            &[name.into(), v.into()],
+        )
+        .map_err(spi_error)?;
+    record(client, me, name, v, None, action)
+}
+
+/// The deployed version of `name`, if any.
+fn deployed_version(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<Option<i32>> {
+    scalar(client, "SELECT version FROM pgrec.model_versions WHERE name = $1 AND deployed", &[name.into()])
+}
+
+/// Deploys again the version that served everyone before the current one
+/// (the latest such entry of the history with another version): a second
+/// rollback returns to where the first began. Returns the version.
+pub fn rollback(name: &str) -> Result<i32> {
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            lock_model(client, name)?;
+            if check_may_change(client, me, name)?.is_none() {
+                return Err(unknown_model(name));
+            }
+            let current = deployed_version(client, name)?;
+            let previous: Option<i32> = scalar(
+                client,
+                "SELECT l.version FROM pgrec.deployment_log l
+                 WHERE l.name = $1 AND l.share IS NULL AND l.action <> 'stop_challenger'
+                   AND l.version IS DISTINCT FROM $2
+                   AND EXISTS (SELECT FROM pgrec.model_versions v WHERE v.name = l.name AND v.version = l.version)
+                 ORDER BY l.id DESC LIMIT 1",
+                &[name.into(), current.into()],
+            )?;
+            let Some(v) = previous else {
+                return Err(Error::new(
+                    ErrorKind::ObjectNotInPrerequisiteState,
+                    format!("model \"{name}\" has no earlier deployment to roll back to"),
+                )
+                .with_hint(format!("SELECT * FROM pgrec.deployments WHERE name = '{name}' shows its history")));
+            };
+            make_deployed(client, me, name, v, "rollback")?;
+            Ok(v)
+        })
+    })
+}
+
+/// Serves `version` of `name` to `share` of the users (0 < share < 1, the
+/// same users for a given share, and a larger share keeps them) and the
+/// deployed version to the rest. Returns the version.
+pub fn deploy_challenger(name: &str, version: i32, share: f32) -> Result<i32> {
+    let me = caller();
+    if !(share > 0.0 && share < 1.0) {
+        return Err(Error::new(
+            ErrorKind::InvalidParameterValue,
+            format!("share must be between 0 and 1 (both excluded), got {share}"),
+        )
+        .with_hint(format!("deploy('{name}', {version}) serves a version to every user")));
+    }
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            lock_model(client, name)?;
+            if check_may_change(client, me, name)?.is_none() {
+                return Err(unknown_model(name));
+            }
+            let v = existing_version(client, name, Some(version))?;
+            match deployed_version(client, name)? {
+                Some(d) if d == v => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidParameterValue,
+                        format!("version {v} of model \"{name}\" is the deployed version"),
+                    )
+                    .with_hint("a challenger is another version, served to a share of the users"));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::ObjectNotInPrerequisiteState,
+                        format!("model \"{name}\" has no deployed version to share its users with"),
+                    )
+                    .with_hint(format!("deploy one first with SELECT deploy('{name}')")));
+                }
+            }
+            client
+                .update(
+                    "UPDATE pgrec.model_versions SET share = NULL WHERE name = $1 AND share IS NOT NULL",
+                    None,
+                    &[name.into()],
+                )
+                .map_err(spi_error)?;
+            client
+                .update(
+                    "UPDATE pgrec.model_versions SET share = $3 WHERE name = $1 AND version = $2",
+                    None,
+                    &[name.into(), v.into(), share.into()],
+                )
+                .map_err(spi_error)?;
+            record(client, me, name, v, Some(share), "challenger")?;
+            Ok(v)
+        })
+    })
+}
+
+/// Ends `name`'s challenger; returns its version (None if it had none).
+pub fn stop_challenger(name: &str) -> Result<Option<i32>> {
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect_mut(|client| {
+            lock_model(client, name)?;
             if check_may_change(client, me, name)?.is_none() {
                 return Err(unknown_model(name));
             }
             let v: Option<i32> = scalar(
                 client,
-                "SELECT version FROM pgrec.model_versions WHERE name = $1 AND ($2::int IS NULL OR version = $2)
-                 ORDER BY version DESC LIMIT 1",
-                &[name.into(), version.into()],
+                "SELECT version FROM pgrec.model_versions WHERE name = $1 AND share IS NOT NULL",
+                &[name.into()],
             )?;
-            let v = match (v, version) {
-                (Some(v), _) => v,
-                (None, Some(want)) => {
-                    return Err(Error::new(
-                        ErrorKind::UndefinedObject,
-                        format!("model \"{name}\" has no version {want}"),
-                    )
-                    .with_hint("SELECT name, version FROM pgrec.models lists the trained versions"));
-                }
-                (None, None) => return Err(unknown_model(name)),
-            };
-            // Two statements: the unique index on deployed names is checked row by row.
-            undeploy(client, name)?;
-            client
-                .update(
-                    "UPDATE pgrec.model_versions SET deployed = true WHERE name = $1 AND version = $2",
+            if let Some(v) = v {
+                client
+                    .update("UPDATE pgrec.model_versions SET share = NULL WHERE name = $1", None, &[name.into()])
+                    .map_err(spi_error)?;
+                record(client, me, name, v, None, "stop_challenger")?;
+            }
+            Ok(v)
+        })
+    })
+}
+
+/// One row of `pgrec.deployments`.
+pub struct Deployment {
+    pub id: i64,
+    pub name: String,
+    pub version: i32,
+    pub share: Option<f32>,
+    pub action: String,
+    pub at: pgrx::datum::TimestampWithTimeZone,
+    pub by_role: Oid,
+}
+
+/// The deployment history of the models the caller may use, oldest first.
+pub fn deployments() -> Result<Vec<Deployment>> {
+    let me = caller();
+    as_registry_owner(|| {
+        Spi::connect(|client| {
+            let t = client
+                .select(
+                    "SELECT a.owner::oid::int8, a.readers::oid[]::int8[], a.public,
+                            l.id, l.name, l.version, l.share, l.action, l.at, l.by_role::oid::int8
+                     FROM pgrec.deployment_log l JOIN pgrec.model_acl a ON a.name = l.name ORDER BY l.id",
                     None,
-                    &[name.into(), v.into()],
+                    &[],
                 )
                 .map_err(spi_error)?;
-            Ok(v)
+            let mut out = Vec::new();
+            for r in t {
+                if !Acl::read(&r, 1)?.may_use(me) {
+                    continue;
+                }
+                out.push(Deployment {
+                    id: required(&r, 4)?,
+                    name: required(&r, 5)?,
+                    version: required(&r, 6)?,
+                    share: r.get(7).map_err(spi_error)?,
+                    action: required(&r, 8)?,
+                    at: required(&r, 9)?,
+                    by_role: oid(r.get(10).map_err(spi_error)?),
+                });
+            }
+            Ok(out)
         })
     })
 }
@@ -427,6 +638,9 @@ pub fn drop_model(name: &str) -> Result<i64> {
                 .map(|t| t.len() as i64)
                 .map_err(spi_error)?;
             client.update("DELETE FROM pgrec.model_acl WHERE name = $1", None, &[name.into()]).map_err(spi_error)?;
+            client
+                .update("DELETE FROM pgrec.deployment_log WHERE name = $1", None, &[name.into()])
+                .map_err(spi_error)?;
             Ok(n)
         })
     })?;
@@ -497,18 +711,23 @@ impl Served {
     }
 }
 
+/// The versions a model serves, by version id (never reused).
+type Loaded = Vec<(i64, Rc<Served>)>;
+
 thread_local! {
-    /// name → (version id, model): one load per backend per deployed version.
-    static CACHE: RefCell<HashMap<String, (i64, Rc<Served>)>> = RefCell::new(HashMap::new());
+    /// name → the versions it serves: one load per backend per served version.
+    static CACHE: RefCell<HashMap<String, Loaded>> = RefCell::new(HashMap::new());
 }
 
-/// A deployed version as the registry lists it.
+/// A served version as the registry lists it: the deployed one, or the
+/// challenger with its share of the users.
 struct Deployed {
     name: String,
     version: i32,
     id: i64,
     acl: Acl,
     source: Option<ContentSource>,
+    share: Option<f32>,
 }
 
 thread_local! {
@@ -516,9 +735,9 @@ thread_local! {
     static DEPLOYED: Kept = const {
         Kept::new(
             "SELECT v.name, v.version, v.id, a.owner::oid::int8, a.readers::oid[]::int8[], a.public,
-                    v.source::oid::int8, v.source_columns
+                    v.source::oid::int8, v.source_columns, v.share
              FROM pgrec.model_versions v JOIN pgrec.model_acl a ON a.name = v.name
-             WHERE v.deployed AND ($1::text IS NULL OR v.name = $1) ORDER BY v.name",
+             WHERE (v.deployed OR v.share IS NOT NULL) AND ($1::text IS NULL OR v.name = $1) ORDER BY v.name",
             &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)],
         )
     };
@@ -545,19 +764,54 @@ fn read_deployed(name: Option<&str>) -> Result<Vec<Deployed>> {
                 id: r.get(3).map_err(spi_error)?.unwrap_or_default(),
                 acl: Acl::read(&r, 4)?,
                 source,
+                share: r.get(9).map_err(spi_error)?,
             });
         }
         Ok(out)
     })
 }
 
+/// What a model serves: its deployed version, and a challenger with the
+/// share of users it gets.
+pub struct Arms {
+    pub deployed: Rc<Served>,
+    pub challenger: Option<(Rc<Served>, f32)>,
+}
+
+impl Arms {
+    /// The version `user` is served.
+    pub fn for_user(&self, user: i64) -> &Rc<Served> {
+        match &self.challenger {
+            Some((c, share)) if in_share(&self.deployed.name, user, *share) => c,
+            _ => &self.deployed,
+        }
+    }
+}
+
+/// Whether `user` falls in the first `share` of model `name`'s users: a hash
+/// of the id salted with the name (FNV-1a, then splitmix64's finaliser), so
+/// a user's arm is the same on every connection and server, differs between
+/// models, and a user stays in when the share grows.
+pub fn in_share(name: &str, user: i64, share: f32) -> bool {
+    let salt = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let x = crate::rng::mix64(crate::rng::mix64(salt) ^ user as u64);
+    // The top 53 bits as a fraction of 1.
+    ((x >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < f64::from(share)
+}
+
 /// The deployed model `name`, or the only deployed model the caller may use
 /// when `name` is None.
 pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
+    Ok(load_arms(name)?.deployed)
+}
+
+/// Like [`load`], with the model's challenger if it has one (what
+/// `recommend()` serves).
+pub fn load_arms(name: Option<&str>) -> Result<Arms> {
     let me = caller();
     let found = as_registry_owner(|| {
         let all = read_deployed(name)?;
-        if all.is_empty()
+        if !all.iter().any(|d| d.share.is_none())
             && let Some(n) = name
         {
             return Spi::connect(|client| match acl(client, n)? {
@@ -571,7 +825,7 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
         }
         Ok(all)
     })?;
-    let usable: Vec<&Deployed> = found.iter().filter(|d| d.acl.may_use(me)).collect();
+    let usable: Vec<&Deployed> = found.iter().filter(|d| d.share.is_none() && d.acl.may_use(me)).collect();
     let d = match (usable.as_slice(), name) {
         ([one], _) => *one,
         ([], Some(n)) => return Err(denied(n)),
@@ -590,7 +844,20 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
             .with_hint(format!("pass model => '{}'", many[0].name)));
         }
     };
-    if let Some(m) = CACHE.with(|c| c.borrow().get(&d.name).filter(|(id, _)| *id == d.id).map(|(_, m)| m.clone())) {
+    let challenger = found.iter().find(|c| c.name == d.name && c.share.is_some());
+    let keep = [Some(d.id), challenger.map(|c| c.id)];
+    Ok(Arms {
+        deployed: fetch(d, &keep)?,
+        challenger: challenger.map(|c| Ok::<_, Error>((fetch(c, &keep)?, c.share.unwrap_or(0.0)))).transpose()?,
+    })
+}
+
+/// Version `d` from the cache or the registry; the cache keeps `d.name`'s
+/// versions whose ids are in `keep` (those it serves now).
+fn fetch(d: &Deployed, keep: &[Option<i64>]) -> Result<Rc<Served>> {
+    let cached = CACHE
+        .with(|c| c.borrow().get(&d.name).and_then(|v| v.iter().find(|(id, _)| *id == d.id).map(|(_, m)| m.clone())));
+    if let Some(m) = cached {
         return Ok(m);
     }
     let bytes: Vec<u8> = as_registry_owner(|| {
@@ -618,7 +885,12 @@ pub fn load(name: Option<&str>) -> Result<Rc<Served>> {
         items,
         source: d.source.clone(),
     });
-    CACHE.with(|c| c.borrow_mut().insert(d.name.clone(), (d.id, served.clone())));
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let versions = c.entry(d.name.clone()).or_default();
+        versions.retain(|(id, _)| keep.contains(&Some(*id)));
+        versions.push((d.id, served.clone()));
+    });
     Ok(served)
 }
 
@@ -672,4 +944,30 @@ pub fn metrics_json(m: &Metrics) -> serde_json::Value {
         })
         .collect();
     serde_json::Value::Object(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_share;
+
+    #[test]
+    fn a_share_takes_that_fraction_of_users_and_keeps_them_as_it_grows() {
+        let users = 0..100_000i64;
+        for share in [0.01f32, 0.1, 0.3, 0.5, 0.9] {
+            let n = users.clone().filter(|&u| in_share("m", u, share)).count() as f64;
+            assert!((n / 1e5 - f64::from(share)).abs() < 0.005, "share {share}: {n}");
+        }
+        // A user in a share stays in any larger one.
+        for u in users.clone().step_by(7) {
+            if in_share("m", u, 0.2) {
+                assert!(in_share("m", u, 0.21) && in_share("m", u, 0.8), "user {u}");
+            }
+        }
+        // Another model's split is another set of users (about half overlap
+        // at 50%), and consecutive ids do not come in runs.
+        let both = users.clone().filter(|&u| in_share("m", u, 0.5) == in_share("n", u, 0.5)).count();
+        assert!((45_000..55_000).contains(&both), "{both}");
+        let runs = (0..10_000i64).filter(|&u| in_share("m", u, 0.5) != in_share("m", u + 1, 0.5)).count();
+        assert!((4_500..5_500).contains(&runs), "{runs}");
+    }
 }
