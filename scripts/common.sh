@@ -15,7 +15,7 @@ PG_MAJOR="${PG_MAJOR:-15}"
 CITUS_VERSION=13.2.2
 CITUS_TARBALL="${CITUS_TARBALL:-$REPO_ROOT/../shared/peers/citus-$CITUS_VERSION.tar.gz}"
 PGRX_VERSION=0.18.0
-DEBIAN_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo python3-pip)
+DEBIAN_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang pkg-config sudo python3-pip)
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
@@ -189,6 +189,23 @@ fsync = off
 shared_buffers = 256MB
 max_parallel_workers_per_gather = 2
 EOF
+    fi
+    # With WITH_PG_CRON=1 (the test and demo clusters), pg_cron where this
+    # PostgreSQL has it (Debian's postgresql-15-cron; the PyPI builds of 16 and
+    # 18 lack it), for scheduled retraining (tests/schedule.rs). Jobs run as
+    # background workers (no password needed) in any database; the scheduler
+    # itself lives in `postgres`.
+    if [ "${WITH_PG_CRON:-0}" = 1 ] && [ -f "$("$PG_BIN/pg_config" --pkglibdir)/pg_cron.so" ] \
+        && ! grep -q "^cron.database_name" "$data/postgresql.conf"; then
+        cat >>"$data/postgresql.conf" <<EOF
+shared_preload_libraries = 'pg_cron'
+cron.database_name = 'postgres'
+cron.use_background_workers = on
+max_worker_processes = 16
+EOF
+        if as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+            as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 restart -m fast >/dev/null
+        fi
     fi
     if ! as_owner "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         log "starting PostgreSQL $PG_MAJOR on 127.0.0.1:$port ($data)"

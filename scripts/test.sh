@@ -8,7 +8,8 @@
 #   4. regress   golden SQL tests in pg_test/ through PostgreSQL's pg_regress
 #   5. driver    integration tests in tests/ through the Rust `postgres` driver
 #                (among them tests/upgrade.rs: ALTER EXTENSION pgrec UPDATE from
-#                every released version, and tests/security.rs)
+#                every released version, tests/security.rs, and tests/schedule.rs:
+#                retraining by a pg_cron job, on 15 only, where Debian has pg_cron)
 #   6. crash     the HNSW index after the postmaster is killed mid-insert
 #                (scripts/crash-test.sh, on a cluster of its own)
 #   7. citus     (PostgreSQL 15) pgrec on a Citus coordinator with two workers
@@ -181,7 +182,11 @@ run_cargo_tier pgrx cargo pgrx test "pg$PG_MAJOR" pg_tests:: "${pgrx_args[@]}"
 # 4 and 5 run against one cluster with the dev build of the extension installed.
 log "installing the dev build of pgrec into PostgreSQL $PG_MAJOR"
 install_extension >/dev/null
-start_cluster "$CLUSTER" "$REGRESS_PORT"
+WITH_PG_CRON=1 start_cluster "$CLUSTER" "$REGRESS_PORT"
+# tests/schedule.rs runs where pg_cron is loaded, and fails if it should be.
+PGREC_CRON=0
+[ -f "$("$PG_BIN/pg_config" --pkglibdir)/pg_cron.so" ] && PGREC_CRON=1
+export PGREC_CRON
 
 log "tier regress: pg_regress on pg_test/"
 regress_out="$REPO_ROOT/target/regress"
