@@ -404,6 +404,16 @@ fn undeploy(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<()> {
 /// Deploys `version` of `name` (the latest if `None`); returns the version.
 /// A challenger stops: the deployed version serves everyone.
 pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
+    change_model(name, |client, me| {
+        let v = existing_version(client, name, version)?;
+        make_deployed(client, me, name, v, "deploy")?;
+        Ok(v)
+    })
+}
+
+/// Runs `f` on the registry, as its owner, under model `name`'s lock, once
+/// the caller (passed on as `me`) is found to own the model.
+fn change_model<T>(name: &str, f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>, Oid) -> Result<T>) -> Result<T> {
     let me = caller();
     as_registry_owner(|| {
         Spi::connect_mut(|client| {
@@ -411,9 +421,7 @@ pub fn deploy(name: &str, version: Option<i32>) -> Result<i32> {
             if check_may_change(client, me, name)?.is_none() {
                 return Err(unknown_model(name));
             }
-            let v = existing_version(client, name, version)?;
-            make_deployed(client, me, name, v, "deploy")?;
-            Ok(v)
+            f(client, me)
         })
     })
 }
@@ -441,13 +449,7 @@ fn existing_version(client: &pgrx::spi::SpiClient<'_>, name: &str, version: Opti
 fn make_deployed(client: &mut pgrx::spi::SpiClient<'_>, me: Oid, name: &str, v: i32, action: &str) -> Result<()> {
     // One statement each: the unique indexes on deployed and challenger
     // names are checked row by row, and a challenger may not be deployed.
-    client
-        .update(
-            "UPDATE pgrec.model_versions SET share = NULL WHERE name = $1 AND share IS NOT NULL",
-            None,
-            &[name.into()],
-        )
-        .map_err(spi_error)?;
+    end_challenger(client, name)?;
     undeploy(client, name)?;
     client
         .update(
@@ -459,6 +461,21 @@ fn make_deployed(client: &mut pgrx::spi::SpiClient<'_>, me: Oid, name: &str, v: 
     record(client, me, name, v, None, action)
 }
 
+/// Ends `name`'s challenger, if it has one; returns its version.
+fn end_challenger(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> Result<Option<i32>> {
+    let t = client
+        .update(
+            "UPDATE pgrec.model_versions SET share = NULL WHERE name = $1 AND share IS NOT NULL RETURNING version",
+            None,
+            &[name.into()],
+        )
+        .map_err(spi_error)?;
+    match t.into_iter().next() {
+        Some(r) => r.get::<i32>(1).map_err(spi_error),
+        None => Ok(None),
+    }
+}
+
 /// The deployed version of `name`, if any.
 fn deployed_version(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<Option<i32>> {
     scalar(client, "SELECT version FROM pgrec.model_versions WHERE name = $1 AND deployed", &[name.into()])
@@ -468,33 +485,26 @@ fn deployed_version(client: &pgrx::spi::SpiClient<'_>, name: &str) -> Result<Opt
 /// (the latest such entry of the history with another version): a second
 /// rollback returns to where the first began. Returns the version.
 pub fn rollback(name: &str) -> Result<i32> {
-    let me = caller();
-    as_registry_owner(|| {
-        Spi::connect_mut(|client| {
-            lock_model(client, name)?;
-            if check_may_change(client, me, name)?.is_none() {
-                return Err(unknown_model(name));
-            }
-            let current = deployed_version(client, name)?;
-            let previous: Option<i32> = scalar(
-                client,
-                "SELECT l.version FROM pgrec.deployment_log l
-                 WHERE l.name = $1 AND l.share IS NULL AND l.action <> 'stop_challenger'
-                   AND l.version IS DISTINCT FROM $2
-                   AND EXISTS (SELECT FROM pgrec.model_versions v WHERE v.name = l.name AND v.version = l.version)
-                 ORDER BY l.id DESC LIMIT 1",
-                &[name.into(), current.into()],
-            )?;
-            let Some(v) = previous else {
-                return Err(Error::new(
-                    ErrorKind::ObjectNotInPrerequisiteState,
-                    format!("model \"{name}\" has no earlier deployment to roll back to"),
-                )
-                .with_hint(format!("SELECT * FROM pgrec.deployments WHERE name = '{name}' shows its history")));
-            };
-            make_deployed(client, me, name, v, "rollback")?;
-            Ok(v)
-        })
+    change_model(name, |client, me| {
+        let current = deployed_version(client, name)?;
+        let previous: Option<i32> = scalar(
+            client,
+            "SELECT l.version FROM pgrec.deployment_log l
+             WHERE l.name = $1 AND l.share IS NULL AND l.action <> 'stop_challenger'
+               AND l.version IS DISTINCT FROM $2
+               AND EXISTS (SELECT FROM pgrec.model_versions v WHERE v.name = l.name AND v.version = l.version)
+             ORDER BY l.id DESC LIMIT 1",
+            &[name.into(), current.into()],
+        )?;
+        let Some(v) = previous else {
+            return Err(Error::new(
+                ErrorKind::ObjectNotInPrerequisiteState,
+                format!("model \"{name}\" has no earlier deployment to roll back to"),
+            )
+            .with_hint(format!("SELECT * FROM pgrec.deployments WHERE name = '{name}' shows its history")));
+        };
+        make_deployed(client, me, name, v, "rollback")?;
+        Ok(v)
     })
 }
 
@@ -502,7 +512,6 @@ pub fn rollback(name: &str) -> Result<i32> {
 /// same users for a given share, and a larger share keeps them) and the
 /// deployed version to the rest. Returns the version.
 pub fn deploy_challenger(name: &str, version: i32, share: f32) -> Result<i32> {
-    let me = caller();
     if !(share > 0.0 && share < 1.0) {
         return Err(Error::new(
             ErrorKind::InvalidParameterValue,
@@ -510,72 +519,46 @@ pub fn deploy_challenger(name: &str, version: i32, share: f32) -> Result<i32> {
         )
         .with_hint(format!("deploy('{name}', {version}) serves a version to every user")));
     }
-    as_registry_owner(|| {
-        Spi::connect_mut(|client| {
-            lock_model(client, name)?;
-            if check_may_change(client, me, name)?.is_none() {
-                return Err(unknown_model(name));
-            }
-            let v = existing_version(client, name, Some(version))?;
-            match deployed_version(client, name)? {
-                Some(d) if d == v => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidParameterValue,
-                        format!("version {v} of model \"{name}\" is the deployed version"),
-                    )
-                    .with_hint("a challenger is another version, served to a share of the users"));
-                }
-                Some(_) => {}
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::ObjectNotInPrerequisiteState,
-                        format!("model \"{name}\" has no deployed version to share its users with"),
-                    )
-                    .with_hint(format!("deploy one first with SELECT deploy('{name}')")));
-                }
-            }
-            client
-                .update(
-                    "UPDATE pgrec.model_versions SET share = NULL WHERE name = $1 AND share IS NOT NULL",
-                    None,
-                    &[name.into()],
+    change_model(name, |client, me| {
+        let v = existing_version(client, name, Some(version))?;
+        match deployed_version(client, name)? {
+            Some(d) if d == v => {
+                return Err(Error::new(
+                    ErrorKind::InvalidParameterValue,
+                    format!("version {v} of model \"{name}\" is the deployed version"),
                 )
-                .map_err(spi_error)?;
-            client
-                .update(
-                    "UPDATE pgrec.model_versions SET share = $3 WHERE name = $1 AND version = $2",
-                    None,
-                    &[name.into(), v.into(), share.into()],
+                .with_hint("a challenger is another version, served to a share of the users"));
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::new(
+                    ErrorKind::ObjectNotInPrerequisiteState,
+                    format!("model \"{name}\" has no deployed version to share its users with"),
                 )
-                .map_err(spi_error)?;
-            record(client, me, name, v, Some(share), "challenger")?;
-            Ok(v)
-        })
+                .with_hint(format!("deploy one first with SELECT deploy('{name}')")));
+            }
+        }
+        end_challenger(client, name)?;
+        client
+            .update(
+                "UPDATE pgrec.model_versions SET share = $3 WHERE name = $1 AND version = $2",
+                None,
+                &[name.into(), v.into(), share.into()],
+            )
+            .map_err(spi_error)?;
+        record(client, me, name, v, Some(share), "challenger")?;
+        Ok(v)
     })
 }
 
 /// Ends `name`'s challenger; returns its version (None if it had none).
 pub fn stop_challenger(name: &str) -> Result<Option<i32>> {
-    let me = caller();
-    as_registry_owner(|| {
-        Spi::connect_mut(|client| {
-            lock_model(client, name)?;
-            if check_may_change(client, me, name)?.is_none() {
-                return Err(unknown_model(name));
-            }
-            let v: Option<i32> = scalar(
-                client,
-                "SELECT version FROM pgrec.model_versions WHERE name = $1 AND share IS NOT NULL",
-                &[name.into()],
-            )?;
-            if let Some(v) = v {
-                client
-                    .update("UPDATE pgrec.model_versions SET share = NULL WHERE name = $1", None, &[name.into()])
-                    .map_err(spi_error)?;
-                record(client, me, name, v, None, "stop_challenger")?;
-            }
-            Ok(v)
-        })
+    change_model(name, |client, me| {
+        let v = end_challenger(client, name)?;
+        if let Some(v) = v {
+            record(client, me, name, v, None, "stop_challenger")?;
+        }
+        Ok(v)
     })
 }
 
