@@ -1,7 +1,8 @@
 -- pgrec 0.4.0 -> 0.5.0: deployment history (pgrec.deployment_log, shown by
 -- pgrec.deployments), rollback_model(), and A/B serving: deploy_challenger()
 -- serves a version to a share of the users (pgrec.model_versions.share),
--- stop_challenger() ends it, served_version() says which version a user gets.
+-- stop_challenger() ends it, served_version() says which version a user gets;
+-- update_model() folds new interactions into a model as a new version.
 -- Released: never edit this file (scripts/test.sh checks it against
 -- sql/released/SHA256SUMS); later changes go into the next upgrade script.
 \echo Use "ALTER EXTENSION pgrec UPDATE TO '0.5.0'" to load this file. \quit
@@ -11,8 +12,9 @@ ALTER TABLE pgrec.model_versions ADD COLUMN share real,
 CREATE UNIQUE INDEX model_versions_challenger ON pgrec.model_versions (name) WHERE share IS NOT NULL;
 
 -- Every change of what a model serves, oldest first: who deployed which
--- version when, by what (train, deploy, rollback, add_items, challenger,
--- stop_challenger; upgrade for what was deployed when 0.5.0 came). Read by
+-- version when, by what (train, deploy, rollback, add_items, update,
+-- challenger, stop_challenger; upgrade for what was deployed when 0.5.0
+-- came). Read by
 -- rollback_model() and shown, for the models the caller may use, by
 -- pgrec.deployments.
 CREATE SEQUENCE pgrec.deployment_ids;
@@ -53,6 +55,14 @@ CREATE FUNCTION served_version(model text, user_id bigint) RETURNS integer
     AS 'MODULE_PATHNAME', 'served_version_wrapper' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION served_version(text, bigint) IS
     'the version of model that recommend() serves to user_id';
+
+CREATE FUNCTION update_model(name text, interactions text, user_column text DEFAULT 'user_id',
+                             item_column text DEFAULT 'item_id', weight_column text DEFAULT NULL)
+    RETURNS TABLE(name text, version integer, interactions bigint, new_users bigint, new_items bigint,
+                  users_updated bigint)
+    AS 'MODULE_PATHNAME', 'update_model_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION update_model(text, text, text, text, text) IS
+    'als, bpr, popular, ease, item_knn: a new deployed version with the new interactions folded in, without retraining';
 
 -- What serves now has no history before this update: one row each.
 INSERT INTO pgrec.deployment_log (name, version, action, by_role)

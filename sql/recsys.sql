@@ -158,8 +158,9 @@ COMMENT ON VIEW pgrec.trials IS 'the trials of every tuned model version you may
 CREATE FUNCTION deploy(name text, version integer DEFAULT NULL) RETURNS integer
     AS 'MODULE_PATHNAME', 'deploy_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Every change of what a model serves, oldest first: who deployed which
--- version when, by what (train, deploy, rollback, add_items, challenger,
--- stop_challenger; upgrade for what was deployed when 0.5.0 came). Read by
+-- version when, by what (train, deploy, rollback, add_items, update,
+-- challenger, stop_challenger; upgrade for what was deployed when 0.5.0
+-- came). Read by
 -- rollback_model() and shown, for the models the caller may use, by
 -- pgrec.deployments.
 CREATE SEQUENCE pgrec.deployment_ids;
@@ -246,3 +247,11 @@ CREATE FUNCTION add_items(model text, item_features text)
     AS 'MODULE_PATHNAME', 'add_items_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION add_items(text, text) IS
     'vbpr, content_knn: a new deployed version of the model with the items of item_features it lacks, scored from their content';
+
+CREATE FUNCTION update_model(name text, interactions text, user_column text DEFAULT 'user_id',
+                             item_column text DEFAULT 'item_id', weight_column text DEFAULT NULL)
+    RETURNS TABLE(name text, version integer, interactions bigint, new_users bigint, new_items bigint,
+                  users_updated bigint)
+    AS 'MODULE_PATHNAME', 'update_model_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION update_model(text, text, text, text, text) IS
+    'als, bpr, popular, ease, item_knn: a new deployed version with the new interactions folded in, without retraining';

@@ -250,6 +250,7 @@ fn models_belong_to_their_trainer() {
         "SELECT deploy_challenger('owned', 1, 0.5)",
         "SELECT stop_challenger('owned')",
         "SELECT served_version('owned', 1)",
+        "SELECT * FROM update_model('owned', 'hostile.clicks')",
         "SELECT count(*) FROM pgrec.deployment_log",
     ] {
         let r = h.query(sql, &[]);

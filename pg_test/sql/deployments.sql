@@ -75,6 +75,57 @@ WHERE (v.item_id, v.score) NOT IN (SELECT item_id, score FROM recommend(v.user_i
 SELECT count(DISTINCT served_version('ab', u)) AS versions_served FROM generate_series(1, 200) u;
 SELECT version, share, action FROM pgrec.deployments WHERE name = 'ab';
 
+-- New interactions fold into the deployed model (bpr, version 1) as a new
+-- deployed version, without retraining: 20 new users with 10 items of their
+-- group, and a new item per group (80–83, group item % 4) that a third of
+-- each group's users click.
+SELECT deploy('ab', 1);
+CREATE TABLE new_clicks (user_id int, item_id int);
+INSERT INTO new_clicks
+SELECT u, ((u * 5 + j * 7) % 20) * 4 + u % 4 FROM generate_series(201, 220) u, generate_series(0, 9) j;
+INSERT INTO new_clicks SELECT u, 80 + u % 4 FROM generate_series(1, 200) u WHERE u % 3 = 0;
+SELECT name, version, interactions, new_users, new_items, users_updated FROM update_model('ab', 'new_clicks');
+SELECT version, deployed, users, items, interactions, params->>'updated_from' AS updated_from,
+       params->>'update_rows' AS update_rows
+FROM pgrec.models WHERE name = 'ab' AND deployed;
+SELECT version, action FROM pgrec.deployments WHERE name = 'ab' ORDER BY at DESC, version DESC LIMIT 1;
+-- A new user is served their own group.
+SELECT count(*) FILTER (WHERE r.item_id % 4 = u % 4) AS own_group, count(*) AS recs
+FROM generate_series(201, 220) u, recommend(u::bigint, 5, 'ab') r;
+-- A new item ranks higher for its group's users who have not clicked it
+-- than the other groups' new items do.
+SELECT count(*) FILTER (WHERE own < other) AS users_ranking_their_new_item_higher, count(*) AS users
+FROM (
+    SELECT u,
+           (SELECT rank FROM (SELECT item_id, row_number() OVER () AS rank
+                              FROM recommend(u::bigint, 84, 'ab', exclude_seen => false)) x
+            WHERE item_id = 80 + u % 4) AS own,
+           (SELECT avg(rank) FROM (SELECT item_id, row_number() OVER () AS rank
+                                   FROM recommend(u::bigint, 84, 'ab', exclude_seen => false)) x
+            WHERE item_id BETWEEN 80 AND 83 AND item_id <> 80 + u % 4) AS other
+    FROM generate_series(1, 200) u WHERE u % 3 <> 0
+) t;
+-- Folding in what the model has does not break it; no rows, no version.
+SELECT version, interactions, new_users, new_items FROM update_model('ab', 'SELECT * FROM new_clicks WHERE false');
+-- Rollback returns to the model before the update.
+SELECT rollback_model('ab') AS rolled_back_to;
+SELECT count(*) AS recs_for_an_unknown_user FROM recommend(201::bigint, 5, 'ab');
+\set VERBOSITY terse
+SELECT version FROM train('graph', 'lightgcn', 'clicks', '{"factors": 4, "iterations": 1}');
+SELECT * FROM update_model('graph', 'new_clicks');
+SELECT * FROM update_model('nope', 'new_clicks');
+SELECT * FROM update_model('ab', 'no_such_table');
+SELECT * FROM update_model('ab', 'SELECT 1 AS user_id, 2 AS item_id, -1.0 AS weight');
+SELECT * FROM update_model('ab', 'new_clicks', user_column => 'uid');
+-- The updated model's size is bounded before it is made: a million new
+-- users and items at 1024 factors would need gigabytes.
+SELECT version FROM train('wide', 'bpr', 'clicks', '{"factors": 1024, "iterations": 1}');
+SELECT * FROM update_model('wide', 'SELECT g AS user_id, g AS item_id FROM generate_series(1000, 1000999) g');
+SELECT drop_model('wide');
+\set VERBOSITY default
+SELECT drop_model('graph');
+SELECT deploy('ab', 3);
+
 -- Bad input: each with its exact error.
 \set VERBOSITY terse
 SELECT deploy_challenger('ab', 1, 0);
@@ -102,6 +153,7 @@ SELECT deploy_challenger('ab', 1, 0.5);
 SELECT rollback_model('ab');
 SELECT stop_challenger('ab');
 SELECT served_version('ab', 1);
+SELECT * FROM update_model('ab', 'deploy_test.clicks');
 SELECT * FROM pgrec.deployment_log;
 \set VERBOSITY default
 RESET ROLE;

@@ -33,13 +33,17 @@ fn check_k(k: Option<i32>, at_most: usize) -> Result<usize> {
 }
 
 /// Fails before training if it would need more than `pgrec.max_train_memory`.
+/// Bytes as whole megabytes, rounded up (for pgrec.max_train_memory's errors).
+fn mb(b: u64) -> u64 {
+    b.div_ceil(1024 * 1024)
+}
+
 fn check_memory(p: &Params, shape: &recsys::memory::Shape) -> Result<()> {
     let (bytes, advice) = recsys::memory::estimate(p, shape)?;
     let limit = guc::max_train_memory_bytes();
     if bytes <= limit {
         return Ok(());
     }
-    let mb = |b: u64| b.div_ceil(1024 * 1024);
     Err(Error::new(
         ErrorKind::ProgramLimitExceeded,
         format!(
@@ -1027,6 +1031,82 @@ fn add_items(
         }
         let version = models::save_with_added_items(&s, &m, added, started.elapsed().as_secs_f64())?;
         Ok(vec![(s.name.clone(), version, added as i64)])
+    };
+    TableIterator::new(run().or_raise())
+}
+
+#[pg_extern(sql = false)]
+#[allow(clippy::type_complexity)]
+fn update_model(
+    name: Option<&str>,
+    interactions: Option<&str>,
+    user_column: Option<&str>,
+    item_column: Option<&str>,
+    weight_column: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(name, String),
+        name!(version, i32),
+        name!(interactions, i64),
+        name!(new_users, i64),
+        name!(new_items, i64),
+        name!(users_updated, i64),
+    ),
+> {
+    let run = || -> Result<_> {
+        let started = Instant::now();
+        let name = required(name, "name")?;
+        // Refused before any data is read, as train() does.
+        models::check_may_train(name)?;
+        let s = models::load(Some(name))?;
+        let rows = interactions::read(&Source {
+            relation: required(interactions, "interactions")?,
+            user_column: defaulted(user_column, "user_column")?,
+            item_column: defaulted(item_column, "item_column")?,
+            weight_column,
+            ts_column: None,
+            require_weight: false,
+        })?;
+        if rows.is_empty() {
+            pgrx::notice!("no interactions to fold into model \"{name}\": no new version");
+            return Ok(vec![(s.name.clone(), s.version, 0, 0, 0, 0)]);
+        }
+        // The updated model, before it is made: every row could name a new
+        // user and a new item.
+        let m = &s.model;
+        let rows_n = rows.len() as u64;
+        let bytes = ((m.n_users() + m.n_items()) as u64 + 2 * rows_n) * (m.factors() as u64 + 1) * 4
+            + (m.seen.nnz() as u64 + rows_n) * 24
+            + m.weights.as_ref().map_or(0, |w| w.nnz() as u64 * 8);
+        let limit = guc::max_train_memory_bytes();
+        if bytes > limit {
+            return Err(Error::new(
+                ErrorKind::ProgramLimitExceeded,
+                format!(
+                    "updating model \"{name}\" with {} rows would need about {} MB, more than pgrec.max_train_memory ({} MB)",
+                    rows.len(),
+                    mb(bytes),
+                    mb(limit)
+                ),
+            )
+            .with_hint("fold in fewer rows at a time, or ask a superuser to raise pgrec.max_train_memory"));
+        }
+        let pool = workers()?;
+        let p = recsys::update::UpdateParams::default();
+        let (updated, done) = recsys::update::update(m, &rows, &p, &pool, &mut || {
+            pgrx::check_for_interrupts!();
+            Ok(())
+        })?;
+        let version = models::save_updated(&s, &updated, &done, started.elapsed().as_secs_f64())?;
+        Ok(vec![(
+            s.name.clone(),
+            version,
+            done.rows as i64,
+            done.new_users as i64,
+            done.new_items as i64,
+            done.users_updated as i64,
+        )])
     };
     TableIterator::new(run().or_raise())
 }

@@ -230,6 +230,24 @@ pub struct ContentSource {
     pub vector_column: String,
 }
 
+/// `bytes` if PostgreSQL can store them as one value (under 1 GB), else
+/// the error that says so (rather than failing deep in the datum code).
+fn storable(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    // A varlena's length field holds 30 bits, header included.
+    const MAX: usize = (1 << 30) - 1 - 4;
+    if bytes.len() <= MAX {
+        return Ok(bytes);
+    }
+    Err(Error::new(
+        ErrorKind::ProgramLimitExceeded,
+        format!(
+            "model \"{name}\" would take {} MB stored, more than the 1 GB PostgreSQL keeps in one value",
+            bytes.len().div_ceil(1 << 20)
+        ),
+    )
+    .with_hint("train with fewer factors, or on fewer users and items"))
+}
+
 /// Takes model `name`'s lock until the transaction ends. With no foreign key
 /// between the registry's tables (see sql/recsys.sql), this lock is what keeps
 /// a version from being saved for a model being dropped meanwhile.
@@ -267,8 +285,8 @@ pub fn save(
     let me = caller();
     let algorithm = t.model.algorithm;
     let metrics = metrics_json(&t.metrics);
-    let data = t.model.to_bytes();
-    let graph = t.explain.as_ref().map(|g| g.to_bytes());
+    let data = storable(name, t.model.to_bytes())?;
+    let graph = t.explain.as_ref().map(|g| storable(name, g.to_bytes())).transpose()?;
     let source_ref = source.map(|s| access::relation_ref(s.relation)).transpose()?;
     as_registry_owner(|| {
         Spi::connect_mut(|client| {
@@ -341,7 +359,7 @@ pub fn save(
 /// the source's params (plus `added_items`, `from_version`) and metrics.
 pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f64) -> Result<i32> {
     let me = caller();
-    let data = model.to_bytes();
+    let data = storable(&s.name, model.to_bytes())?;
     as_registry_owner(|| {
         Spi::connect_mut(|client| {
             let version = next_version(client, &s.name)?;
@@ -369,6 +387,46 @@ pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f
             record(client, me, &s.name, version, None, "add_items")?;
             Ok(version)
         })
+    })
+}
+
+/// Stores `model` — served version `s` with new interactions folded in
+/// (`done`) — as the next version of the model, deployed in its place, with
+/// the source's params (plus what was folded in) and held-out metrics.
+pub fn save_updated(s: &Served, model: &Model, done: &crate::recsys::update::Updated, seconds: f64) -> Result<i32> {
+    let data = storable(&s.name, model.to_bytes())?;
+    let added = serde_json::json!({
+        "updated_from": s.version,
+        "update_rows": done.rows,
+        "update_new_users": done.new_users,
+        "update_new_items": done.new_items,
+    });
+    change_model(&s.name, |client, me| {
+        let version = next_version(client, &s.name)?;
+        undeploy(client, &s.name)?;
+        client
+            .update(
+                "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
+                     train_rows, test_rows, train_seconds, deployed, data, source, source_columns)
+                 SELECT name, $2, algorithm, params || $3, metrics, $4, $5, interactions + $6, train_rows, test_rows,
+                        $7, true, $8, source, source_columns
+                 FROM pgrec.model_versions WHERE name = $1 AND version = $9",
+                None,
+                &[
+                    s.name.as_str().into(),
+                    version.into(),
+                    JsonB(added.clone()).into(),
+                    (model.n_users() as i64).into(),
+                    (model.n_items() as i64).into(),
+                    (done.rows as i64).into(),
+                    seconds.into(),
+                    data.as_slice().into(),
+                    s.version.into(),
+                ],
+            )
+            .map_err(spi_error)?;
+        record(client, me, &s.name, version, None, "update")?;
+        Ok(version)
     })
 }
 
@@ -952,5 +1010,22 @@ mod tests {
         assert!((45_000..55_000).contains(&both), "{both}");
         let runs = (0..10_000i64).filter(|&u| in_share("m", u, 0.5) != in_share("m", u + 1, 0.5)).count();
         assert!((4_500..5_500).contains(&runs), "{runs}");
+    }
+}
+
+#[cfg(test)]
+mod storable_tests {
+    use super::storable;
+
+    #[test]
+    fn a_model_over_one_gigabyte_is_refused_before_it_reaches_the_datum_code() {
+        // Zeroed allocations: the pages are never touched.
+        let max = (1usize << 30) - 5;
+        assert_eq!(storable("m", vec![0u8; max]).map(|b| b.len()).ok(), Some(max));
+        let e = storable("m", vec![0u8; max + 1]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "model \"m\" would take 1024 MB stored, more than the 1 GB PostgreSQL keeps in one value"
+        );
     }
 }

@@ -103,7 +103,7 @@ impl Algo for Als {
 }
 
 /// Solves A·x = b for a small symmetric positive-definite A (Cholesky).
-fn solve_spd(a: &Array2<f32>, b: &[f32]) -> Vec<f32> {
+pub(crate) fn solve_spd(a: &Array2<f32>, b: &[f32]) -> Vec<f32> {
     let n = b.len();
     let mut l = Array2::<f64>::zeros((n, n));
     for i in 0..n {
@@ -129,10 +129,16 @@ fn solve_spd(a: &Array2<f32>, b: &[f32]) -> Vec<f32> {
 }
 
 /// Per-thread scratch vectors of one CG solve.
-struct Scratch {
+pub(crate) struct Scratch {
     r: Vec<f32>,
     p: Vec<f32>,
     ap: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(f: usize) -> Scratch {
+        Scratch { r: vec![0.0; f], p: vec![0.0; f], ap: vec![0.0; f] }
+    }
 }
 
 /// `out = m · v` for a row-major f × f matrix.
@@ -151,7 +157,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 /// `yty` is YᵀY + λI, row-major. Plain slices and SIMD dot products, with the
 /// scratch vectors reused across rows: this runs once per user and item.
 #[allow(clippy::too_many_arguments)]
-fn solve_row(
+pub(crate) fn solve_row(
     x: &mut [f32],
     y: &[f32],
     yty: &[f32],
@@ -192,7 +198,7 @@ fn solve_row(
     }
 }
 
-fn gram(y: &Array2<f32>, reg: f32) -> Array2<f32> {
+pub(crate) fn gram(y: &Array2<f32>, reg: f32) -> Array2<f32> {
     let mut g = y.t().dot(y);
     g.diag_mut().iter_mut().for_each(|d| *d += reg);
     g
@@ -203,7 +209,7 @@ fn half_step(x: &mut Array2<f32>, y: &Array2<f32>, m: &Csr, p: &AlsParams) {
     let yty = gram(y, p.regularization);
     let (yty, y) = (yty.as_standard_layout(), y.as_standard_layout());
     let (yty, y) = (yty.as_slice().unwrap_or(&[]), y.as_slice().unwrap_or(&[]));
-    let scratch = || Scratch { r: vec![0.0; f], p: vec![0.0; f], ap: vec![0.0; f] };
+    let scratch = || Scratch::new(f);
     x.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each_init(scratch, |s, (u, mut row)| {
         let (cols, w) = m.row(u);
         if let Some(xs) = row.as_slice_mut() {

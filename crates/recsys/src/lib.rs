@@ -38,6 +38,7 @@ mod sgd;
 pub mod split;
 pub mod topk;
 pub mod tune;
+pub mod update;
 pub mod vbpr;
 
 pub use data::{Csr, Dataset, Row};
