@@ -15,6 +15,28 @@ pub struct Row {
     pub ts: Option<i64>,
 }
 
+impl Row {
+    /// Fails, naming the row, unless the weight is finite and ≥ 0.
+    pub fn check_weight(&self) -> Result<()> {
+        if !self.weight.is_finite() || self.weight < 0.0 {
+            return Err(bad(format!(
+                "weight {} of user {} and item {} is not a finite number ≥ 0",
+                self.weight, self.user, self.item
+            ))
+            .with_hint("interaction weights must be non-negative and finite; filter or fix those rows"));
+        }
+        Ok(())
+    }
+}
+
+/// The dense index of `id` in `ids`, which it joins if new.
+pub fn intern(index: &mut HashMap<i64, u32>, ids: &mut Vec<i64>, id: i64) -> u32 {
+    *index.entry(id).or_insert_with(|| {
+        ids.push(id);
+        (ids.len() - 1) as u32
+    })
+}
+
 /// Interactions with dense indices: `users[k]`, `items[k]` index `user_ids` and
 /// `item_ids`.
 #[derive(Clone, Debug, Default)]
@@ -45,21 +67,9 @@ impl Dataset {
         let all_ts = rows.iter().all(|r| r.ts.is_some());
         let mut ts = Vec::new();
         for r in rows {
-            if !r.weight.is_finite() || r.weight < 0.0 {
-                return Err(bad(format!(
-                    "weight {} of user {} and item {} is not a finite number ≥ 0",
-                    r.weight, r.user, r.item
-                ))
-                .with_hint("interaction weights must be non-negative and finite; filter or fix those rows"));
-            }
-            let u = *uidx.entry(r.user).or_insert_with(|| {
-                ds.user_ids.push(r.user);
-                (ds.user_ids.len() - 1) as u32
-            });
-            let i = *iidx.entry(r.item).or_insert_with(|| {
-                ds.item_ids.push(r.item);
-                (ds.item_ids.len() - 1) as u32
-            });
+            r.check_weight()?;
+            let u = intern(&mut uidx, &mut ds.user_ids, r.user);
+            let i = intern(&mut iidx, &mut ds.item_ids, r.item);
             ds.users.push(u);
             ds.items.push(i);
             ds.weights.push(r.weight);

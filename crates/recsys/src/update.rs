@@ -22,7 +22,7 @@
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use crate::data::{Csr, Row};
+use crate::data::{Csr, Row, intern};
 use crate::model::Model;
 use pgrec_base::error::{Error, ErrorKind, Result};
 use pgrec_base::rng::Rng;
@@ -79,15 +79,7 @@ pub fn update(
             crate::params::listed(&FOLDS_INTO, "and")
         )));
     }
-    if let Some(r) = rows.iter().find(|r| !(r.weight.is_finite() && r.weight >= 0.0)) {
-        return Err(Error::new(
-            ErrorKind::InvalidParameterValue,
-            format!(
-                "the weight of user {} and item {} is {}: weights must be finite and at least 0",
-                r.user, r.item, r.weight
-            ),
-        ));
-    }
+    rows.iter().try_for_each(Row::check_weight)?;
     let mut m = model.clone();
     let (n_users0, n_items0) = (m.n_users(), m.n_items());
     let mut users: std::collections::HashMap<i64, u32> =
@@ -96,14 +88,8 @@ pub fn update(
         m.item_ids.iter().enumerate().map(|(k, &i)| (i, k as u32)).collect();
     let mut new_rows: Vec<(u32, u32, f32)> = Vec::with_capacity(rows.len());
     for r in rows {
-        let u = *users.entry(r.user).or_insert_with(|| {
-            m.user_ids.push(r.user);
-            (m.user_ids.len() - 1) as u32
-        });
-        let i = *items.entry(r.item).or_insert_with(|| {
-            m.item_ids.push(r.item);
-            (m.item_ids.len() - 1) as u32
-        });
+        let u = intern(&mut users, &mut m.user_ids, r.user);
+        let i = intern(&mut items, &mut m.item_ids, r.item);
         new_rows.push((u, i, r.weight));
     }
     let (n_users, n_items) = (m.n_users(), m.n_items());
@@ -465,7 +451,9 @@ mod tests {
         let (m, mut later) = base("als", r#"{"factors": 4, "iterations": 2}"#);
         later[3].weight = f32::NAN;
         let e = run(&m, &later, &UpdateParams::default()).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::InvalidParameterValue);
-        assert!(e.message.ends_with("is NaN: weights must be finite and at least 0"), "{}", e.message);
+        assert_eq!(
+            e.message,
+            format!("weight NaN of user {} and item {} is not a finite number ≥ 0", later[3].user, later[3].item)
+        );
     }
 }
