@@ -20,12 +20,7 @@ LAMBDA="${1:-auto}"
 ease_params="{\"regularization\": $LAMBDA}"
 [ "$LAMBDA" = auto ] && ease_params="{}"
 NEIGHBORS="${2:-100}"
-VENV="${PGREC_BENCH_VENV:-$HOME/.cache/pgrec-bench-venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q implicit cornac numpy scipy
-fi
+bench_venv
 for set in ${SETS:-amazon-book ml100k music}; do
     echo "=== $set ==="
     first=1

@@ -19,12 +19,7 @@ if [ ! -f "$DATA/train.txt" ]; then
     echo "skipped: $DATA is absent (the datasets are not part of the repository)"
     exit 0
 fi
-VENV="${PGREC_BENCH_VENV:-$HOME/.cache/pgrec-bench-venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q implicit cornac numpy scipy
-fi
+bench_venv
 echo "== pgrec (default params, 64 factors) =="
 cargo bench -q --bench recsys 2>/dev/null | grep -v '^$'
 echo "== peers, same machine, same data =="

@@ -12,12 +12,7 @@ if [ ! -f "$DATA/train.txt" ]; then
     echo "skipped: $DATA is absent"
     exit 0
 fi
-VENV="${PGREC_BENCH_VENV:-$HOME/.cache/pgrec-bench-venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q implicit cornac numpy scipy
-fi
+bench_venv
 echo "== pgrec (update_model's core, default params) =="
 cargo bench -q --bench update 2>/dev/null | grep -v '^$'
 echo "== implicit, same split, same machine =="

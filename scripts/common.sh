@@ -136,6 +136,18 @@ setup_all() {
     install_cargo_pgrx
 }
 
+# bench_venv: sets VENV to the benchmarks' virtualenv of CPU peers (implicit,
+# Cornac), outside the repository ($PGREC_BENCH_VENV, default
+# ~/.cache/pgrec-bench-venv), creating it from PyPI the first time.
+bench_venv() {
+    VENV="${PGREC_BENCH_VENV:-$HOME/.cache/pgrec-bench-venv}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q --upgrade pip
+        "$VENV/bin/pip" install -q implicit cornac numpy scipy
+    fi
+}
+
 # Builds and installs the extension into the system PostgreSQL. Extra args go to
 # `cargo pgrx install` (e.g. --release).
 install_extension() {
