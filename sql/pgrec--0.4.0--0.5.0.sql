@@ -2,7 +2,8 @@
 -- pgrec.deployments), rollback_model(), and A/B serving: deploy_challenger()
 -- serves a version to a share of the users (pgrec.model_versions.share),
 -- stop_challenger() ends it, served_version() says which version a user gets;
--- update_model() folds new interactions into a model as a new version.
+-- update_model() folds new interactions into a model as a new version, and
+-- prune_versions() deletes old versions.
 -- Released: never edit this file (scripts/test.sh checks it against
 -- sql/released/SHA256SUMS); later changes go into the next upgrade script.
 \echo Use "ALTER EXTENSION pgrec UPDATE TO '0.5.0'" to load this file. \quit
@@ -63,6 +64,11 @@ CREATE FUNCTION update_model(name text, interactions text, user_column text DEFA
     AS 'MODULE_PATHNAME', 'update_model_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION update_model(text, text, text, text, text) IS
     'als, bpr, popular, ease, item_knn: a new deployed version with the new interactions folded in, without retraining';
+
+CREATE FUNCTION prune_versions(name text, keep integer DEFAULT 5) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'prune_versions_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION prune_versions(text, integer) IS
+    'deletes the versions of name but the newest keep, the deployed one and a challenger; returns how many';
 
 -- What serves now has no history before this update: one row each.
 INSERT INTO pgrec.deployment_log (name, version, action, by_role)

@@ -255,3 +255,8 @@ CREATE FUNCTION update_model(name text, interactions text, user_column text DEFA
     AS 'MODULE_PATHNAME', 'update_model_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION update_model(text, text, text, text, text) IS
     'als, bpr, popular, ease, item_knn: a new deployed version with the new interactions folded in, without retraining';
+
+CREATE FUNCTION prune_versions(name text, keep integer DEFAULT 5) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'prune_versions_wrapper' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION prune_versions(text, integer) IS
+    'deletes the versions of name but the newest keep, the deployed one and a challenger; returns how many';

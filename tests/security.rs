@@ -251,6 +251,7 @@ fn models_belong_to_their_trainer() {
         "SELECT stop_challenger('owned')",
         "SELECT served_version('owned', 1)",
         "SELECT * FROM update_model('owned', 'hostile.clicks')",
+        "SELECT prune_versions('owned')",
         "SELECT count(*) FROM pgrec.deployment_log",
     ] {
         let r = h.query(sql, &[]);

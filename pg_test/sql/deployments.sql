@@ -169,6 +169,19 @@ SELECT stop_challenger('ab');
 \set VERBOSITY default
 RESET ROLE;
 
+-- Old versions go, but the newest ones, the deployed one and a challenger
+-- stay (here version 4; 3, deployed; 1, the challenger): version 2 goes.
+SELECT prune_versions('ab', 1) AS pruned;
+SELECT version, deployed FROM pgrec.models WHERE name = 'ab' ORDER BY version;
+SELECT prune_versions('ab', 0) AS pruned_again;
+\set VERBOSITY terse
+SELECT prune_versions('ab', -1);
+SELECT prune_versions('nope');
+SET ROLE pgrec_deploy_app;
+SELECT prune_versions('ab');
+RESET ROLE;
+\set VERBOSITY default
+
 -- Dropping a model drops its history.
 SELECT drop_model('ab'), drop_model('once');
 SELECT count(*) AS history_left FROM pgrec.deployment_log WHERE name IN ('ab', 'once');

@@ -41,7 +41,7 @@ SELECT p.proname, p.provolatile, p.proisstrict, p.proparallel
 FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
 JOIN pg_extension x ON x.oid = d.refobjid AND x.extname = 'pgrec'
 WHERE p.prorettype <> 'index_am_handler'::regtype AND p.pronamespace <> 'pgrec'::regnamespace
-  AND p.proname NOT IN ('train', 'tune', 'deploy', 'rollback_model', 'deploy_challenger', 'stop_challenger', 'served_version', 'update_model', 'drop_model', 'grant_model', 'revoke_model', 'recommend', 'recommend_for_items', 'similar_items',
+  AND p.proname NOT IN ('train', 'tune', 'deploy', 'rollback_model', 'deploy_challenger', 'stop_challenger', 'served_version', 'update_model', 'prune_versions', 'drop_model', 'grant_model', 'revoke_model', 'recommend', 'recommend_for_items', 'similar_items',
                         'user_embedding', 'item_embedding', 'export_item_embeddings', 'evaluate', 'explain', 'add_items',
                         'load_encoder', 'drop_encoder', 'embed_text', 'tokenize', 'token_count',
                         'embed_image', 'zero_shot_classify')

@@ -587,6 +587,11 @@ fn stop_challenger(name: &str) -> Option<i32> {
 }
 
 #[pg_extern(sql = false)]
+fn prune_versions(name: Option<&str>, keep: Option<i32>) -> i64 {
+    (|| models::prune_versions(required(name, "name")?, defaulted(keep, "keep")?))().or_raise()
+}
+
+#[pg_extern(sql = false)]
 fn served_version(model: &str, user_id: i64) -> i32 {
     models::load_arms(Some(model)).map(|a| a.for_user(user_id).version).or_raise()
 }

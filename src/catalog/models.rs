@@ -609,6 +609,28 @@ pub fn deploy_challenger(name: &str, version: i32, share: f32) -> Result<i32> {
     })
 }
 
+/// Deletes the versions of `name` but the newest `keep`, the deployed one
+/// and a challenger; returns how many. Their history rows stay (a rollback
+/// skips versions that are gone).
+pub fn prune_versions(name: &str, keep: i32) -> Result<i64> {
+    if keep < 0 {
+        return Err(Error::new(ErrorKind::InvalidParameterValue, format!("keep must be at least 0, got {keep}"))
+            .with_hint("keep 0 leaves the deployed version and a challenger only"));
+    }
+    change_model(name, |client, _| {
+        client
+            .update(
+                "DELETE FROM pgrec.model_versions v WHERE v.name = $1 AND NOT v.deployed AND v.share IS NULL
+                   AND v.version NOT IN (SELECT n.version FROM pgrec.model_versions n WHERE n.name = $1
+                                         ORDER BY n.version DESC LIMIT $2)",
+                None,
+                &[name.into(), i64::from(keep).into()],
+            )
+            .map(|t| t.len() as i64)
+            .map_err(spi_error)
+    })
+}
+
 /// Ends `name`'s challenger; returns its version (None if it had none).
 pub fn stop_challenger(name: &str) -> Result<Option<i32>> {
     change_model(name, |client, me| {
