@@ -12,21 +12,13 @@
 //! each user's items held out with seed 42 and written as
 //! `target/bench-splits/SET/{train,test}.txt` for the peers' scripts).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
+use common::read;
 use pgrec::recsys::{Algorithm, Dataset, Params, Row, data::Csr, metrics};
-
-fn read(path: &Path) -> Vec<(i64, i64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .flat_map(|l| {
-            let mut it = l.split_whitespace().map(|x| x.parse::<i64>().expect("integer id"));
-            let u = it.next();
-            it.filter_map(move |i| u.map(|u| (u, i)))
-        })
-        .collect()
-}
 
 /// A param as the run used it ("-" if the algorithm has no such key).
 fn param(p: &Params, key: &str) -> String {

@@ -12,22 +12,14 @@
 //! `partial_fit_items` on the same split (written to
 //! `target/bench-splits/amazon-book-update/`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
+use common::read;
 use pgrec::recsys::update::{UpdateParams, update};
 use pgrec::recsys::{Csr, Dataset, Model, Row, fit_json, metrics};
-
-fn read(path: &std::path::Path) -> Vec<(i64, i64)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .flat_map(|l| {
-            let mut it = l.split_whitespace().map(|x| x.parse::<i64>().expect("integer id"));
-            let u = it.next();
-            it.filter_map(move |i| u.map(|u| (u, i)))
-        })
-        .collect()
-}
 
 /// Recall@20 and NDCG@20 of `m` on `test`, masking each user's `train`
 /// items; users and items the model lacks are left out (for the base model
