@@ -805,6 +805,11 @@ impl Batch {
         }
     }
 
+    /// Arm `which` (0 the deployed version, 1 the challenger), if there is one.
+    fn arm(&self, which: usize) -> Option<&Arm> {
+        if which == 0 { Some(&self.deployed) } else { self.challenger.as_ref() }
+    }
+
     fn next_chunk(&mut self) -> Result<bool> {
         let chunk: Vec<i64> = self.ids.by_ref().take(self.per_chunk).collect();
         if chunk.is_empty() {
@@ -813,22 +818,24 @@ impl Batch {
         pgrx::check_for_interrupts!();
         let (k, exclude) = (self.k, self.exclude);
         let workers = workers()?;
-        // Each arm's known users of the chunk, in order, and their lists.
+        // Each user's arm, hashed once; then each arm's known users of the
+        // chunk, in order, and their lists.
+        let arms: Vec<usize> = chunk.iter().map(|&u| self.arm_of(u).0).collect();
         let mut lists: Vec<std::vec::IntoIter<Vec<(u32, f32)>>> = Vec::new();
         for which in 0..2 {
-            let a = if which == 0 { Some(&self.deployed) } else { self.challenger.as_ref() };
-            let Some(a) = a else { break };
+            let Some(a) = self.arm(which) else { break };
             let known: Vec<u32> = chunk
                 .iter()
-                .filter(|&&u| self.arm_of(u).0 == which)
-                .filter_map(|u| a.s.users.get(u).copied())
+                .zip(&arms)
+                .filter(|&(_, &arm)| arm == which)
+                .filter_map(|(u, _)| a.s.users.get(u).copied())
                 .collect();
             let (m, pool) = (&a.s.model, a.pool.as_deref());
             lists.push(workers.install(|| m.recommend_many(&known, k, exclude, pool)).into_iter());
         }
         let mut out = Vec::new();
-        for u in chunk {
-            let (which, a) = self.arm_of(u);
+        for (u, which) in chunk.into_iter().zip(arms) {
+            let a = self.arm(which).unwrap_or(&self.deployed);
             let list = match (a.s.users.contains_key(&u), lists.get_mut(which)) {
                 (true, Some(l)) => l.next().unwrap_or_default(),
                 _ => a.popular.clone(),

@@ -355,52 +355,37 @@ pub fn save(
 }
 
 /// Stores `model` — served version `s` with `added` items joined from their
-/// content — as the next version of the model, deployed in its place, with
-/// the source's params (plus `added_items`, `from_version`) and metrics.
+/// content — as the next version of the model, deployed in its place.
 pub fn save_with_added_items(s: &Served, model: &Model, added: usize, seconds: f64) -> Result<i32> {
-    let me = caller();
-    let data = storable(&s.name, model.to_bytes())?;
-    as_registry_owner(|| {
-        Spi::connect_mut(|client| {
-            let version = next_version(client, &s.name)?;
-            check_may_change(client, me, &s.name)?;
-            undeploy(client, &s.name)?;
-            client
-                .update(
-                    "INSERT INTO pgrec.model_versions (name, version, algorithm, params, metrics, users, items, interactions,
-                         train_rows, test_rows, train_seconds, deployed, data, source, source_columns)
-                     SELECT name, $2, algorithm, params || jsonb_build_object('added_items', $3::bigint, 'from_version', version),
-                            metrics, users, $4, interactions, train_rows, test_rows, $5, true, $6, source, source_columns
-                     FROM pgrec.model_versions WHERE name = $1 AND version = $7",
-                    None,
-                    &[
-                        s.name.as_str().into(),
-                        version.into(),
-                        (added as i64).into(),
-                        (model.n_items() as i64).into(),
-                        seconds.into(),
-                        data.as_slice().into(),
-                        s.version.into(),
-                    ],
-                )
-                .map_err(spi_error)?;
-            record(client, me, &s.name, version, None, "add_items")?;
-            Ok(version)
-        })
-    })
+    let patch = serde_json::json!({ "added_items": added, "from_version": s.version });
+    save_derived(s, model, patch, 0, seconds, "add_items")
 }
 
 /// Stores `model` — served version `s` with new interactions folded in
-/// (`done`) — as the next version of the model, deployed in its place, with
-/// the source's params (plus what was folded in) and held-out metrics.
+/// (`done`) — as the next version of the model, deployed in its place.
 pub fn save_updated(s: &Served, model: &Model, done: &crate::recsys::update::Updated, seconds: f64) -> Result<i32> {
-    let data = storable(&s.name, model.to_bytes())?;
-    let added = serde_json::json!({
+    let patch = serde_json::json!({
         "updated_from": s.version,
         "update_rows": done.rows,
         "update_new_users": done.new_users,
         "update_new_items": done.new_items,
     });
+    save_derived(s, model, patch, done.rows, seconds, "update")
+}
+
+/// Stores `model`, made from served version `s` without training, as the
+/// next version of the model, deployed in its place and recorded as
+/// `action`: the source's params with `patch` added, its held-out metrics,
+/// and `new_interactions` more interactions.
+fn save_derived(
+    s: &Served,
+    model: &Model,
+    patch: serde_json::Value,
+    new_interactions: usize,
+    seconds: f64,
+    action: &str,
+) -> Result<i32> {
+    let data = storable(&s.name, model.to_bytes())?;
     change_model(&s.name, |client, me| {
         let version = next_version(client, &s.name)?;
         undeploy(client, &s.name)?;
@@ -415,17 +400,17 @@ pub fn save_updated(s: &Served, model: &Model, done: &crate::recsys::update::Upd
                 &[
                     s.name.as_str().into(),
                     version.into(),
-                    JsonB(added.clone()).into(),
+                    JsonB(patch).into(),
                     (model.n_users() as i64).into(),
                     (model.n_items() as i64).into(),
-                    (done.rows as i64).into(),
+                    (new_interactions as i64).into(),
                     seconds.into(),
                     data.as_slice().into(),
                     s.version.into(),
                 ],
             )
             .map_err(spi_error)?;
-        record(client, me, &s.name, version, None, "update")?;
+        record(client, me, &s.name, version, None, action)?;
         Ok(version)
     })
 }

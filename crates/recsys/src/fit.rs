@@ -82,8 +82,7 @@ pub fn fit_with(
     let (n_users, n_items) = (ds.n_users(), ds.n_items());
     let mut counts = vec![0u32; n_items];
     ds.items.iter().for_each(|&i| counts[i as usize] += 1);
-    let mut popular: Vec<u32> = (0..n_items as u32).collect();
-    popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    let popular = crate::popular::by_count(&counts);
     let mut model = Model {
         algorithm,
         user_ids: ds.user_ids.clone(),

@@ -30,10 +30,28 @@ impl Algo for Popular {
     /// The score is the item's training interactions over the most any
     /// item has.
     fn fit(_p: &PopularParams, cx: &mut Context<'_>) -> Result<()> {
-        let mut counts = vec![0f32; cx.train.n_cols];
-        cx.train.indices.iter().for_each(|&i| counts[i as usize] += 1.0);
-        let max = counts.iter().copied().fold(1.0, f32::max);
-        cx.model.item_bias = counts.into_iter().map(|c| c / max).collect();
+        cx.model.item_bias = scores(&counts(cx.train));
         (cx.on_iteration)(&Progress { iteration: 1, of: 1, ..Progress::default() })
     }
+}
+
+/// Interactions per item (column) of `ui`.
+pub(crate) fn counts(ui: &crate::data::Csr) -> Vec<u32> {
+    let mut c = vec![0u32; ui.n_cols];
+    ui.indices.iter().for_each(|&i| c[i as usize] += 1);
+    c
+}
+
+/// The popularity score: an item's interactions over the most any item has.
+pub(crate) fn scores(counts: &[u32]) -> Vec<f32> {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f32;
+    counts.iter().map(|&c| c as f32 / max).collect()
+}
+
+/// Items by interaction count, most first (ties by index): a model's
+/// fallback for unknown users.
+pub(crate) fn by_count(counts: &[u32]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..counts.len() as u32).collect();
+    order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    order
 }

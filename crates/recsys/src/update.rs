@@ -104,6 +104,7 @@ pub fn update(
             })
             .chain(new_rows.iter().copied()),
     );
+    let counts = crate::popular::counts(&seen);
     let mut touched: Vec<u32> = new_rows.iter().map(|r| r.0).collect();
     touched.sort_unstable();
     touched.dedup();
@@ -141,12 +142,7 @@ pub fn update(
             }
             sgd(&mut m, &seen, &new_rows, n_items0, p, &mut rng, between)?;
         }
-        "popular" => {
-            let mut counts = vec![0f32; n_items];
-            seen.indices.iter().for_each(|&i| counts[i as usize] += 1.0);
-            let max = counts.iter().copied().fold(1.0, f32::max);
-            m.item_bias = counts.into_iter().map(|c| c / max).collect();
-        }
+        "popular" => m.item_bias = crate::popular::scores(&counts),
         _ => {
             // Item-item: the similarities gain empty rows and columns.
             if let Some(w) = m.weights.as_mut() {
@@ -163,11 +159,7 @@ pub fn update(
     if !m.user_bias.is_empty() {
         m.user_bias.resize(n_users, 0.0);
     }
-    let mut counts = vec![0u32; n_items];
-    seen.indices.iter().for_each(|&i| counts[i as usize] += 1);
-    let mut popular: Vec<u32> = (0..n_items as u32).collect();
-    popular.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
-    m.popular = popular;
+    m.popular = crate::popular::by_count(&counts);
     m.seen = seen;
     m.check_finite()?;
     let done = Updated {
